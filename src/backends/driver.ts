@@ -1,0 +1,232 @@
+/**
+ * The driver contract. A backend is a folder under src/backends/<name>/ that
+ * exports a BackendDriver: its type name, its options schema, the interfaces
+ * it claims, and a factory. Drivers only translate; validation, limits, error
+ * wording, retries, deadlines and shedding live above them (src/primitives).
+ *
+ * Rules every driver follows:
+ * - Methods may be called concurrently; a driver serialises what it must.
+ * - Buffers passed in (values, payloads) belong to the caller only until the
+ *   returned promise settles; a driver that keeps one must copy it.
+ *   Buffers returned belong to the caller.
+ * - Errors: throw PrismError for semantic refusals (errors.casConflict,
+ *   errors.staleReceipt); connection/availability failures become
+ *   errors.unavailable(...). Anything else surfaces as INTERNAL.
+ * - A driver claims an interface only when that interface's acceptance suite
+ *   (test/acceptance/) passes on it against the real server.
+ * - Namespaces are isolated: two NamespaceStores from one BackendInstance
+ *   never see each other's keys, messages, queues or streams, even when one
+ *   namespace name is a prefix of another.
+ */
+import type { z } from "zod";
+import type { Clock } from "../core/clock.js";
+import type { InterfaceName } from "../core/interfaces.js";
+
+export type Bytes = Uint8Array;
+export type Attributes = Record<string, string>;
+
+/** Limits and semantics a namespace passes to its stores (from prism.yaml, defaults applied). */
+export interface NamespaceLimits {
+  maxKeyBytes: number;
+  maxValueBytes: number;
+  /** 0: none. */
+  defaultTtlSeconds: number;
+  /** Deliveries before a queue message moves to `<queue>.dlq`. */
+  maxDeliveries: number;
+  visibilityTimeoutSeconds: number;
+  /** 0: unlimited. */
+  streamMaxCount: number;
+  /** 0: unlimited. */
+  streamMaxAgeSeconds: number;
+  /** A pending consumer-group record is redelivered after this long without ack. */
+  streamClaimTimeoutSeconds: number;
+}
+
+export interface DriverContext {
+  clock: Clock;
+  /** Short lines for operators (startup warnings, reconnects). */
+  log: (level: "info" | "warn" | "error", msg: string) => void;
+}
+
+export interface BackendDriver<Options = unknown> {
+  readonly type: string;
+  readonly description: string;
+  readonly interfaces: readonly InterfaceName[];
+  /** Validates the namespace's `backend:` block (minus `type`). */
+  readonly optionsSchema: z.ZodType<Options>;
+  /** Creates a connection/handle. Must not throw when the server is down: report it through health() and UNAVAILABLE errors, and reconnect. */
+  create(options: Options, ctx: DriverContext): BackendInstance;
+}
+
+export interface BackendHealth {
+  ok: boolean;
+  latencyMs: number;
+  message: string;
+}
+
+/** One connection pool / file / in-memory store, shared by the namespaces whose backend config is identical. */
+export interface BackendInstance {
+  /** The stores for one namespace. Called when a namespace is applied; may prepare tables lazily. */
+  namespace(name: string, limits: NamespaceLimits): NamespaceStores;
+  health(): Promise<BackendHealth>;
+  /** Close connections / files. Idempotent. */
+  close(): Promise<void>;
+}
+
+export interface NamespaceStores {
+  keyvalue?: KeyValueStore;
+  pubsub?: PubSubStore;
+  queue?: QueueStore;
+  stream?: StreamStore;
+  /** Forget in-process state tied to this namespace (subscriptions, timers). Data stays in the backend. */
+  close?(): Promise<void>;
+}
+
+// ------------------------------------------------------------------ KeyValue
+
+export interface KvRecord {
+  value: Bytes;
+  version: number;
+}
+
+export interface SetOptions {
+  /** Time to live in ms; undefined or 0: no expiry. A write always replaces the previous TTL. */
+  ttlMs?: number;
+  /** keyvalue_cas: fail with errors.casConflict when the key exists. */
+  ifAbsent?: boolean;
+  /** keyvalue_cas: fail with errors.casConflict unless the current version equals this (0: must be absent). */
+  expectedVersion?: number;
+}
+
+export interface ScanItem {
+  key: string;
+  /** Omitted when keysOnly. */
+  value?: Bytes;
+  version: number;
+}
+
+export interface ScanPage {
+  items: ScanItem[];
+  /** "" when the scan is complete. Opaque to callers. */
+  nextCursor: string;
+}
+
+export interface KeyValueStore {
+  // keyvalue_basic. Expired keys are absent everywhere (get, exists, batchGet, scan).
+  get(key: string): Promise<KvRecord | null>;
+  /** Returns the new version (increasing per key). Atomic with its TTL and CAS check. */
+  set(key: string, value: Bytes, opts: SetOptions): Promise<number>;
+  delete(key: string): Promise<boolean>;
+  exists(key: string): Promise<boolean>;
+  // keyvalue_batch
+  batchGet?(keys: string[]): Promise<(KvRecord | null)[]>;
+  batchSet?(entries: { key: string; value: Bytes }[], ttlMs: number | undefined): Promise<number[]>;
+  batchDelete?(keys: string[]): Promise<number>;
+  // keyvalue_scan: keys with the prefix, in byte order, strictly after the cursor position.
+  scan?(prefix: string, cursor: string, limit: number, keysOnly: boolean): Promise<ScanPage>;
+  // keyvalue_ttl
+  /** Sets a TTL on an existing key; false when absent. */
+  expire?(key: string, ttlMs: number): Promise<boolean>;
+  /** null: key absent; { ttlMs: null }: no TTL. */
+  ttl?(key: string): Promise<{ ttlMs: number | null } | null>;
+  /** Removes the TTL; false when absent. */
+  persist?(key: string): Promise<boolean>;
+}
+
+// ------------------------------------------------------------------ PubSub
+
+export interface PubSubMessage {
+  topic: string;
+  payload: Bytes;
+  attributes: Attributes;
+  messageId: string;
+  publishTimeMs: number;
+}
+
+/** Push-based delivery: the driver calls onMessage as messages arrive (no pull loop). */
+export interface SubscriptionSink {
+  onMessage(msg: PubSubMessage): void;
+  /** The subscription failed and is over (backend lost, etc.). */
+  onError(err: Error): void;
+}
+
+export interface Subscription {
+  close(): Promise<void>;
+}
+
+export interface PubSubStore {
+  /** pubsub_basic. Returns a message id. */
+  publish(topic: string, payload: Bytes, attributes: Attributes): Promise<string>;
+  /**
+   * pubsub_basic (exact topic) / pubsub_wildcards (`*` one token, `>` the rest).
+   * Resolves once the subscription is live: a publish that starts after it
+   * resolves is delivered.
+   */
+  subscribe(pattern: string, sink: SubscriptionSink): Promise<Subscription>;
+}
+
+// ------------------------------------------------------------------ Queue
+
+export interface QueueMessage {
+  messageId: string;
+  payload: Bytes;
+  attributes: Attributes;
+  receipt: string;
+  deliveryCount: number;
+  enqueuedAtMs: number;
+}
+
+export interface DequeueOptions {
+  maxMessages: number;
+  visibilityTimeoutMs: number;
+  /** Long poll: wait up to this long for a first message. */
+  waitMs: number;
+  /** Aborted when the caller goes away or its deadline passes: resolve with [] promptly. */
+  signal?: AbortSignal;
+}
+
+export interface QueueStore {
+  /** queue_basic (delayMs 0) / queue_delayed (delayMs > 0). Resolves only once the message is durable in the backend. */
+  enqueue(queue: string, payload: Bytes, attributes: Attributes, delayMs: number): Promise<string>;
+  /**
+   * queue_basic. Leases up to maxMessages visible messages. queue_dead_letter: a
+   * message that was already delivered maxDeliveries times is moved to
+   * `<queue>.dlq` instead of being delivered again.
+   */
+  dequeue(queue: string, opts: DequeueOptions): Promise<QueueMessage[]>;
+  /** queue_basic. errors.staleReceipt when the receipt is not the message's current lease. */
+  ack(queue: string, receipt: string): Promise<void>;
+  /** queue_basic (delayMs 0) / queue_delayed. Ends the lease; visible again after delayMs. Stale receipt: errors.staleReceipt. */
+  nack(queue: string, receipt: string, delayMs: number): Promise<void>;
+  /** queue_visibility. The lease now ends ms from now. Stale receipt: errors.staleReceipt. */
+  extendVisibility?(queue: string, receipt: string, ms: number): Promise<void>;
+}
+
+// ------------------------------------------------------------------ Stream
+
+export interface StreamRecord {
+  offset: number;
+  payload: Bytes;
+  attributes: Attributes;
+  timestampMs: number;
+  /** ReadGroup only. */
+  deliveryCount?: number;
+}
+
+export interface StreamStore {
+  /** stream_basic. Returns the record's offset (increasing, first is 1). Applies retention. */
+  append(stream: string, payload: Bytes, attributes: Attributes): Promise<number>;
+  /** stream_basic (fromOffset 0) / stream_replay (any offset): records with offset >= fromOffset. */
+  read(stream: string, fromOffset: number, limit: number): Promise<StreamRecord[]>;
+  /** stream_consumer_groups. New records for the group, plus pending ones whose claim timeout passed. */
+  readGroup?(
+    stream: string,
+    group: string,
+    consumer: string,
+    count: number,
+    blockMs: number,
+    signal?: AbortSignal,
+  ): Promise<StreamRecord[]>;
+  /** stream_consumer_groups. Returns how many offsets were pending and are now acked. */
+  ackGroup?(stream: string, group: string, offsets: number[]): Promise<number>;
+}

@@ -1,0 +1,97 @@
+/**
+ * prism.yaml: the schema (zod), defaults, `${ENV}` substitution and error
+ * messages that name the file, the path and the reason, e.g.
+ *   prism.yaml: namespaces[2].backend.type: unknown backend "redsi"
+ */
+import { z } from "zod";
+import { PRIMITIVES, REQUIRED_INTERFACES, type PrimitiveName } from "../core/interfaces.js";
+import type { NamespaceLimits } from "../backends/driver.js";
+
+export const NAMESPACE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+
+export const DEFAULT_LIMITS: NamespaceLimits = {
+  maxKeyBytes: 1024,
+  maxValueBytes: 4 * 1024 * 1024,
+  defaultTtlSeconds: 0,
+  maxDeliveries: 5,
+  visibilityTimeoutSeconds: 30,
+  streamMaxCount: 0,
+  streamMaxAgeSeconds: 0,
+  streamClaimTimeoutSeconds: 30,
+};
+
+const uint = z.number().int().nonnegative();
+
+export const limitsSchema = z
+  .object({
+    max_key_bytes: z.number().int().positive().max(64 * 1024).optional(),
+    max_value_bytes: z.number().int().positive().max(64 * 1024 * 1024).optional(),
+    default_ttl_seconds: uint.optional(),
+    max_deliveries: z.number().int().positive().max(1000).optional(),
+    visibility_timeout_seconds: z.number().int().positive().max(12 * 3600).optional(),
+    stream_max_count: uint.optional(),
+    stream_max_age_seconds: uint.optional(),
+    stream_claim_timeout_seconds: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const backendSchema = z
+  .object({ type: z.string() })
+  .catchall(z.unknown());
+
+export const namespaceSchema = z
+  .object({
+    name: z.string().regex(NAMESPACE_NAME, "must be 1-128 of A-Z a-z 0-9 _ . - starting with a letter or digit"),
+    primitives: z.array(z.enum(PRIMITIVES)).min(1).default([...PRIMITIVES]),
+    backend: backendSchema,
+    limits: limitsSchema.default({}),
+  })
+  .strict();
+
+export const serverSchema = z
+  .object({
+    host: z.string().default("127.0.0.1"),
+    grpc_port: z.number().int().min(0).max(65535).default(8980),
+    http_port: z.number().int().min(0).max(65535).default(8981),
+    /** Largest frame / message / body Prism reads, in bytes. */
+    max_message_bytes: z.number().int().positive().default(8 * 1024 * 1024),
+    workers: z.union([z.number().int().positive(), z.literal("auto")]).default(1),
+  })
+  .strict();
+
+export const configSchema = z
+  .object({
+    server: serverSchema.default(serverSchema.parse({})),
+    namespaces: z.array(namespaceSchema).default([]),
+  })
+  .strict();
+
+export type NamespaceConfigInput = z.input<typeof namespaceSchema>;
+export type NamespaceConfig = z.output<typeof namespaceSchema>;
+export type ServerConfig = z.output<typeof serverSchema>;
+export type PrismConfig = z.output<typeof configSchema>;
+
+export function limitsOf(ns: NamespaceConfig): NamespaceLimits {
+  const l = ns.limits ?? {};
+  return {
+    maxKeyBytes: l.max_key_bytes ?? DEFAULT_LIMITS.maxKeyBytes,
+    maxValueBytes: l.max_value_bytes ?? DEFAULT_LIMITS.maxValueBytes,
+    defaultTtlSeconds: l.default_ttl_seconds ?? DEFAULT_LIMITS.defaultTtlSeconds,
+    maxDeliveries: l.max_deliveries ?? DEFAULT_LIMITS.maxDeliveries,
+    visibilityTimeoutSeconds: l.visibility_timeout_seconds ?? DEFAULT_LIMITS.visibilityTimeoutSeconds,
+    streamMaxCount: l.stream_max_count ?? DEFAULT_LIMITS.streamMaxCount,
+    streamMaxAgeSeconds: l.stream_max_age_seconds ?? DEFAULT_LIMITS.streamMaxAgeSeconds,
+    streamClaimTimeoutSeconds: l.stream_claim_timeout_seconds ?? DEFAULT_LIMITS.streamClaimTimeoutSeconds,
+  };
+}
+
+export function requiredInterfaces(primitives: readonly PrimitiveName[]) {
+  return primitives.flatMap((p) => REQUIRED_INTERFACES[p]);
+}
+
+/** `a.b[2].c` from a zod issue path. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out || "(root)";
+}

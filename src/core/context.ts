@@ -1,0 +1,45 @@
+/**
+ * One request context for every ingress. It carries what the middleware chain
+ * needs (priority, deadline, tracing; auth later) and lets a transport cancel
+ * a call whose client went away. The AbortController is created only when a
+ * handler asks for a signal (long polls), so unary calls pay nothing for it.
+ */
+import type { MethodDef } from "./methods.js";
+
+export type Ingress = "grpc" | "http" | "ws" | "mesh" | "internal";
+export type Priority = "critical" | "high" | "normal" | "low";
+
+export class RequestContext {
+  /** Absolute deadline in ms since the epoch (Date.now() clock); 0: none. */
+  deadline = 0;
+  priority: Priority | undefined = undefined;
+  traceparent: string | undefined = undefined;
+  private controller: AbortController | undefined = undefined;
+  private cancelledReason: Error | undefined = undefined;
+
+  constructor(
+    readonly method: MethodDef,
+    readonly ingress: Ingress,
+    readonly peer: string,
+  ) {}
+
+  /** A signal that aborts when the caller goes away or the deadline passes. */
+  get signal(): AbortSignal {
+    if (!this.controller) {
+      this.controller = new AbortController();
+      if (this.cancelledReason) this.controller.abort(this.cancelledReason);
+    }
+    return this.controller.signal;
+  }
+
+  get cancelled(): boolean {
+    return this.cancelledReason !== undefined;
+  }
+
+  /** Transports call this when the client disconnects or cancels. */
+  cancel(reason: Error = new Error("cancelled by client")): void {
+    if (this.cancelledReason) return;
+    this.cancelledReason = reason;
+    this.controller?.abort(reason);
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * Backend interface decomposition (PRD, MEMO-006). A driver claims the thin
+ * interfaces it implements; a namespace's primitives require some of them;
+ * calls that need an optional one check the claim (at load time the router
+ * precomputes the set, so per request it is one lookup).
+ */
+export const INTERFACES = [
+  "keyvalue_basic",
+  "keyvalue_ttl",
+  "keyvalue_scan",
+  "keyvalue_batch",
+  "keyvalue_cas",
+  "pubsub_basic",
+  "pubsub_wildcards",
+  "queue_basic",
+  "queue_visibility",
+  "queue_dead_letter",
+  "queue_delayed",
+  "stream_basic",
+  "stream_consumer_groups",
+  "stream_replay",
+] as const;
+export type InterfaceName = (typeof INTERFACES)[number];
+
+export const PRIMITIVES = ["keyvalue", "pubsub", "queue", "stream"] as const;
+export type PrimitiveName = (typeof PRIMITIVES)[number];
+
+/** What a namespace serving a primitive needs from its backend, at the least. */
+export const REQUIRED_INTERFACES: Record<PrimitiveName, readonly InterfaceName[]> = {
+  keyvalue: ["keyvalue_basic"],
+  pubsub: ["pubsub_basic"],
+  queue: ["queue_basic"],
+  stream: ["stream_basic"],
+};

@@ -1,0 +1,86 @@
+/** Queue: leases with receipts, visibility timeouts, delays and dead-letter, above any queue driver. */
+import type { prism } from "../gen/prism.js";
+import { errors } from "../core/errors.js";
+import type { QueueStore } from "../backends/driver.js";
+import type { NamespaceRuntime } from "../router/router.js";
+import type { RequestContext } from "../core/context.js";
+import { count, requireAttributes, requireInterface, requireName, requireValue } from "./validate.js";
+
+const EMPTY = new Uint8Array(0);
+const MAX_WAIT_SECONDS = 20;
+const MAX_DELAY_SECONDS = 15 * 60 * 60 * 24; // 15 days
+
+function store(ns: NamespaceRuntime): QueueStore {
+  const s = ns.stores.queue;
+  if (!s) throw errors.primitiveNotServed(ns.name, "queue");
+  return s;
+}
+
+function receiptOf(r: string | null | undefined): string {
+  if (!r) throw errors.invalidArgument("receipt", "must not be empty");
+  if (r.length > 512) throw errors.invalidArgument("receipt", "is not a receipt Prism issued");
+  return r;
+}
+
+function delay(ns: NamespaceRuntime, seconds: number | null | undefined, field: string): number {
+  if (!seconds) return 0;
+  if (seconds > MAX_DELAY_SECONDS) throw errors.invalidArgument(field, `${seconds} exceeds the maximum of ${MAX_DELAY_SECONDS}`);
+  requireInterface(ns, "queue_delayed");
+  return seconds * 1000;
+}
+
+export async function enqueue(ns: NamespaceRuntime, req: prism.v1.IEnqueueRequest): Promise<prism.v1.IEnqueueResponse> {
+  const queue = req.queue ?? "";
+  requireName(queue, "queue");
+  const payload = req.payload ?? EMPTY;
+  requireValue(ns, payload, "payload");
+  const delayMs = delay(ns, req.delaySeconds, "delay_seconds");
+  return { messageId: await store(ns).enqueue(queue, payload, requireAttributes(req.attributes), delayMs) };
+}
+
+export async function dequeue(ns: NamespaceRuntime, req: prism.v1.IDequeueRequest, ctx: RequestContext): Promise<prism.v1.IDequeueResponse> {
+  const queue = req.queue ?? "";
+  requireName(queue, "queue");
+  const maxMessages = count(req.maxMessages, 1, 100, "max_messages");
+  let visibility = ns.limits.visibilityTimeoutSeconds;
+  if (req.visibilityTimeoutSeconds) {
+    requireInterface(ns, "queue_visibility");
+    if (req.visibilityTimeoutSeconds > 12 * 3600) throw errors.invalidArgument("visibility_timeout_seconds", "at most 43200 (12 hours)");
+    visibility = req.visibilityTimeoutSeconds;
+  }
+  const wait = req.waitSeconds ?? 0;
+  if (wait > MAX_WAIT_SECONDS) throw errors.invalidArgument("wait_seconds", `${wait} exceeds the maximum of ${MAX_WAIT_SECONDS}`);
+  const messages = await store(ns).dequeue(queue, {
+    maxMessages,
+    visibilityTimeoutMs: visibility * 1000,
+    waitMs: wait * 1000,
+    signal: wait > 0 ? ctx.signal : undefined,
+  });
+  return { messages };
+}
+
+export async function ack(ns: NamespaceRuntime, req: prism.v1.IAckRequest): Promise<prism.v1.IAckResponse> {
+  const queue = req.queue ?? "";
+  requireName(queue, "queue");
+  await store(ns).ack(queue, receiptOf(req.receipt));
+  return {};
+}
+
+export async function nack(ns: NamespaceRuntime, req: prism.v1.INackRequest): Promise<prism.v1.INackResponse> {
+  const queue = req.queue ?? "";
+  requireName(queue, "queue");
+  const receipt = receiptOf(req.receipt);
+  await store(ns).nack(queue, receipt, delay(ns, req.requeueAfterSeconds, "requeue_after_seconds"));
+  return {};
+}
+
+export async function extendVisibility(ns: NamespaceRuntime, req: prism.v1.IExtendVisibilityRequest): Promise<prism.v1.IExtendVisibilityResponse> {
+  requireInterface(ns, "queue_visibility");
+  const queue = req.queue ?? "";
+  requireName(queue, "queue");
+  const receipt = receiptOf(req.receipt);
+  if (!req.seconds) throw errors.invalidArgument("seconds", "must be > 0");
+  if (req.seconds > 12 * 3600) throw errors.invalidArgument("seconds", "at most 43200 (12 hours)");
+  await store(ns).extendVisibility!(queue, receipt, req.seconds * 1000);
+  return {};
+}

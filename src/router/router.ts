@@ -1,0 +1,135 @@
+/**
+ * The namespace router: namespace name → its runtime (config, limits, the
+ * backend's claimed interfaces, the stores). Backend instances are shared by
+ * namespaces whose backend block is identical (one pool per Redis URL, one
+ * handle per SQLite file). Applying or deleting a namespace swaps one map
+ * entry: calls already running finish on the runtime they started with.
+ */
+import type { Clock } from "../core/clock.js";
+import type { InterfaceName, PrimitiveName } from "../core/interfaces.js";
+import type { BackendDriver, BackendInstance, NamespaceLimits, NamespaceStores } from "../backends/driver.js";
+import { loadDriver } from "../backends/registry.js";
+import { limitsOf, type NamespaceConfig } from "../config/schema.js";
+
+export interface NamespaceRuntime {
+  readonly name: string;
+  readonly config: NamespaceConfig;
+  readonly limits: NamespaceLimits;
+  readonly backendType: string;
+  readonly interfaces: ReadonlySet<InterfaceName>;
+  readonly primitives: ReadonlySet<PrimitiveName>;
+  readonly stores: NamespaceStores;
+  /**
+   * Set when another worker owns this namespace's state (embedded backends
+   * with several workers): calls are forwarded to that worker.
+   */
+  readonly owner?: number;
+}
+
+/** Where a namespace's state lives. The default: here. src/workers supplies one for multi-worker embedded backends. */
+export type Placement = (ns: NamespaceConfig) => number | undefined;
+
+interface PooledInstance {
+  instance: BackendInstance;
+  refs: number;
+}
+
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
+  if (v && typeof v === "object")
+    return `{${Object.keys(v as object)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  return JSON.stringify(v);
+}
+
+export class Router {
+  private readonly namespaces = new Map<string, NamespaceRuntime>();
+  private readonly instances = new Map<string, PooledInstance>();
+  private readonly instanceKeyOf = new Map<string, string>();
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly log: (level: "info" | "warn" | "error", msg: string) => void = () => {},
+    private readonly placement: Placement = () => undefined,
+  ) {}
+
+  get(name: string): NamespaceRuntime | undefined {
+    return this.namespaces.get(name);
+  }
+
+  list(): NamespaceRuntime[] {
+    return [...this.namespaces.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  }
+
+  /** Applies a validated namespace config; returns true when it is new. */
+  async apply(config: NamespaceConfig): Promise<boolean> {
+    const { type, ...options } = config.backend;
+    const driver: BackendDriver<any> = await loadDriver(type);
+    const limits = limitsOf(config);
+    const owner = this.placement(config);
+    let stores: NamespaceStores = {};
+    let key = "";
+    if (owner === undefined) {
+      const parsed = driver.optionsSchema.parse(options);
+      key = `${type}:${stableJson(parsed)}`;
+      let pooled = this.instances.get(key);
+      if (!pooled) {
+        pooled = {
+          instance: driver.create(parsed, { clock: this.clock, log: (l, m) => this.log(l, `[${type}] ${m}`) }),
+          refs: 0,
+        };
+        this.instances.set(key, pooled);
+      }
+      pooled.refs++;
+      stores = pooled.instance.namespace(config.name, limits);
+    }
+    const runtime: NamespaceRuntime = {
+      name: config.name,
+      config,
+      limits,
+      backendType: type,
+      interfaces: new Set(driver.interfaces),
+      primitives: new Set(config.primitives),
+      stores,
+      owner,
+    };
+    const previous = this.namespaces.get(config.name);
+    const previousKey = this.instanceKeyOf.get(config.name);
+    this.namespaces.set(config.name, runtime);
+    this.instanceKeyOf.set(config.name, key);
+    if (previous) await this.release(previous, previousKey);
+    return !previous;
+  }
+
+  async delete(name: string): Promise<boolean> {
+    const previous = this.namespaces.get(name);
+    if (!previous) return false;
+    const key = this.instanceKeyOf.get(name);
+    this.namespaces.delete(name);
+    this.instanceKeyOf.delete(name);
+    await this.release(previous, key);
+    return true;
+  }
+
+  private async release(rt: NamespaceRuntime, key: string | undefined): Promise<void> {
+    await rt.stores.close?.().catch(() => {});
+    if (!key) return;
+    const pooled = this.instances.get(key);
+    if (pooled && --pooled.refs <= 0) {
+      this.instances.delete(key);
+      await pooled.instance.close().catch((e) => this.log("warn", `closing ${key}: ${(e as Error).message}`));
+    }
+  }
+
+  /** The instance behind a namespace (health checks). */
+  instanceOf(name: string): BackendInstance | undefined {
+    const key = this.instanceKeyOf.get(name);
+    return key ? this.instances.get(key)?.instance : undefined;
+  }
+
+  async close(): Promise<void> {
+    for (const name of [...this.namespaces.keys()]) await this.delete(name);
+  }
+}

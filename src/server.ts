@@ -1,0 +1,88 @@
+/**
+ * The composition root of one gateway process (or one worker): router with
+ * the configured namespaces, the gateway, and the ingresses. Tests start it
+ * in-process with port 0 and, for exact time-based cases, a ManualClock.
+ */
+import { systemClock, type Clock } from "./core/clock.js";
+import { Gateway, type ControlPlane, type Forwarder } from "./core/gateway.js";
+import { Router, type Placement } from "./router/router.js";
+import type { PrismConfig } from "./config/schema.js";
+import { startGrpc } from "./ingress/grpc.js";
+import { startHttpTransport } from "./ingress/transport.js";
+import type { Listening } from "./ingress/types.js";
+
+export const VERSION = "0.1.0";
+
+export type Log = (level: "info" | "warn" | "error", msg: string) => void;
+
+export const stderrLog: Log = (level, msg) => {
+  if (level === "info" && process.env.PRISM_QUIET) return;
+  process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
+};
+
+export interface ServerOptions {
+  config: PrismConfig;
+  clock?: Clock;
+  log?: Log;
+  /** Overrides of config.server (tests pass 0 for ephemeral ports). */
+  host?: string;
+  grpcPort?: number;
+  httpPort?: number;
+  /** Multi-worker wiring (src/workers). */
+  workers?: number;
+  placement?: Placement;
+  forwarder?: Forwarder;
+  control?: ControlPlane;
+  /** Skip an ingress (e.g. a worker that serves only the mesh). */
+  grpc?: boolean;
+  http?: boolean;
+}
+
+export interface RunningServer {
+  readonly gateway: Gateway;
+  readonly router: Router;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly host: string;
+  close(): Promise<void>;
+}
+
+export async function startServer(opts: ServerOptions): Promise<RunningServer> {
+  const log = opts.log ?? stderrLog;
+  const clock = opts.clock ?? systemClock;
+  const server = opts.config.server;
+  const host = opts.host ?? server.host;
+  const router = new Router(clock, log, opts.placement);
+  for (const ns of opts.config.namespaces) await router.apply(ns);
+  const gateway = new Gateway({
+    router,
+    version: VERSION,
+    workers: opts.workers ?? 1,
+    control: opts.control,
+    forwarder: opts.forwarder,
+  });
+  const listeners: Listening[] = [];
+  try {
+    const grpc = opts.grpc === false ? undefined : await startGrpc(gateway, { host, port: opts.grpcPort ?? server.grpc_port, maxMessageBytes: server.max_message_bytes, log });
+    if (grpc) listeners.push(grpc);
+    const http = opts.http === false ? undefined : await startHttpTransport(gateway, { host, port: opts.httpPort ?? server.http_port, maxMessageBytes: server.max_message_bytes, log });
+    if (http) listeners.push(http);
+    let closed: Promise<void> | undefined;
+    return {
+      gateway,
+      router,
+      host,
+      grpcPort: grpc?.port ?? 0,
+      httpPort: http?.port ?? 0,
+      close: () =>
+        (closed ??= (async () => {
+          await Promise.all(listeners.map((l) => l.close().catch(() => {})));
+          await router.close();
+        })()),
+    };
+  } catch (e) {
+    await Promise.all(listeners.map((l) => l.close().catch(() => {})));
+    await router.close();
+    throw e;
+  }
+}
