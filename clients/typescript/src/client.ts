@@ -1,0 +1,517 @@
+/**
+ * The application-facing API: `prism.kv(ns)`, `prism.pubsub(ns)`,
+ * `prism.queue(ns)`, `prism.stream(ns)`, `prism.admin` and the low-level
+ * `prism.call`. Transport-neutral: it builds proto-shaped requests and reads
+ * fields of decoded responses, normalising bytes (Uint8Array) and 64-bit ints (number).
+ */
+import { prism as pb } from "./gen/prism.js";
+import { Code, PrismError } from "./errors.js";
+import { METHODS, methodInfo, type MethodInfo } from "./methods.js";
+import { attrs, bytes, num, toBytes, toPlain } from "./convert.js";
+import { SubscriptionImpl, type PubSubMessage, type Subscription } from "./subscription.js";
+import type { Transport } from "./transport.js";
+
+/** A value to write: raw bytes, or a string (sent as UTF-8). */
+export type Bytes = Uint8Array | string;
+
+function m(name: string): MethodInfo {
+  return METHODS.get(name)!;
+}
+const KV_GET = m("KeyValue/Get");
+const KV_SET = m("KeyValue/Set");
+const KV_DELETE = m("KeyValue/Delete");
+const KV_EXISTS = m("KeyValue/Exists");
+const KV_BATCH_GET = m("KeyValue/BatchGet");
+const KV_BATCH_SET = m("KeyValue/BatchSet");
+const KV_BATCH_DELETE = m("KeyValue/BatchDelete");
+const KV_SCAN = m("KeyValue/Scan");
+const KV_EXPIRE = m("KeyValue/Expire");
+const KV_GET_TTL = m("KeyValue/GetTtl");
+const KV_PERSIST = m("KeyValue/Persist");
+const PS_PUBLISH = m("PubSub/Publish");
+const PS_SUBSCRIBE = m("PubSub/Subscribe");
+const Q_ENQUEUE = m("Queue/Enqueue");
+const Q_DEQUEUE = m("Queue/Dequeue");
+const Q_ACK = m("Queue/Ack");
+const Q_NACK = m("Queue/Nack");
+const Q_EXTEND = m("Queue/ExtendVisibility");
+const ST_APPEND = m("Stream/Append");
+const ST_READ = m("Stream/Read");
+const ST_READ_GROUP = m("Stream/ReadGroup");
+const ST_ACK = m("Stream/AckGroup");
+const AD_LIST = m("Admin/ListNamespaces");
+const AD_GET = m("Admin/GetNamespace");
+const AD_APPLY = m("Admin/ApplyNamespace");
+const AD_DELETE = m("Admin/DeleteNamespace");
+const AD_BACKENDS = m("Admin/ListBackends");
+const AD_HEALTH = m("Admin/Health");
+
+// ---------------------------------------------------------------- KeyValue
+
+/** Options of {@link KeyValue.set}. */
+export interface SetOptions {
+  /** Time to live in seconds (default: the namespace's default TTL; none by default). */
+  ttl?: number;
+  /** Write only when the key is absent; otherwise FAILED_PRECONDITION. */
+  ifAbsent?: boolean;
+  /** Compare-and-set: write only when the key's version equals this (0: must be absent). */
+  expectedVersion?: number;
+}
+
+/** A stored value with its version. */
+export interface KvItem {
+  value: Uint8Array;
+  version: number;
+}
+
+/** One scanned key (value is empty with `keysOnly`). */
+export interface ScanItem {
+  key: string;
+  value: Uint8Array;
+  version: number;
+}
+
+/** One page of {@link KeyValue.scanPage}; `nextCursor` is "" when the scan is complete. */
+export interface ScanPage {
+  items: ScanItem[];
+  nextCursor: string;
+}
+
+/** Key-value calls on one namespace. */
+export class KeyValue {
+  /** @internal */
+  constructor(
+    private readonly t: Transport,
+    /** The namespace every call goes to. */
+    readonly namespace: string,
+  ) {}
+
+  /** Writes `value` (a string is stored as UTF-8); resolves to the key's new version. */
+  async set(key: string, value: Bytes, opts?: SetOptions): Promise<{ version: number }> {
+    const req: pb.v1.ISetRequest = { namespace: this.namespace, key, value: toBytes(value) };
+    if (opts) {
+      if (opts.ttl !== undefined) req.ttlSeconds = opts.ttl;
+      if (opts.ifAbsent) req.ifAbsent = true;
+      if (opts.expectedVersion !== undefined) req.expectedVersion = opts.expectedVersion;
+    }
+    const res = await this.t.unary(KV_SET, req);
+    return { version: num(res.version) };
+  }
+
+  /** The value, or null when the key is absent (an empty Uint8Array is a real empty value). */
+  async get(key: string): Promise<Uint8Array | null> {
+    const res = await this.t.unary(KV_GET, { namespace: this.namespace, key });
+    return res.found ? bytes(res.value) : null;
+  }
+
+  /** The value and its version, or null when the key is absent. */
+  async getItem(key: string): Promise<KvItem | null> {
+    const res = await this.t.unary(KV_GET, { namespace: this.namespace, key });
+    return res.found ? { value: bytes(res.value), version: num(res.version) } : null;
+  }
+
+  /** Deletes the key; false when it was absent. */
+  async delete(key: string): Promise<boolean> {
+    const res = await this.t.unary(KV_DELETE, { namespace: this.namespace, key });
+    return !!res.deleted;
+  }
+
+  async exists(key: string): Promise<boolean> {
+    const res = await this.t.unary(KV_EXISTS, { namespace: this.namespace, key });
+    return !!res.exists;
+  }
+
+  /** Values in the order of `keys`; null for absent keys. */
+  async batchGet(keys: string[]): Promise<(Uint8Array | null)[]> {
+    const res = await this.t.unary(KV_BATCH_GET, { namespace: this.namespace, keys });
+    return (res.items as pb.v1.IKvItem[]).map((it) => (it.found ? bytes(it.value) : null));
+  }
+
+  /** Writes all entries; resolves to their new versions, in order. */
+  async batchSet(entries: { key: string; value: Bytes }[], opts?: { ttl?: number }): Promise<number[]> {
+    const req: pb.v1.IBatchSetRequest = {
+      namespace: this.namespace,
+      entries: entries.map((e) => ({ key: e.key, value: toBytes(e.value) })),
+    };
+    if (opts?.ttl !== undefined) req.ttlSeconds = opts.ttl;
+    const res = await this.t.unary(KV_BATCH_SET, req);
+    return (res.versions as unknown[]).map(num);
+  }
+
+  /** Deletes the keys; resolves to how many existed. */
+  async batchDelete(keys: string[]): Promise<number> {
+    const res = await this.t.unary(KV_BATCH_DELETE, { namespace: this.namespace, keys });
+    return num(res.deleted);
+  }
+
+  /** One page of keys in lexicographic order. Pass the previous `nextCursor` to continue. */
+  async scanPage(opts: { prefix?: string; cursor?: string; limit?: number; keysOnly?: boolean } = {}): Promise<ScanPage> {
+    const res = await this.t.unary(KV_SCAN, {
+      namespace: this.namespace,
+      prefix: opts.prefix ?? "",
+      cursor: opts.cursor ?? "",
+      limit: opts.limit ?? 0,
+      keysOnly: !!opts.keysOnly,
+    });
+    return {
+      items: (res.items as pb.v1.IKvItem[]).map((it) => ({ key: it.key ?? "", value: bytes(it.value), version: num(it.version) })),
+      nextCursor: res.nextCursor ?? "",
+    };
+  }
+
+  /**
+   * Every key with `prefix`, page by page (`limit` = page size). Complete and
+   * without duplicates even while keys are written concurrently.
+   */
+  async *scan(prefix = "", opts: { limit?: number; keysOnly?: boolean } = {}): AsyncGenerator<ScanItem, void, undefined> {
+    let cursor = "";
+    do {
+      const page = await this.scanPage({ prefix, cursor, limit: opts.limit, keysOnly: opts.keysOnly });
+      yield* page.items;
+      cursor = page.nextCursor;
+    } while (cursor);
+  }
+
+  /** Sets the key's TTL (seconds, > 0); false when the key is absent. */
+  async expire(key: string, ttlSeconds: number): Promise<boolean> {
+    const res = await this.t.unary(KV_EXPIRE, { namespace: this.namespace, key, ttlSeconds });
+    return !!res.found;
+  }
+
+  /** Remaining time to live: `ttlMs` is null when the key has no TTL (or is absent: `found` false). */
+  async ttl(key: string): Promise<{ found: boolean; ttlMs: number | null }> {
+    const res = await this.t.unary(KV_GET_TTL, { namespace: this.namespace, key });
+    return { found: !!res.found, ttlMs: res.found && res.hasTtl ? num(res.ttlMs) : null };
+  }
+
+  /** Removes the key's TTL; false when the key is absent. */
+  async persist(key: string): Promise<boolean> {
+    const res = await this.t.unary(KV_PERSIST, { namespace: this.namespace, key });
+    return !!res.found;
+  }
+}
+
+// ---------------------------------------------------------------- PubSub
+
+function toPubSubMessage(msg: unknown): PubSubMessage {
+  const m = msg as pb.v1.PubSubMessage;
+  return {
+    topic: m.topic,
+    payload: bytes(m.payload),
+    attributes: attrs(m.attributes),
+    messageId: m.messageId,
+    publishTimeMs: num(m.publishTimeMs),
+  };
+}
+
+/** Publish/subscribe on one namespace. */
+export class PubSub {
+  /** @internal */
+  constructor(
+    private readonly t: Transport,
+    readonly namespace: string,
+  ) {}
+
+  /** Publishes to `topic` (dot-separated tokens); resolves to the message id. */
+  async publish(topic: string, data: Bytes, attributes?: Record<string, string>): Promise<string> {
+    const req: pb.v1.IPublishRequest = { namespace: this.namespace, topic, payload: toBytes(data) };
+    if (attributes) req.attributes = attributes;
+    const res = await this.t.unary(PS_PUBLISH, req);
+    return res.messageId;
+  }
+
+  /**
+   * Subscribes to `pattern` (`*` = one token, trailing `>` = one or more).
+   * Await `sub.ready` before publishing if you must not miss messages.
+   */
+  subscribe(pattern: string): Subscription<PubSubMessage> {
+    const sub = new SubscriptionImpl(toPubSubMessage);
+    sub.handle = this.t.serverStream(PS_SUBSCRIBE, { namespace: this.namespace, pattern }, sub);
+    return sub;
+  }
+}
+
+// ---------------------------------------------------------------- Queue
+
+/** A message leased to this consumer; ack/nack it with `receipt`. */
+export interface QueueMessage {
+  messageId: string;
+  payload: Uint8Array;
+  attributes: Record<string, string>;
+  receipt: string;
+  deliveryCount: number;
+  enqueuedAtMs: number;
+}
+
+/** Work queues on one namespace. */
+export class Queue {
+  /** @internal */
+  constructor(
+    private readonly t: Transport,
+    readonly namespace: string,
+  ) {}
+
+  /** Enqueues; `delaySeconds` keeps it invisible that long. Resolves to the message id. */
+  async enqueue(queue: string, data: Bytes, opts?: { attributes?: Record<string, string>; delaySeconds?: number }): Promise<string> {
+    const req: pb.v1.IEnqueueRequest = { namespace: this.namespace, queue, payload: toBytes(data) };
+    if (opts?.attributes) req.attributes = opts.attributes;
+    if (opts?.delaySeconds) req.delaySeconds = opts.delaySeconds;
+    const res = await this.t.unary(Q_ENQUEUE, req);
+    return res.messageId;
+  }
+
+  /**
+   * Leases up to `max` messages (default 1) for `visibilityTimeout` seconds
+   * (default: the namespace's); `wait` long-polls up to that many seconds.
+   */
+  async dequeue(queue: string, opts?: { max?: number; visibilityTimeout?: number; wait?: number }): Promise<QueueMessage[]> {
+    const wait = opts?.wait ?? 0;
+    const res = await this.t.unary(
+      Q_DEQUEUE,
+      {
+        namespace: this.namespace,
+        queue,
+        maxMessages: opts?.max ?? 0,
+        visibilityTimeoutSeconds: opts?.visibilityTimeout ?? 0,
+        waitSeconds: wait,
+      },
+      wait * 1000,
+    );
+    return (res.messages as pb.v1.QueueMessage[]).map((q) => ({
+      messageId: q.messageId,
+      payload: bytes(q.payload),
+      attributes: attrs(q.attributes),
+      receipt: q.receipt,
+      deliveryCount: num(q.deliveryCount),
+      enqueuedAtMs: num(q.enqueuedAtMs),
+    }));
+  }
+
+  /** Acknowledges (removes) a leased message. A stale receipt → FAILED_PRECONDITION. */
+  async ack(queue: string, receipt: string): Promise<void> {
+    await this.t.unary(Q_ACK, { namespace: this.namespace, queue, receipt });
+  }
+
+  /** Returns a leased message to the queue, visible again after `requeueAfter` seconds (default 0). */
+  async nack(queue: string, receipt: string, opts?: { requeueAfter?: number }): Promise<void> {
+    await this.t.unary(Q_NACK, { namespace: this.namespace, queue, receipt, requeueAfterSeconds: opts?.requeueAfter ?? 0 });
+  }
+
+  /** The lease now ends `seconds` from now. */
+  async extendVisibility(queue: string, receipt: string, seconds: number): Promise<void> {
+    await this.t.unary(Q_EXTEND, { namespace: this.namespace, queue, receipt, seconds });
+  }
+}
+
+// ---------------------------------------------------------------- Stream
+
+/** One stream record. `deliveryCount` is set on records from {@link Stream.readGroup}. */
+export interface StreamRecord {
+  offset: number;
+  payload: Uint8Array;
+  attributes: Record<string, string>;
+  timestampMs: number;
+  deliveryCount?: number;
+}
+
+function toRecord(r: pb.v1.StreamRecord): StreamRecord {
+  return { offset: num(r.offset), payload: bytes(r.payload), attributes: attrs(r.attributes), timestampMs: num(r.timestampMs) };
+}
+
+/** Append-only streams on one namespace. */
+export class Stream {
+  /** @internal */
+  constructor(
+    private readonly t: Transport,
+    readonly namespace: string,
+  ) {}
+
+  /** Appends a record; resolves to its offset (increasing, the first is 1). */
+  async append(stream: string, data: Bytes, attributes?: Record<string, string>): Promise<number> {
+    const req: pb.v1.IAppendRequest = { namespace: this.namespace, stream, payload: toBytes(data) };
+    if (attributes) req.attributes = attributes;
+    const res = await this.t.unary(ST_APPEND, req);
+    return num(res.offset);
+  }
+
+  /** Records with offset ≥ `from` (default: the oldest retained); pass `nextOffset` as `from` to continue. */
+  async read(stream: string, opts?: { from?: number; limit?: number }): Promise<{ records: StreamRecord[]; nextOffset: number }> {
+    const res = await this.t.unary(ST_READ, { namespace: this.namespace, stream, fromOffset: opts?.from ?? 0, limit: opts?.limit ?? 0 });
+    return { records: (res.records as pb.v1.StreamRecord[]).map(toRecord), nextOffset: num(res.nextOffset) };
+  }
+
+  /**
+   * Consumer-group read: up to `count` records for `consumer`, each pending
+   * until {@link Stream.ack}; `block` waits up to that many milliseconds.
+   */
+  async readGroup(stream: string, group: string, consumer: string, opts?: { count?: number; block?: number }): Promise<StreamRecord[]> {
+    const block = opts?.block ?? 0;
+    const res = await this.t.unary(
+      ST_READ_GROUP,
+      { namespace: this.namespace, stream, group, consumer, count: opts?.count ?? 0, blockMs: block },
+      block,
+    );
+    return (res.records as pb.v1.StreamRecord[]).map((r) => {
+      const rec = toRecord(r);
+      rec.deliveryCount = num(r.deliveryCount);
+      return rec;
+    });
+  }
+
+  /** Acknowledges records of a group; resolves to how many were pending. */
+  async ack(stream: string, group: string, offsets: number[]): Promise<number> {
+    const res = await this.t.unary(ST_ACK, { namespace: this.namespace, stream, group, offsets });
+    return num(res.acked);
+  }
+}
+
+// ---------------------------------------------------------------- Admin
+
+/** A configured namespace. `configJson`: its effective config, secrets redacted. */
+export interface NamespaceInfo {
+  name: string;
+  primitives: string[];
+  backendType: string;
+  interfaces: string[];
+  configJson: string;
+}
+
+function toNamespaceInfo(n: pb.v1.INamespaceInfo | null | undefined): NamespaceInfo {
+  return {
+    name: n?.name ?? "",
+    primitives: [...(n?.primitives ?? [])],
+    backendType: n?.backendType ?? "",
+    interfaces: [...(n?.interfaces ?? [])],
+    configJson: n?.configJson ?? "",
+  };
+}
+
+/** Health of the gateway and of each namespace's backend. */
+export interface Health {
+  status: string;
+  backends: { namespace: string; backendType: string; ok: boolean; latencyMs: number; message: string }[];
+  version: string;
+  workers: number;
+}
+
+/** Control-plane calls. */
+export class Admin {
+  /** @internal */
+  constructor(private readonly t: Transport) {}
+
+  async listNamespaces(): Promise<NamespaceInfo[]> {
+    const res = await this.t.unary(AD_LIST, {});
+    return (res.namespaces as pb.v1.INamespaceInfo[]).map(toNamespaceInfo);
+  }
+
+  /** The namespace; NOT_FOUND when it is not configured. */
+  async getNamespace(name: string): Promise<NamespaceInfo> {
+    return toNamespaceInfo(await this.t.unary(AD_GET, { name }));
+  }
+
+  /**
+   * Validates and applies one namespace (YAML/JSON text, or an object of the
+   * shape of a prism.yaml `namespaces:` entry) without restart.
+   */
+  async applyNamespace(config: string | object): Promise<{ namespace: NamespaceInfo; created: boolean }> {
+    const text = typeof config === "string" ? config : JSON.stringify(config);
+    const res = await this.t.unary(AD_APPLY, { config: text });
+    return { namespace: toNamespaceInfo(res.namespace), created: !!res.created };
+  }
+
+  /** Removes the namespace; false when it did not exist. */
+  async deleteNamespace(name: string): Promise<boolean> {
+    const res = await this.t.unary(AD_DELETE, { name });
+    return !!res.deleted;
+  }
+
+  async listBackends(): Promise<{ type: string; interfaces: string[]; description: string }[]> {
+    const res = await this.t.unary(AD_BACKENDS, {});
+    return (res.backends as pb.v1.IBackendInfo[]).map((b) => ({
+      type: b.type ?? "",
+      interfaces: [...(b.interfaces ?? [])],
+      description: b.description ?? "",
+    }));
+  }
+
+  async health(): Promise<Health> {
+    const res = await this.t.unary(AD_HEALTH, {});
+    return {
+      status: res.status,
+      backends: (res.backends as pb.v1.IBackendHealth[]).map((b) => ({
+        namespace: b.namespace ?? "",
+        backendType: b.backendType ?? "",
+        ok: !!b.ok,
+        latencyMs: Number(b.latencyMs ?? 0),
+        message: b.message ?? "",
+      })),
+      version: res.version,
+      workers: num(res.workers),
+    };
+  }
+}
+
+// ---------------------------------------------------------------- Prism
+
+/** A connection to a Prism gateway. Create with {@link connect}; close with {@link Prism.close}. */
+export class Prism {
+  /** Control-plane calls (namespaces, backends, health). */
+  readonly admin: Admin;
+  private readonly cache = new Map<string, KeyValue | PubSub | Queue | Stream>();
+
+  /** @internal */
+  constructor(private readonly t: Transport) {
+    this.admin = new Admin(t);
+  }
+
+  private client<C extends KeyValue | PubSub | Queue | Stream>(kind: string, ns: string, make: () => C): C {
+    const k = `${kind}\0${ns}`;
+    let c = this.cache.get(k) as C | undefined;
+    if (!c) this.cache.set(k, (c = make()));
+    return c;
+  }
+
+  /** Key-value calls on namespace `ns`. */
+  kv(ns: string): KeyValue {
+    return this.client("kv", ns, () => new KeyValue(this.t, ns));
+  }
+  /** Publish/subscribe on namespace `ns`. */
+  pubsub(ns: string): PubSub {
+    return this.client("ps", ns, () => new PubSub(this.t, ns));
+  }
+  /** Work queues on namespace `ns`. */
+  queue(ns: string): Queue {
+    return this.client("q", ns, () => new Queue(this.t, ns));
+  }
+  /** Append-only streams on namespace `ns`. */
+  stream(ns: string): Stream {
+    return this.client("st", ns, () => new Stream(this.t, ns));
+  }
+
+  /**
+   * Low-level: any unary method by name, with a proto-shaped request object
+   * (camelCase fields, bytes as Uint8Array). Resolves to the response as a
+   * plain object with every field (defaults included), 64-bit ints as numbers
+   * and bytes as Uint8Array: the same on every transport.
+   * @example await prism.call("KeyValue", "Get", { namespace: "default", key: "k" })
+   */
+  async call(service: string, method: string, request: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+    const info = methodInfo(service, method);
+    if (!info || info.streaming) {
+      throw new PrismError(Code.UNIMPLEMENTED, `unknown unary method ${service}/${method}`, "PRISM_ERR_UNKNOWN_METHOD");
+    }
+    let req: unknown;
+    try {
+      req = info.requestType.fromObject(request);
+    } catch (e) {
+      throw new PrismError(Code.INVALID_ARGUMENT, `${service}/${method}: ${(e as Error).message}`, "PRISM_ERR_MALFORMED");
+    }
+    const res = await this.t.unary(info, req as object);
+    return toPlain(info.responseType, res);
+  }
+
+  /** Closes the connection: pending calls reject with UNAVAILABLE, subscriptions end with it. Idempotent. */
+  close(): Promise<void> {
+    return this.t.close();
+  }
+}

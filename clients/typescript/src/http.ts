@@ -1,0 +1,205 @@
+/**
+ * HTTP/JSON transport: `POST /v1/{Service}/{Method}` with proto3 JSON for
+ * unary calls (global fetch), Server-Sent Events
+ * (`GET /v1/ns/{ns}/subscribe?pattern=`) for subscriptions.
+ */
+import { prism } from "./gen/prism.js";
+import { Code, PrismError, codeFromHttpStatus, unavailable } from "./errors.js";
+import type { MethodInfo } from "./methods.js";
+import { type ConnectOptions, type StreamHandle, type StreamSink, type Transport } from "./transport.js";
+
+/** proto3 JSON for requests: base64 bytes, numbers for 64-bit ints. */
+const TO_JSON = { longs: Number, bytes: String } as const;
+/** Header carrying the per-call deadline to the server (the client enforces it too). */
+const TIMEOUT_HEADER = "x-prism-timeout-ms";
+/** Header carrying the call priority (gRPC uses `prism-priority` metadata). */
+const PRIORITY_HEADER = "x-prism-priority";
+
+/** An error response body `{"error":{code,status,reason,message}}` → PrismError. */
+export function httpError(status: number, text: string): PrismError {
+  try {
+    const e = (JSON.parse(text) as { error?: { code?: number; reason?: string; message?: string } }).error;
+    if (e && typeof e === "object") {
+      return new PrismError(typeof e.code === "number" ? e.code : codeFromHttpStatus(status), e.message ?? `HTTP ${status}`, e.reason ?? "");
+    }
+  } catch {
+    // not JSON: fall through
+  }
+  return new PrismError(codeFromHttpStatus(status), `HTTP ${status}${text ? `: ${text.slice(0, 200)}` : ""}`);
+}
+
+class DeadlineError extends Error {}
+
+/** @internal The HTTP/JSON transport. */
+export class HttpTransport implements Transport {
+  private readonly base: string;
+  private readonly timeoutMs: number;
+  private readonly headers: Record<string, string>;
+  /** In-flight requests, so close() can abort them. */
+  private readonly inflight = new Set<AbortController>();
+  private closedError: PrismError | undefined;
+
+  private constructor(base: string, opts: ConnectOptions) {
+    this.base = base.replace(/\/+$/, "");
+    this.timeoutMs = opts.timeoutMs ?? 0;
+    this.headers = { "content-type": "application/json", accept: "application/json" };
+    if (opts.priority) this.headers[PRIORITY_HEADER] = opts.priority;
+  }
+
+  /** Checks that the server answers (`GET /healthz`); rejects with UNAVAILABLE when it does not. */
+  static async open(base: string, opts: ConnectOptions): Promise<HttpTransport> {
+    const t = new HttpTransport(base, opts);
+    const wait = opts.timeoutMs && opts.timeoutMs > 0 ? opts.timeoutMs : 10_000;
+    try {
+      const res = await fetch(`${t.base}/healthz`, { signal: AbortSignal.timeout(wait) });
+      await res.arrayBuffer(); // any HTTP answer means reachable (503 while degraded too)
+    } catch (e) {
+      throw unavailable(`connect ${t.base}`, e);
+    }
+    return t;
+  }
+
+  async unary(method: MethodInfo, request: object, extraMs = 0): Promise<any> {
+    if (this.closedError) throw this.closedError;
+    const type = method.requestType;
+    let body: string;
+    try {
+      body = JSON.stringify(type.toObject(type.fromObject(request as Record<string, unknown>), TO_JSON));
+    } catch (e) {
+      throw new PrismError(Code.INVALID_ARGUMENT, `${method.service}/${method.name}: cannot encode request: ${(e as Error).message}`);
+    }
+    const timeout = this.timeoutMs > 0 ? this.timeoutMs + extraMs : 0;
+    let headers = this.headers;
+    if (timeout > 0) headers = { ...headers, [TIMEOUT_HEADER]: String(timeout) };
+    const ac = new AbortController();
+    const timer = timeout > 0 ? setTimeout(() => ac.abort(new DeadlineError()), timeout) : undefined;
+    this.inflight.add(ac);
+    let status: number;
+    let text: string;
+    try {
+      const res = await fetch(`${this.base}/v1/${method.service}/${method.name}`, { method: "POST", headers, body, signal: ac.signal });
+      status = res.status;
+      text = await res.text();
+    } catch (e) {
+      if (this.closedError) throw this.closedError;
+      if (ac.signal.reason instanceof DeadlineError) throw new PrismError(Code.DEADLINE_EXCEEDED, "deadline exceeded (client)", "PRISM_ERR_DEADLINE");
+      throw unavailable(`${method.service}/${method.name}`, e);
+    } finally {
+      if (timer) clearTimeout(timer);
+      this.inflight.delete(ac);
+    }
+    if (status < 200 || status >= 300) throw httpError(status, text);
+    try {
+      return method.responseType.fromObject(JSON.parse(text) as Record<string, unknown>);
+    } catch (e) {
+      throw new PrismError(Code.INTERNAL, `${method.service}/${method.name}: malformed response: ${(e as Error).message}`);
+    }
+  }
+
+  serverStream(method: MethodInfo, request: object, sink: StreamSink): StreamHandle {
+    const handle = { cancelled: false, ac: new AbortController(), cancel() {} };
+    handle.cancel = () => {
+      handle.cancelled = true;
+      handle.ac.abort();
+    };
+    if (this.closedError || method.service !== "PubSub" || method.name !== "Subscribe") {
+      const err = this.closedError ?? new PrismError(Code.UNIMPLEMENTED, `${method.service}/${method.name}: not a streaming method over HTTP`);
+      queueMicrotask(() => sink.onError(err));
+      return handle;
+    }
+    void this.runSse(request as prism.v1.ISubscribeRequest, sink, handle);
+    return handle;
+  }
+
+  private async runSse(req: prism.v1.ISubscribeRequest, sink: StreamSink, h: { cancelled: boolean; ac: AbortController }): Promise<void> {
+    const url = `${this.base}/v1/ns/${encodeURIComponent(req.namespace ?? "")}/subscribe?pattern=${encodeURIComponent(req.pattern ?? "")}`;
+    this.inflight.add(h.ac);
+    try {
+      const headers: Record<string, string> = { accept: "text/event-stream" };
+      if (this.headers[PRIORITY_HEADER]) headers[PRIORITY_HEADER] = this.headers[PRIORITY_HEADER]!;
+      const res = await fetch(url, { headers, signal: h.ac.signal });
+      if (!res.ok || !res.body) {
+        const text = await res.text();
+        if (!h.cancelled) sink.onError(httpError(res.status, text));
+        return;
+      }
+      const ended = await readSse(res.body, (event, data) => {
+        if (h.cancelled) return false;
+        switch (event) {
+          case "ready":
+            sink.onReady();
+            return true;
+          case "message": {
+            let msg: unknown;
+            try {
+              msg = prism.v1.PubSubMessage.fromObject(JSON.parse(data) as Record<string, unknown>);
+            } catch (e) {
+              sink.onError(new PrismError(Code.INTERNAL, `malformed SSE message: ${(e as Error).message}`));
+              return false;
+            }
+            sink.onMessage(msg);
+            return true;
+          }
+          case "error":
+            sink.onError(httpError(500, data));
+            return false;
+          default:
+            return true; // unknown events (keep-alives) are ignored
+        }
+      });
+      if (ended) h.ac.abort(); // stop reading after an error event
+      else if (!h.cancelled) sink.onEnd();
+    } catch (e) {
+      if (!h.cancelled) sink.onError(this.closedError ?? unavailable("subscribe", e));
+    } finally {
+      this.inflight.delete(h.ac);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closedError) return;
+    this.closedError = unavailable("connection closed by the client");
+    for (const ac of this.inflight) ac.abort();
+    this.inflight.clear();
+  }
+}
+
+/**
+ * Reads an SSE body, calling `onEvent(event, data)` per event until it returns
+ * false (→ resolves true) or the body ends (→ resolves false).
+ */
+async function readSse(body: ReadableStream<Uint8Array>, onEvent: (event: string, data: string) => boolean): Promise<boolean> {
+  const decoder = new TextDecoder();
+  let buf = "";
+  let event = "";
+  let data: string[] = [];
+  for await (const chunk of body as unknown as AsyncIterable<Uint8Array>) {
+    buf += decoder.decode(chunk, { stream: true });
+    let start = 0;
+    for (;;) {
+      const nl = buf.indexOf("\n", start);
+      if (nl < 0) break;
+      let line = buf.slice(start, nl);
+      start = nl + 1;
+      if (line.endsWith("\r")) line = line.slice(0, -1);
+      if (line === "") {
+        if (data.length || event) {
+          const keep = onEvent(event || "message", data.join("\n"));
+          event = "";
+          data = [];
+          if (!keep) return true;
+        }
+        continue;
+      }
+      if (line.startsWith(":")) continue; // comment / keep-alive
+      const colon = line.indexOf(":");
+      const field = colon < 0 ? line : line.slice(0, colon);
+      let value = colon < 0 ? "" : line.slice(colon + 1);
+      if (value.startsWith(" ")) value = value.slice(1);
+      if (field === "event") event = value;
+      else if (field === "data") data.push(value);
+    }
+    buf = buf.slice(start);
+  }
+  return false;
+}
