@@ -1,0 +1,183 @@
+/**
+ * The OpenAPI 3.1 document of the HTTP ingress, generated from the method table
+ * (src/core/methods.ts) and the reflected protos, so it cannot drift from the
+ * routes. Built once, on first request.
+ */
+import protobuf from "protobufjs";
+import { METHODS } from "../core/methods.js";
+import { camelCase, reflectType } from "./http-json.js";
+
+type Schema = Record<string, unknown>;
+
+const REF = (name: string) => ({ $ref: `#/components/schemas/${name}` });
+
+const SCALARS: Record<string, Schema> = {
+  string: { type: "string" },
+  bool: { type: "boolean" },
+  bytes: { type: "string", contentEncoding: "base64" },
+  int32: { type: "integer", format: "int32" },
+  sint32: { type: "integer", format: "int32" },
+  sfixed32: { type: "integer", format: "int32" },
+  uint32: { type: "integer", minimum: 0, maximum: 4294967295 },
+  fixed32: { type: "integer", minimum: 0, maximum: 4294967295 },
+  int64: { oneOf: [{ type: "integer" }, { type: "string", pattern: "^-?[0-9]+$" }], format: "int64" },
+  sint64: { oneOf: [{ type: "integer" }, { type: "string", pattern: "^-?[0-9]+$" }], format: "int64" },
+  sfixed64: { oneOf: [{ type: "integer" }, { type: "string", pattern: "^-?[0-9]+$" }], format: "int64" },
+  uint64: { oneOf: [{ type: "integer", minimum: 0 }, { type: "string", pattern: "^[0-9]+$" }], format: "uint64" },
+  fixed64: { oneOf: [{ type: "integer", minimum: 0 }, { type: "string", pattern: "^[0-9]+$" }], format: "uint64" },
+  double: { type: "number" },
+  float: { type: "number" },
+};
+
+function collect(t: protobuf.Type, out: Record<string, Schema>): string {
+  const name = t.fullName.replace(/^\./, "");
+  if (out[name]) return name;
+  const properties: Record<string, Schema> = {};
+  out[name] = {
+    type: "object",
+    description: `${name} as proto3 JSON (lowerCamelCase names; snake_case accepted on input; unknown fields refused).`,
+    properties,
+  };
+  for (const f of t.fieldsArray) {
+    let s: Schema;
+    const r = f.resolvedType;
+    if (r instanceof protobuf.Type) s = REF(collect(r, out));
+    else if (r instanceof protobuf.Enum) s = { type: "string", enum: Object.keys(r.values) };
+    else s = SCALARS[f.type] ?? {};
+    if (f instanceof protobuf.MapField) s = { type: "object", additionalProperties: s };
+    else if (f.repeated) s = { type: "array", items: s };
+    properties[camelCase(f.name)] = s;
+  }
+  return name;
+}
+
+const errorResponse = { description: "Error", content: { "application/json": { schema: REF("Error") } } };
+
+function build(): object {
+  const schemas: Record<string, Schema> = {
+    Error: {
+      type: "object",
+      required: ["error"],
+      properties: {
+        error: {
+          type: "object",
+          required: ["code", "status", "reason", "message"],
+          properties: {
+            code: { type: "integer", description: "gRPC status code" },
+            status: { type: "string", description: "gRPC status name, e.g. NOT_FOUND" },
+            reason: { type: "string", description: "stable PRISM_ERR_* reason" },
+            message: { type: "string", description: "names the field, key or namespace at fault" },
+          },
+        },
+      },
+    },
+  };
+  const common = [
+    { $ref: "#/components/parameters/timeout" },
+    { $ref: "#/components/parameters/priority" },
+    { $ref: "#/components/parameters/traceparent" },
+  ];
+  const nsParam = { name: "namespace", in: "path", required: true, schema: { type: "string" } };
+  const keyParam = {
+    name: "key",
+    in: "path",
+    required: true,
+    description: "Everything after /kv/, percent-decoded: any UTF-8, `/` included (literal or %2F).",
+    schema: { type: "string" },
+  };
+  const paths: Record<string, unknown> = {
+    "/healthz": {
+      get: {
+        summary: "Liveness",
+        responses: { "200": { description: "Serving", content: { "application/json": { schema: { type: "object", properties: { status: { type: "string" } } } } } } },
+      },
+    },
+    "/v1/openapi.json": { get: { summary: "This document", responses: { "200": { description: "OpenAPI 3.1" } } } },
+    "/v1/ns/{namespace}/kv/{key}": {
+      parameters: [nsParam, keyParam, ...common],
+      get: {
+        summary: "Read a value as raw bytes",
+        responses: {
+          "200": {
+            description: "The value",
+            headers: { "X-Prism-Version": { schema: { type: "integer" } } },
+            content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } },
+          },
+          "404": errorResponse,
+          default: errorResponse,
+        },
+      },
+      head: {
+        summary: "Like GET, without the body",
+        responses: { "200": { description: "Present", headers: { "X-Prism-Version": { schema: { type: "integer" } } } }, "404": { description: "Absent" } },
+      },
+      put: {
+        summary: "Write a value (the body's raw bytes)",
+        parameters: [
+          { name: "ttl", in: "query", description: "Time to live in seconds", schema: { type: "integer", minimum: 0 } },
+          { name: "If-None-Match", in: "header", description: "`*`: write only if absent", schema: { type: "string", enum: ["*"] } },
+          { name: "If-Match", in: "header", description: "Compare-and-set: the expected current version (0: must be absent)", schema: { type: "integer", minimum: 0 } },
+        ],
+        requestBody: { required: false, content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
+        responses: {
+          "200": { description: "Written", content: { "application/json": { schema: { type: "object", properties: { version: { type: "integer" } } } } } },
+          "412": errorResponse,
+          "413": errorResponse,
+          default: errorResponse,
+        },
+      },
+      delete: {
+        summary: "Delete a key",
+        responses: {
+          "200": { description: "Deleted or absent", content: { "application/json": { schema: { type: "object", properties: { deleted: { type: "boolean" } } } } } },
+          default: errorResponse,
+        },
+      },
+    },
+    "/v1/ns/{namespace}/subscribe": {
+      get: {
+        summary: "Subscribe (Server-Sent Events)",
+        description:
+          "`event: ready` once the subscription is live, then `event: message` per message (data: prism.v1.PubSubMessage as proto3 JSON). " +
+          "`event: error` (data: the Error body) ends the stream, also when the client reads too slowly.",
+        parameters: [nsParam, { name: "pattern", in: "query", required: true, schema: { type: "string" }, example: "orders.*" }, ...common],
+        responses: { "200": { description: "An event stream", content: { "text/event-stream": { schema: { type: "string" } } } }, default: errorResponse },
+      },
+    },
+  };
+  for (const m of METHODS) {
+    if (m.streaming) continue;
+    const req = collect(reflectType(m.requestTypeName), schemas);
+    const res = collect(reflectType(m.responseTypeName), schemas);
+    paths[`/v1/${m.service}/${m.name}`] = {
+      post: {
+        operationId: `${m.service}.${m.name}`,
+        tags: [m.service],
+        parameters: common,
+        requestBody: { required: false, content: { "application/json": { schema: REF(req) } } },
+        responses: { "200": { description: "OK", content: { "application/json": { schema: REF(res) } } }, default: errorResponse },
+      },
+    };
+  }
+  collect(reflectType("PubSubMessage"), schemas);
+  return {
+    openapi: "3.1.0",
+    info: { title: "Prism HTTP/JSON API", version: "v1", description: "See docs/protocol.md. Errors map gRPC codes to HTTP statuses." },
+    paths,
+    components: {
+      schemas,
+      parameters: {
+        timeout: { name: "x-prism-timeout-ms", in: "header", description: "Deadline in milliseconds", schema: { type: "integer", minimum: 1 } },
+        priority: { name: "x-prism-priority", in: "header", schema: { type: "string", enum: ["critical", "high", "normal", "low"] } },
+        traceparent: { name: "traceparent", in: "header", description: "W3C trace context", schema: { type: "string" } },
+      },
+    },
+  };
+}
+
+let doc: Buffer | undefined;
+
+/** The document as UTF-8 JSON bytes (built once). */
+export function openApiDocument(): Buffer {
+  return (doc ??= Buffer.from(JSON.stringify(build())));
+}

@@ -1,0 +1,227 @@
+/**
+ * The binary WebSocket dispatcher (proto/prism/v1/frame.proto). One Session
+ * per connection; frames are parsed in place (bodies stay views of the received
+ * bytes), dispatched through the method table, and answered in any order.
+ *
+ * Limits, per connection:
+ * - A frame larger than maxMessageBytes: the `ws` library closes with 1009.
+ * - More than MAX_WS_BUFFERED bytes queued for a client that does not read:
+ *   the connection is closed with 1008 (its subscriptions end with it).
+ * - More than MAX_IN_FLIGHT requests/subscriptions open: new ones get
+ *   ERROR RESOURCE_EXHAUSTED.
+ */
+import { Code, errors, toPrismError, type PrismError } from "../core/errors.js";
+import { RequestContext } from "../core/context.js";
+import { METHOD_BY_ID, type MessageCodec, type MethodDef } from "../core/methods.js";
+import type { Gateway } from "../core/gateway.js";
+import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/driver.js";
+import { prism } from "../gen/prism.js";
+import type { IngressOptions } from "./types.js";
+import type { WsApp, WsPeer, WsSession } from "./transport.js";
+import {
+  CANCEL,
+  FrameHeader,
+  PRIORITIES,
+  RESPONSE,
+  STREAM_MESSAGE,
+  STREAM_READY,
+  emptyFrame,
+  errorFrame,
+  messageFrame,
+} from "./frame.js";
+
+export const WS_PATH = "/v1/ws";
+/** Unsent bytes beyond which a client is considered stuck and disconnected (1008). */
+export const MAX_WS_BUFFERED = 16 * 1024 * 1024;
+/** Open requests + subscriptions per connection. */
+export const MAX_IN_FLIGHT = 10_000;
+/** Messages that may arrive between "live" and STREAM_READY (normally none). */
+const MAX_EARLY = 10_000;
+
+const MESSAGE_CODEC = prism.v1.PubSubMessage as unknown as MessageCodec;
+
+function errorFrameOf(id: number, err: PrismError): Uint8Array {
+  return errorFrame(id, err.code, err.message, err.reason);
+}
+
+/** One subscription: the driver's sink, forwarding to the connection. */
+class WsStream implements SubscriptionSink {
+  sub: Subscription | undefined = undefined;
+  ready = false;
+  over = false;
+  early: Uint8Array[] | undefined = undefined;
+
+  constructor(
+    private readonly session: Session,
+    readonly id: number,
+    readonly ctx: RequestContext,
+  ) {}
+
+  onMessage(msg: PubSubMessage): void {
+    if (this.over) return;
+    const frame = messageFrame(STREAM_MESSAGE, this.id, MESSAGE_CODEC, msg);
+    if (this.ready) return this.session.send(frame);
+    const early = (this.early ??= []);
+    if (early.length >= MAX_EARLY) return this.session.streamFailed(this, errors.exhausted("subscription: too many messages before it was ready"));
+    early.push(frame);
+  }
+
+  onError(err: Error): void {
+    this.session.streamFailed(this, toPrismError(err));
+  }
+
+  /** Ends the subscription without telling the client (cancel, disconnect). */
+  stop(): void {
+    this.over = true;
+    this.early = undefined;
+    const sub = this.sub;
+    this.sub = undefined;
+    sub?.close().catch(() => {});
+  }
+}
+
+class Session implements WsSession {
+  private readonly header = new FrameHeader();
+  /** Unary calls in flight, by request id. */
+  private readonly calls = new Map<number, RequestContext>();
+  private readonly streams = new Map<number, WsStream>();
+  private closed_ = false;
+
+  constructor(
+    private readonly gw: Gateway,
+    private readonly peer: WsPeer,
+    private readonly log: IngressOptions["log"],
+  ) {}
+
+  message(data: Buffer, binary: boolean): void {
+    if (this.closed_) return;
+    if (!binary) {
+      return this.send(errorFrame(0, Code.INVALID_ARGUMENT, "text frames are not supported: send binary frames (proto/prism/v1/frame.proto)", "PRISM_ERR_MALFORMED"));
+    }
+    const h = this.header;
+    const why = h.parse(data);
+    if (why !== null) return this.send(errorFrameOf(h.id, errors.malformed(`malformed frame: ${why}`)));
+    const id = h.id;
+    if (h.kind === CANCEL) return this.cancel(id);
+    const m = METHOD_BY_ID[h.method];
+    if (m === undefined) return this.send(errorFrameOf(id, errors.unknownMethod(`id ${h.method} (see prism.v1.Method)`)));
+    if (this.calls.has(id) || this.streams.has(id)) {
+      return this.send(errorFrameOf(id, errors.invalidArgument("request_id", `${id} is already in flight on this connection`)));
+    }
+    if (this.calls.size + this.streams.size >= MAX_IN_FLIGHT) {
+      return this.send(errorFrameOf(id, errors.exhausted(`more than ${MAX_IN_FLIGHT} requests in flight on one connection`)));
+    }
+    let req: object;
+    try {
+      req = m.requestType.decode(data.subarray(h.bodyOffset));
+    } catch (e) {
+      return this.send(errorFrameOf(id, errors.malformed(`malformed prism.v1.${m.requestTypeName}: ${(e as Error).message}`)));
+    }
+    const ctx = new RequestContext(m, "ws", this.peer.remoteAddress);
+    if (h.timeoutMs !== 0) ctx.deadline = Date.now() + h.timeoutMs;
+    if (h.priority >= 0) ctx.priority = PRIORITIES[h.priority];
+    if (h.traceparent !== undefined) ctx.traceparent = h.traceparent;
+    if (m.streaming) void this.subscribe(id, req, ctx);
+    else void this.unary(id, m, req, ctx);
+  }
+
+  private async unary(id: number, m: MethodDef, req: object, ctx: RequestContext): Promise<void> {
+    this.calls.set(id, ctx);
+    let frame: Uint8Array;
+    try {
+      const resp = await this.gw.unary(ctx, req);
+      frame = messageFrame(RESPONSE, id, m.responseType, resp);
+    } catch (e) {
+      const err = toPrismError(e);
+      if (err.code === Code.INTERNAL) this.log("error", `ws ${m.path}: ${err.message}`);
+      frame = errorFrameOf(id, err);
+    }
+    if (this.calls.get(id) !== ctx) return; // cancelled, or the connection is gone
+    this.calls.delete(id);
+    this.send(frame);
+  }
+
+  private async subscribe(id: number, req: object, ctx: RequestContext): Promise<void> {
+    const s = new WsStream(this, id, ctx);
+    this.streams.set(id, s);
+    let sub: Subscription;
+    try {
+      sub = await this.gw.subscribe(ctx, req, s);
+    } catch (e) {
+      if (this.streams.get(id) === s) this.streamFailed(s, toPrismError(e));
+      return;
+    }
+    if (s.over) {
+      sub.close().catch(() => {});
+      return;
+    }
+    s.sub = sub;
+    s.ready = true;
+    this.send(emptyFrame(STREAM_READY, id));
+    const early = s.early;
+    s.early = undefined;
+    if (early) for (const f of early) if (!s.over) this.send(f);
+  }
+
+  /** The subscription failed: tell the client (ERROR ends the stream) and release it. */
+  streamFailed(s: WsStream, err: PrismError): void {
+    if (s.over) return;
+    s.stop();
+    if (this.streams.get(s.id) === s) this.streams.delete(s.id);
+    this.send(errorFrameOf(s.id, err));
+  }
+
+  private cancel(id: number): void {
+    const s = this.streams.get(id);
+    if (s !== undefined) {
+      this.streams.delete(id);
+      s.stop();
+      s.ctx.cancel(errors.cancelled(s.ctx.method.path));
+      return;
+    }
+    const ctx = this.calls.get(id);
+    if (ctx !== undefined) {
+      this.calls.delete(id);
+      ctx.cancel(errors.cancelled(ctx.method.path));
+    }
+  }
+
+  /** Sends a frame, unless the client stopped reading (then the connection is closed with 1008). */
+  send(frame: Uint8Array): void {
+    if (this.closed_) return;
+    if (this.peer.bufferedAmount > MAX_WS_BUFFERED) {
+      this.closed_ = true;
+      this.peer.close(1008, `client too slow: more than ${MAX_WS_BUFFERED} bytes unsent`);
+      this.release();
+      return;
+    }
+    this.peer.send(frame);
+  }
+
+  closed(): void {
+    this.closed_ = true;
+    this.release();
+  }
+
+  private release(): void {
+    for (const s of this.streams.values()) s.stop();
+    this.streams.clear();
+    for (const ctx of this.calls.values()) ctx.cancel(errors.cancelled(ctx.method.path));
+    this.calls.clear();
+  }
+}
+
+class WsDispatcher implements WsApp {
+  constructor(
+    private readonly gw: Gateway,
+    private readonly opts: IngressOptions,
+  ) {}
+  open(peer: WsPeer): WsSession {
+    return new Session(this.gw, peer, this.opts.log);
+  }
+}
+
+/** The binary WebSocket dispatcher, bound to a gateway. */
+export function createWsApp(gw: Gateway, opts: IngressOptions): WsApp {
+  return new WsDispatcher(gw, opts);
+}
