@@ -30,6 +30,8 @@ export interface ServerOptions {
   httpPort?: number;
   /** Multi-worker wiring (src/workers). */
   workers?: number;
+  /** This worker's index (reported by Admin.Health). */
+  workerIndex?: number;
   placement?: Placement;
   forwarder?: Forwarder;
   control?: ControlPlane;
@@ -44,6 +46,8 @@ export interface RunningServer {
   readonly grpcPort: number;
   readonly httpPort: number;
   readonly host: string;
+  /** Stop accepting and let in-flight calls finish (the ingresses close); backends stay open until close(). */
+  drain(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -58,6 +62,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     router,
     version: VERSION,
     workers: opts.workers ?? 1,
+    workerIndex: opts.workerIndex,
     control: opts.control,
     forwarder: opts.forwarder,
   });
@@ -68,15 +73,18 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     const http = opts.http === false ? undefined : await startHttpTransport(gateway, { host, port: opts.httpPort ?? server.http_port, maxMessageBytes: server.max_message_bytes, log });
     if (http) listeners.push(http);
     let closed: Promise<void> | undefined;
+    let drained: Promise<void> | undefined;
+    const drain = () => (drained ??= Promise.all(listeners.map((l) => l.close().catch(() => {}))).then(() => {}));
     return {
       gateway,
       router,
       host,
       grpcPort: grpc?.port ?? 0,
       httpPort: http?.port ?? 0,
+      drain,
       close: () =>
         (closed ??= (async () => {
-          await Promise.all(listeners.map((l) => l.close().catch(() => {})));
+          await drain();
           await router.close();
         })()),
     };

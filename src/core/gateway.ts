@@ -36,6 +36,8 @@ export interface GatewayOptions {
   router: Router;
   version: string;
   workers: number;
+  /** This worker's index (0-based) when several serve; 0 otherwise. */
+  workerIndex?: number;
   control?: ControlPlane;
   forwarder?: Forwarder;
 }
@@ -44,6 +46,7 @@ export class Gateway {
   readonly router: Router;
   readonly version: string;
   readonly workers: number;
+  readonly workerIndex: number;
   control: ControlPlane;
   forwarder: Forwarder | undefined;
   private middleware: Middleware[] | null = null;
@@ -52,6 +55,7 @@ export class Gateway {
     this.router = opts.router;
     this.version = opts.version;
     this.workers = opts.workers;
+    this.workerIndex = opts.workerIndex ?? 0;
     this.control = opts.control ?? { apply: (c) => opts.router.apply(c), delete: (n) => opts.router.delete(n) };
     this.forwarder = opts.forwarder;
   }

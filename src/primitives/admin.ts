@@ -82,5 +82,6 @@ export async function health(gw: Gateway): Promise<prism.v1.IHealthResponse> {
     backends,
     version: gw.version,
     workers: gw.workers,
+    workerIndex: gw.workerIndex,
   };
 }

@@ -1,0 +1,105 @@
+/**
+ * `prism serve`: one process (--workers 1) or a node:cluster primary with N
+ * ingress workers. Either way: a banner on stdout once serving (ending with
+ * the machine-readable `listening grpc=P http=P`), and a graceful stop on
+ * SIGTERM/SIGINT: stop accepting, finish in-flight calls (at most 10 s),
+ * close subscriptions and backends, exit 0.
+ */
+import { availableParallelism } from "node:os";
+import { parseArgs } from "node:util";
+import { startServer, stderrLog, VERSION, type RunningServer } from "../server.js";
+import type { PrismConfig } from "../config/schema.js";
+import { EMBEDDED_BACKENDS, ownerOf } from "../workers/placement.js";
+import { runPrimary } from "../workers/cluster.js";
+import { reportConfigError, resolveConfig } from "./config.js";
+import { UsageError } from "./usage.js";
+
+const DRAIN_MS = 10_000;
+
+function port(v: string | undefined, flag: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new UsageError(`${flag}: "${v}" is not a port (0-65535)`);
+  return n;
+}
+
+function workerCount(v: string | number): number {
+  if (v === "auto") return availableParallelism();
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 256) throw new UsageError(`--workers: "${v}" is not a positive count or "auto"`);
+  return n;
+}
+
+/** The lines printed once serving. */
+export function banner(config: PrismConfig, host: string, grpcPort: number, httpPort: number, workers: number): string {
+  const lines = [
+    `prism ${VERSION} serving gRPC ${host}:${grpcPort}, HTTP/WebSocket ${host}:${httpPort} (${workers} worker${workers === 1 ? "" : "s"})`,
+  ];
+  for (const ns of config.namespaces) {
+    const owner = workers > 1 && EMBEDDED_BACKENDS.has(ns.backend.type) ? ` (state on worker ${ownerOf(ns.name, workers)})` : "";
+    lines.push(`namespace ${ns.name}: ${ns.primitives.join(", ")} on ${ns.backend.type}${owner}`);
+  }
+  lines.push(`listening grpc=${grpcPort} http=${httpPort}`);
+  return lines.join("\n") + "\n";
+}
+
+export async function serve(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: "string", short: "c" },
+      workers: { type: "string", short: "w" },
+      host: { type: "string" },
+      "grpc-port": { type: "string" },
+      "http-port": { type: "string" },
+    },
+    strict: true,
+    allowPositionals: false,
+  });
+  let config: PrismConfig;
+  try {
+    config = (await resolveConfig(values.config)).config;
+  } catch (e) {
+    return reportConfigError(e);
+  }
+  const host = values.host ?? config.server.host;
+  const grpcPort = port(values["grpc-port"], "--grpc-port") ?? config.server.grpc_port;
+  const httpPort = port(values["http-port"], "--http-port") ?? config.server.http_port;
+  const workers = workerCount(values.workers ?? config.server.workers);
+
+  if (workers > 1) {
+    return runPrimary({
+      config,
+      workers,
+      host,
+      grpcPort,
+      httpPort,
+      exec: process.argv[1]!,
+      args: process.argv.slice(2),
+      log: stderrLog,
+      onReady: (p) => process.stdout.write(banner(config, host, p.grpcPort, p.httpPort, workers)),
+    });
+  }
+
+  let server: RunningServer;
+  try {
+    server = await startServer({ config, host, grpcPort, httpPort, log: stderrLog });
+  } catch (e) {
+    process.stderr.write(`prism serve: cannot start: ${(e as Error).message}\n`);
+    return 1;
+  }
+  process.stdout.write(banner(config, host, server.grpcPort, server.httpPort, 1));
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = async () => {
+      if (stopping) return;
+      stopping = true;
+      const bounded = (p: Promise<void>) => Promise.race([p, new Promise<void>((r) => setTimeout(r, DRAIN_MS).unref())]);
+      await bounded(server.drain());
+      await bounded(server.close());
+      resolve(0);
+    };
+    process.on("SIGTERM", () => void stop());
+    process.on("SIGINT", () => void stop());
+  });
+}

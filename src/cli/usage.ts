@@ -1,0 +1,9 @@
+/** Command-line mistakes: printed with the usage and exit status 64 (EX_USAGE). */
+export class UsageError extends Error {}
+
+export const EXIT_USAGE = 64;
+
+export const SERVE_USAGE = `usage: prism serve [--config FILE] [--workers N|auto] [--host H] [--grpc-port P] [--http-port P]`;
+export const VALIDATE_USAGE = `usage: prism validate FILE`;
+export const KV_USAGE = `usage: prism kv get KEY | set KEY VALUE [--ttl SECONDS] | del KEY  [--ns NAMESPACE] [--addr ws://HOST:PORT]`;
+export const NS_USAGE = `usage: prism ns list [--addr ws://HOST:PORT]`;

@@ -1,0 +1,85 @@
+/** Runs `node bin/prism.js …` as a child process for the end-to-end tests. */
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
+export const PRISM_BIN = fileURLToPath(new URL("../../../bin/prism.js", import.meta.url));
+
+/** A TCP port free right now on 127.0.0.1 (for cluster mode, whose workers cannot share port 0). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export interface PrismProcess {
+  readonly child: ChildProcess;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with the exit code (or the signal name) once the process is gone. */
+  readonly exited: Promise<number | string>;
+  /** Sends `signal` and waits for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<number | string>;
+}
+
+/** Spawns `prism serve …` and resolves once it prints its `listening` line. */
+export function startPrism(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<PrismProcess> {
+  const env: NodeJS.ProcessEnv = { ...process.env, PRISM_QUIET: "1", ...opts.env };
+  delete env.PRISM_CONFIG;
+  if (opts.env?.PRISM_CONFIG) env.PRISM_CONFIG = opts.env.PRISM_CONFIG;
+  const child = spawn(process.execPath, [PRISM_BIN, "serve", ...args], { cwd: opts.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  let err = "";
+  const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill("SIGKILL");
+      reject(new Error(`prism serve did not start within ${opts.timeoutMs ?? 30_000} ms\nstdout:\n${out}\nstderr:\n${err}`));
+    }, opts.timeoutMs ?? 30_000);
+    child.stderr!.on("data", (d: Buffer) => (err += d.toString()));
+    child.stdout!.on("data", (d: Buffer) => {
+      out += d.toString();
+      const m = /^listening grpc=(\d+) http=(\d+)$/m.exec(out);
+      if (!m) return;
+      clearTimeout(timer);
+      resolve({
+        child,
+        grpcPort: Number(m[1]),
+        httpPort: Number(m[2]),
+        stdout: () => out,
+        stderr: () => err,
+        exited,
+        stop: (signal = "SIGTERM") => {
+          if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+          return exited;
+        },
+      });
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`prism serve exited (${code}) before listening\nstdout:\n${out}\nstderr:\n${err}`));
+    });
+  });
+}
+
+/** Runs a CLI command to completion. */
+export function runPrism(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const env = { ...process.env, PRISM_QUIET: "1", ...opts.env };
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [PRISM_BIN, ...args], { cwd: opts.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.once("error", reject);
+    child.once("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
