@@ -55,7 +55,7 @@ export const serverSchema = z
     http_port: z.number().int().min(0).max(65535).default(8981),
     /** Largest frame / message / body Prism reads, in bytes. */
     max_message_bytes: z.number().int().positive().default(8 * 1024 * 1024),
-    workers: z.union([z.number().int().positive(), z.literal("auto")]).default(1),
+    workers: z.union([z.number().int().positive(), z.literal("auto")]).default("auto"),
   })
   .strict();
 

@@ -1,0 +1,119 @@
+/**
+ * Claims, checked both ways: the wire reports what the driver claims, and an
+ * interface the backend does NOT claim is refused with FAILED_PRECONDITION
+ * (never half-served).
+ */
+import assert from "node:assert/strict";
+import type { InterfaceName } from "../../../src/core/interfaces.js";
+import type { Suite, SuiteContext } from "../harness.js";
+import { bytes, expectCode } from "../util.js";
+
+const FAILED_PRECONDITION = 9;
+const INVALID_ARGUMENT = 3;
+
+export async function claimsCase(ctx: SuiteContext): Promise<void> {
+  const list = await ctx.client.admin.listBackends();
+  const mine = list.find((b) => b.type === ctx.backendType);
+  assert.ok(mine, `ListBackends has no "${ctx.backendType}" (got ${list.map((b) => b.type).join(", ")})`);
+  assert.deepEqual([...mine.interfaces].sort(), [...ctx.claims].sort(), "claims over the wire = driver.interfaces");
+  const health = await ctx.client.admin.health();
+  assert.equal(health.status, "SERVING");
+}
+
+/** A primitive whose basic interface is unclaimed: the namespace cannot serve it, and calls are refused. */
+function primitiveRefused(primitive: string, call: (ctx: SuiteContext, ns: string) => Promise<unknown>): Suite {
+  return (test) => {
+    test(`a namespace cannot be configured to serve ${primitive}`, async (ctx) => {
+      await expectCode(
+        ctx.client.admin.applyNamespace({ name: ctx.uid("acc-refused"), primitives: [primitive], backend: ctx.fixture.backend("refused") }),
+        INVALID_ARGUMENT,
+        `ApplyNamespace serving ${primitive}`,
+      );
+    });
+    test(`${primitive} calls on a namespace of this backend → FAILED_PRECONDITION`, async (ctx) => {
+      const ns = await ctx.ns();
+      await expectCode(call(ctx, ns), FAILED_PRECONDITION, `${primitive} call`);
+    });
+  };
+}
+
+/** An optional interface: the calls that need it are refused with FAILED_PRECONDITION. */
+function callsRefused(calls: Record<string, (ctx: SuiteContext, ns: string) => Promise<unknown>>): Suite {
+  return (test) => {
+    for (const [what, call] of Object.entries(calls)) {
+      test(`${what} → FAILED_PRECONDITION`, async (ctx) => {
+        const ns = await ctx.ns();
+        await expectCode(call(ctx, ns), FAILED_PRECONDITION, what);
+      });
+    }
+  };
+}
+
+export const UNCLAIMED: Record<InterfaceName, Suite> = {
+  keyvalue_basic: primitiveRefused("keyvalue", (c, ns) => c.client.kv(ns).get("k")),
+  keyvalue_ttl: callsRefused({
+    "set with ttl": (c, ns) => c.client.kv(ns).set("k", "v", { ttl: 5 }),
+    expire: async (c, ns) => {
+      await c.client.kv(ns).set("k", "v");
+      return c.client.kv(ns).expire("k", 5);
+    },
+    ttl: (c, ns) => c.client.kv(ns).ttl("k"),
+    persist: (c, ns) => c.client.kv(ns).persist("k"),
+  }),
+  keyvalue_scan: callsRefused({ scanPage: (c, ns) => c.client.kv(ns).scanPage({ prefix: "" }) }),
+  keyvalue_batch: callsRefused({
+    batchGet: (c, ns) => c.client.kv(ns).batchGet(["a"]),
+    batchSet: (c, ns) => c.client.kv(ns).batchSet([{ key: "a", value: "v" }]),
+    batchDelete: (c, ns) => c.client.kv(ns).batchDelete(["a"]),
+  }),
+  keyvalue_cas: callsRefused({
+    "set ifAbsent": (c, ns) => c.client.kv(ns).set("k", "v", { ifAbsent: true }),
+    "set expectedVersion": (c, ns) => c.client.kv(ns).set("k", "v", { expectedVersion: 0 }),
+  }),
+  pubsub_basic: primitiveRefused("pubsub", (c, ns) => c.client.pubsub(ns).publish("a.b", "x")),
+  pubsub_wildcards: callsRefused({
+    "subscribe a.*": async (c, ns) => {
+      const sub = c.client.pubsub(ns).subscribe("a.*");
+      try {
+        await sub.ready;
+      } finally {
+        await sub.close().catch(() => {});
+      }
+    },
+  }),
+  queue_basic: primitiveRefused("queue", (c, ns) => c.client.queue(ns).enqueue("q", "x")),
+  queue_visibility: callsRefused({
+    "dequeue with visibilityTimeout": (c, ns) => c.client.queue(ns).dequeue("q", { visibilityTimeout: 5 }),
+    extendVisibility: async (c, ns) => {
+      const q = c.client.queue(ns);
+      await q.enqueue("q", "x");
+      const [m] = await q.dequeue("q");
+      assert.ok(m, "a message to extend");
+      return q.extendVisibility("q", m.receipt, 5);
+    },
+  }),
+  // No call needs queue_dead_letter alone: an unclaimed DLQ is only a missing guarantee.
+  queue_dead_letter: (test) =>
+    test("refusal", { skip: "no call depends on queue_dead_letter alone (an unclaimed DLQ is a missing guarantee, not a call)" }, async () => {}),
+  queue_delayed: callsRefused({
+    "enqueue with delaySeconds": (c, ns) => c.client.queue(ns).enqueue("q", "x", { delaySeconds: 5 }),
+    "nack with requeueAfter": async (c, ns) => {
+      const q = c.client.queue(ns);
+      await q.enqueue("q", bytes("x"));
+      const [m] = await q.dequeue("q");
+      assert.ok(m, "a message to nack");
+      return q.nack("q", m.receipt, { requeueAfter: 5 });
+    },
+  }),
+  stream_basic: primitiveRefused("stream", (c, ns) => c.client.stream(ns).append("s", "x")),
+  stream_consumer_groups: callsRefused({
+    readGroup: (c, ns) => c.client.stream(ns).readGroup("s", "g", "c1"),
+    ack: (c, ns) => c.client.stream(ns).ack("s", "g", [1]),
+  }),
+  stream_replay: callsRefused({
+    "read from offset 2": async (c, ns) => {
+      await c.client.stream(ns).append("s", "x");
+      return c.client.stream(ns).read("s", { from: 2 });
+    },
+  }),
+};
