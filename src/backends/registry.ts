@@ -9,6 +9,7 @@ type Loader = () => Promise<{ driver: BackendDriver<any> }>;
 const loaders: Record<string, Loader> = {
   memstore: () => import("./memstore/index.js"),
   sqlite: () => import("./sqlite/index.js"),
+  redis: () => import("./redis/index.js"),
 };
 
 export function backendTypes(): string[] {

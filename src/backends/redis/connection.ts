@@ -1,0 +1,97 @@
+/**
+ * One Redis connection with fail-fast semantics. Commands never wait in an
+ * offline queue: while Redis is down they reject at once (→ UNAVAILABLE) and
+ * ioredis reconnects in the background (retryStrategy). The only wait is the
+ * very first connect after start, so a namespace is usable as soon as Redis
+ * answers instead of failing the first calls of a fresh process.
+ */
+import { Redis, type RedisOptions } from "ioredis";
+import { errors, PrismError } from "../../core/errors.js";
+import type { DriverContext } from "../driver.js";
+
+const TRANSIENT_REPLY = /^(OOM|LOADING|BUSY|MASTERDOWN|READONLY|TRYAGAIN|CLUSTERDOWN|NOREPLICAS)\b/;
+
+/** Any error from ioredis → PrismError: connection trouble is UNAVAILABLE, script bugs INTERNAL. */
+export function toDriverError(e: unknown): PrismError {
+  if (e instanceof PrismError) return e;
+  const err = e as Error;
+  if (err?.name === "ReplyError" && !TRANSIENT_REPLY.test(err.message)) return errors.internal(`redis: ${err.message}`);
+  return errors.unavailable("redis", err);
+}
+
+/** Rejection handler for driver promises (module level: no closure per call). */
+export function fail(e: unknown): never {
+  throw toDriverError(e);
+}
+
+export class Link {
+  readonly redis: Redis;
+  private first: Promise<void> | null;
+  private lastError = "";
+
+  constructor(
+    readonly name: string,
+    url: string,
+    options: RedisOptions,
+    private readonly ctx: DriverContext,
+    onReady?: () => void,
+  ) {
+    this.redis = new Redis(url, {
+      // RESP2: the reply shapes every Lua script and parser here expects.
+      protocol: 2,
+      enableOfflineQueue: false,
+      // Fail in-flight commands on disconnect instead of resending them after reconnect.
+      maxRetriesPerRequest: 0,
+      retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2000),
+      connectTimeout: 2000,
+      ...options,
+    });
+    this.first = new Promise((resolve) => {
+      const done = () => {
+        this.first = null;
+        this.redis.off("ready", done).off("reconnecting", done).off("end", done);
+        resolve();
+      };
+      this.redis.on("ready", done).on("reconnecting", done).on("end", done);
+    });
+    this.redis.on("error", (e: Error) => {
+      // Logged once per outage, not on every retry.
+      if (e.message !== this.lastError) ctx.log("warn", `${name}: ${e.message}`);
+      this.lastError = e.message;
+    });
+    this.redis.on("ready", () => {
+      if (this.lastError) ctx.log("info", `${name}: connected again`);
+      this.lastError = "";
+      onReady?.();
+    });
+  }
+
+  get ready(): boolean {
+    return this.redis.status === "ready";
+  }
+
+  /** The client when connected, else UNAVAILABLE (waiting only for the very first connect). */
+  client(): Redis | Promise<Redis> {
+    if (this.redis.status === "ready") return this.redis;
+    return this.waitFirst();
+  }
+
+  private async waitFirst(): Promise<Redis> {
+    if (this.first) await this.first;
+    if (this.redis.status === "ready") return this.redis;
+    throw errors.unavailable(`redis ${this.name} is ${this.redis.status}${this.lastError ? ` (${this.lastError})` : ""}`);
+  }
+
+  async close(): Promise<void> {
+    if (this.redis.status === "end") return;
+    if (this.redis.status === "ready") {
+      let t: NodeJS.Timeout | undefined;
+      await Promise.race([
+        this.redis.quit().catch(() => {}),
+        new Promise((r) => (t = setTimeout(r, 1000))),
+      ]);
+      clearTimeout(t);
+    }
+    this.redis.disconnect();
+  }
+}

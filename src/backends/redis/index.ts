@@ -1,0 +1,120 @@
+/**
+ * The `redis` backend: KeyValue, PubSub, Queue and Stream on one Redis
+ * (ioredis, auto-pipelined). See keys.ts for the key layout, scripts.ts for
+ * the atomic state changes, README "Redis" for limits.
+ *
+ * Connections per backend instance: one auto-pipelined client for all
+ * commands and scripts, plus one subscriber connection opened on the first
+ * Subscribe. Nothing blocks a connection (long polls poll).
+ */
+import { z } from "zod";
+import type { BackendDriver, BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores } from "../driver.js";
+import { Link } from "./connection.js";
+import { Keys } from "./keys.js";
+import { RedisKeyValue } from "./keyvalue.js";
+import { RedisPubSub, SubscriberHub } from "./pubsub.js";
+import { RedisQueue } from "./queue.js";
+import { SCRIPTS } from "./scripts.js";
+import { RedisStream } from "./stream.js";
+
+const optionsSchema = z
+  .object({
+    url: z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL").default("redis://127.0.0.1:6379"),
+    /** First part of every key; lets several Prism deployments share one Redis. */
+    key_prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_.:-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 _ . : -")
+      .default("prism"),
+    db: z.number().int().min(0).max(255).optional(),
+  })
+  .strict();
+
+export type RedisOptions = z.output<typeof optionsSchema>;
+
+/** The URL without credentials, for logs. */
+function display(url: string): string {
+  return url.replace(/\/\/[^@/]*@/, "//");
+}
+
+class RedisInstance implements BackendInstance {
+  private readonly main: Link;
+  private hub: SubscriberHub | undefined;
+  private closed: Promise<void> | undefined;
+
+  constructor(
+    private readonly opts: RedisOptions,
+    private readonly ctx: DriverContext,
+  ) {
+    this.main = new Link(display(opts.url), opts.url, { db: opts.db, enableAutoPipelining: true, scripts: SCRIPTS }, ctx, () => void this.checkEviction());
+  }
+
+  /** Queues and streams lose data when Redis evicts keys: say so at start. */
+  private async checkEviction(): Promise<void> {
+    try {
+      const res = (await this.main.redis.config("GET", "maxmemory-policy")) as unknown as string[];
+      const policy = res[1];
+      if (policy && policy !== "noeviction") {
+        this.ctx.log("warn", `${display(this.opts.url)}: maxmemory-policy is "${policy}"; set it to "noeviction", or Redis may evict queue messages, stream records and keys without TTL`);
+      }
+    } catch (e) {
+      this.ctx.log("info", `${display(this.opts.url)}: could not read maxmemory-policy (${(e as Error).message}); make sure it is "noeviction"`);
+    }
+  }
+
+  private subscriber = (): SubscriberHub => {
+    this.hub ??= new SubscriberHub(
+      new Link(`${display(this.opts.url)} (subscriber)`, this.opts.url, { db: this.opts.db, autoResubscribe: false }, this.ctx),
+    );
+    return this.hub;
+  };
+
+  namespace(name: string, limits: NamespaceLimits): NamespaceStores {
+    const keys = new Keys(this.opts.key_prefix, name);
+    const clock = this.ctx.clock;
+    const pubsub = new RedisPubSub(this.main, this.subscriber, keys, clock);
+    return {
+      keyvalue: new RedisKeyValue(this.main, keys),
+      pubsub,
+      queue: new RedisQueue(this.main, keys, limits, clock),
+      stream: new RedisStream(this.main, keys, limits, clock),
+      close: () => pubsub.closeAll(),
+    };
+  }
+
+  async health(): Promise<BackendHealth> {
+    const t0 = performance.now();
+    try {
+      await (await this.main.client()).ping();
+      return { ok: true, latencyMs: performance.now() - t0, message: "PONG" };
+    } catch (e) {
+      return { ok: false, latencyMs: performance.now() - t0, message: (e as Error).message };
+    }
+  }
+
+  close(): Promise<void> {
+    return (this.closed ??= Promise.all([this.main.close(), this.hub?.close()]).then(() => {}));
+  }
+}
+
+export const driver: BackendDriver<RedisOptions> = {
+  type: "redis",
+  description: "Redis (ioredis): KeyValue with TTL/scan/CAS, PubSub with wildcards, Queue via Lua scripts, Stream on Redis Streams",
+  interfaces: [
+    "keyvalue_basic",
+    "keyvalue_ttl",
+    "keyvalue_batch",
+    "keyvalue_scan",
+    "keyvalue_cas",
+    "pubsub_basic",
+    "pubsub_wildcards",
+    "queue_basic",
+    "queue_visibility",
+    "queue_dead_letter",
+    "queue_delayed",
+    "stream_basic",
+    "stream_replay",
+    "stream_consumer_groups",
+  ],
+  optionsSchema,
+  create: (options, ctx) => new RedisInstance(options, ctx),
+};

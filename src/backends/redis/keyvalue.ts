@@ -1,0 +1,126 @@
+/**
+ * KeyValue on Redis: each key is a HASH { v, ver } with a native TTL
+ * (PEXPIRE/PTTL/PERSIST). Writes are one Lua script (value, version, TTL, CAS
+ * check and index entry together); reads are one HMGET.
+ *
+ * Scans: Redis SCAN neither orders keys nor promises a stable, duplicate-free
+ * walk under concurrent writes, so each namespace keeps a sorted-set index of
+ * its keys (score 0, ZRANGEBYLEX: byte order). The cursor is the last key
+ * examined, so a page resumes strictly after it whatever was inserted or
+ * deleted meanwhile. A key that expired leaves its index entry behind until a
+ * scan meets it (and removes it); expired keys are never returned.
+ */
+import { errors } from "../../core/errors.js";
+import type { Bytes, KeyValueStore, KvRecord, ScanItem, ScanPage, SetOptions } from "../driver.js";
+import { asBuffer } from "./codec.js";
+import { fail, type Link } from "./connection.js";
+import type { Keys } from "./keys.js";
+import type { ScriptCommands } from "./scripts.js";
+
+type Scripted = ScriptCommands & import("ioredis").Redis;
+
+const LEX_MIN = "-";
+const LEX_MAX = "+";
+const EXCL = Buffer.from("(");
+const INCL = Buffer.from("[");
+const TOP = Buffer.from([0xff]);
+
+function record(r: (Buffer | null)[]): KvRecord | null {
+  const [v, ver] = r;
+  if (!ver) return null;
+  return { value: v ?? Buffer.alloc(0), version: Number(ver.toString()) };
+}
+
+export class RedisKeyValue implements KeyValueStore {
+  constructor(
+    private readonly link: Link,
+    private readonly keys: Keys,
+  ) {}
+
+  private async r(): Promise<Scripted> {
+    return (await this.link.client()) as Scripted;
+  }
+
+  async get(key: string): Promise<KvRecord | null> {
+    const r = await this.r();
+    return record(await r.hmgetBuffer(this.keys.kv(key), "v", "ver").catch(fail));
+  }
+
+  async set(key: string, value: Bytes, opts: SetOptions): Promise<number> {
+    const r = await this.r();
+    const v = await this.setOn(r, key, value, opts.ttlMs, opts.ifAbsent, opts.expectedVersion);
+    if (v === -1) throw errors.casConflict(key, "already exists");
+    if (v === -2) throw errors.casConflict(key, `version is not ${opts.expectedVersion}`);
+    return v;
+  }
+
+  private setOn(r: Scripted, key: string, value: Bytes, ttlMs?: number, ifAbsent?: boolean, expected?: number): Promise<number> {
+    const k = this.keys;
+    return r
+      .kvSet(k.kv(key), k.kvIndex, k.kvVersion, asBuffer(value), ttlMs ?? 0, ifAbsent ? "1" : "0", expected === undefined ? "" : expected, key)
+      .catch(fail);
+  }
+
+  async delete(key: string): Promise<boolean> {
+    const r = await this.r();
+    return (await r.kvDelete(this.keys.kv(key), this.keys.kvIndex, key).catch(fail)) === 1;
+  }
+
+  async exists(key: string): Promise<boolean> {
+    const r = await this.r();
+    return (await r.exists(this.keys.kv(key)).catch(fail)) === 1;
+  }
+
+  // Batches: one command per key, sent in one write by auto-pipelining.
+
+  async batchGet(keys: string[]): Promise<(KvRecord | null)[]> {
+    const r = await this.r();
+    const rows = await Promise.all(keys.map((k) => r.hmgetBuffer(this.keys.kv(k), "v", "ver"))).catch(fail);
+    return rows.map(record);
+  }
+
+  async batchSet(entries: { key: string; value: Bytes }[], ttlMs: number | undefined): Promise<number[]> {
+    const r = await this.r();
+    return Promise.all(entries.map((e) => this.setOn(r, e.key, e.value, ttlMs)));
+  }
+
+  async batchDelete(keys: string[]): Promise<number> {
+    const r = await this.r();
+    const n = await Promise.all(keys.map((k) => r.kvDelete(this.keys.kv(k), this.keys.kvIndex, k))).catch(fail);
+    return n.reduce((a, b) => a + b, 0);
+  }
+
+  async scan(prefix: string, cursor: string, limit: number, keysOnly: boolean): Promise<ScanPage> {
+    const r = await this.r();
+    const p = Buffer.from(prefix);
+    const after = cursor ? Buffer.from(cursor, "base64url") : null;
+    const min = after && Buffer.compare(after, p) >= 0 ? Buffer.concat([EXCL, after]) : p.length ? Buffer.concat([INCL, p]) : LEX_MIN;
+    // No UTF-8 byte is 0xff, so prefix + 0xff is above every key with the prefix.
+    const max = p.length ? Buffer.concat([EXCL, p, TOP]) : LEX_MAX;
+    const out = await r.kvScanBuffer(this.keys.kvIndex, min, max, limit, keysOnly ? "1" : "0", this.keys.kvBase).catch(fail);
+    const items: ScanItem[] = [];
+    for (let i = 2; i < out.length; i += 3) {
+      const item: ScanItem = { key: (out[i] as Buffer).toString(), version: Number((out[i + 1] as Buffer).toString()) };
+      if (!keysOnly) item.value = out[i + 2] as Buffer;
+      items.push(item);
+    }
+    return { items, nextCursor: out[0] === 1 ? "" : (out[1] as Buffer).toString("base64url") };
+  }
+
+  async expire(key: string, ttlMs: number): Promise<boolean> {
+    const r = await this.r();
+    return (await r.pexpire(this.keys.kv(key), ttlMs).catch(fail)) === 1;
+  }
+
+  async ttl(key: string): Promise<{ ttlMs: number | null } | null> {
+    const r = await this.r();
+    const t = await r.pttl(this.keys.kv(key)).catch(fail);
+    if (t === -2) return null;
+    return { ttlMs: t === -1 ? null : t };
+  }
+
+  async persist(key: string): Promise<boolean> {
+    const r = await this.r();
+    return (await r.kvPersist(this.keys.kv(key)).catch(fail)) === 1;
+  }
+}
