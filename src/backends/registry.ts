@@ -10,6 +10,7 @@ const loaders: Record<string, Loader> = {
   memstore: () => import("./memstore/index.js"),
   sqlite: () => import("./sqlite/index.js"),
   redis: () => import("./redis/index.js"),
+  postgres: () => import("./postgres/index.js"),
 };
 
 export function backendTypes(): string[] {

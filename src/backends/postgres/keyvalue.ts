@@ -1,0 +1,220 @@
+/**
+ * KeyValue on table kv (ns, key, value, version, expires_at), key COLLATE "C"
+ * so ORDER BY key is UTF-8 byte order (the order Scan promises). A row whose
+ * expires_at has passed is absent for every read and write (a write over it
+ * starts again at version 1); the instance's sweeper deletes such rows later.
+ * Every write is one statement: value, version bump, TTL and CAS check
+ * together. Times come from the injected clock, never now() in SQL.
+ */
+import { errors } from "../../core/errors.js";
+import type { Clock } from "../../core/clock.js";
+import type { Bytes, KeyValueStore, KvRecord, ScanPage, SetOptions } from "../driver.js";
+import type { PgInstance } from "./instance.js";
+import { buf } from "./sql.js";
+
+/** SQL text for one schema, built once per instance. `L(t)`: row t is live at $now. */
+export class KvSql {
+  readonly get: string;
+  readonly head: string;
+  readonly exists: string;
+  readonly upsert: string;
+  readonly insertIfAbsent: string;
+  readonly updateIfVersion: string;
+  readonly del: string;
+  readonly batchGet: string;
+  readonly batchSet: string;
+  readonly batchDelete: string;
+  readonly scan: string[];
+  readonly expire: string;
+  readonly persist: string;
+  readonly sweep: string;
+
+  constructor(S: string) {
+    const T = `${S}.kv`;
+    const live = (t: string, now: string) => `(${t}.expires_at IS NULL OR ${t}.expires_at > ${now})`;
+    this.get = `SELECT value, version FROM ${T} t WHERE ns = $1 AND key = $2 AND ${live("t", "$3::int8")}`;
+    this.head = `SELECT version, expires_at FROM ${T} t WHERE ns = $1 AND key = $2 AND ${live("t", "$3::int8")}`;
+    this.exists = `SELECT 1 FROM ${T} t WHERE ns = $1 AND key = $2 AND ${live("t", "$3::int8")}`;
+    // $1 ns, $2 key, $3 value, $4 expires_at, $5 now
+    const write = (where: string) =>
+      `INSERT INTO ${T} AS t (ns, key, value, version, expires_at) VALUES ($1, $2, $3, 1, $4::int8)
+       ON CONFLICT (ns, key) DO UPDATE SET
+         value = EXCLUDED.value,
+         version = CASE WHEN ${live("t", "$5::int8")} THEN t.version + 1 ELSE 1 END,
+         expires_at = EXCLUDED.expires_at
+       ${where}
+       RETURNING version`;
+    this.upsert = write("");
+    // Absent, or present but expired: the conflicting row is only overwritten when it is dead.
+    this.insertIfAbsent = write(`WHERE NOT ${live("t", "$5::int8")}`);
+    // expectedVersion > 0: the key must exist, be live and carry that version.
+    this.updateIfVersion = `UPDATE ${T} t SET value = $3, version = t.version + 1, expires_at = $4::int8
+       WHERE ns = $1 AND key = $2 AND ${live("t", "$5::int8")} AND version = $6::int8 RETURNING version`;
+    this.del = `DELETE FROM ${T} t WHERE ns = $1 AND key = $2 AND ${live("t", "$3::int8")}`;
+    this.batchGet = `SELECT key, value, version FROM ${T} t WHERE ns = $1 AND key = ANY($2::text[]) AND ${live("t", "$3::int8")}`;
+    this.batchSet = `INSERT INTO ${T} AS t (ns, key, value, version, expires_at)
+       SELECT $1, u.k, u.v, 1, $4::int8 FROM unnest($2::text[], $3::bytea[]) AS u(k, v)
+       ON CONFLICT (ns, key) DO UPDATE SET
+         value = EXCLUDED.value,
+         version = CASE WHEN ${live("t", "$5::int8")} THEN t.version + 1 ELSE 1 END,
+         expires_at = EXCLUDED.expires_at
+       RETURNING key, version`;
+    this.batchDelete = `DELETE FROM ${T} t WHERE ns = $1 AND key = ANY($2::text[]) AND ${live("t", "$3::int8")}`;
+    // $1 ns, $2 prefix, $3 cursor, $4 now, $5 limit, [$6 upper bound]. [with value, keys only] × [bounded, open].
+    const scan = (cols: string, bounded: boolean) =>
+      `SELECT ${cols} FROM ${T} t WHERE ns = $1 AND key >= $2 ${bounded ? "AND key < $6" : ""} AND key > $3
+         AND ${live("t", "$4::int8")} ORDER BY key LIMIT $5`;
+    this.scan = [scan("key, value, version", true), scan("key, version", true), scan("key, value, version", false), scan("key, version", false)];
+    this.expire = `UPDATE ${T} t SET expires_at = $4::int8 WHERE ns = $1 AND key = $2 AND ${live("t", "$3::int8")}`;
+    this.persist = `UPDATE ${T} t SET expires_at = NULL WHERE ns = $1 AND key = $2 AND ${live("t", "$3::int8")}`;
+    this.sweep = `DELETE FROM ${T} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${T} WHERE expires_at <= $1::int8 LIMIT $2))`;
+  }
+}
+
+function expiresAt(ttlMs: number | undefined, now: number): number | null {
+  return ttlMs ? now + ttlMs : null;
+}
+
+/**
+ * The smallest string above every string that starts with prefix, in code
+ * point (= UTF-8 byte) order: the prefix with its last code point
+ * incremented. null when no bound is needed (empty prefix, or only U+10FFFF).
+ */
+export function prefixUpperBound(prefix: string): string | null {
+  const cps = Array.from(prefix);
+  while (cps.length) {
+    const cp = cps[cps.length - 1]!.codePointAt(0)!;
+    if (cp < 0x10ffff) {
+      const next = cp + 1 === 0xd800 ? 0xe000 : cp + 1; // no well-formed string holds surrogates
+      cps[cps.length - 1] = String.fromCodePoint(next);
+      return cps.join("");
+    }
+    cps.pop();
+  }
+  return null;
+}
+
+export class PgKeyValue implements KeyValueStore {
+  private readonly sql: KvSql;
+
+  constructor(
+    private readonly ns: string,
+    private readonly db: PgInstance,
+    private readonly clock: Clock,
+  ) {
+    this.sql = db.kvSql;
+  }
+
+  async get(key: string): Promise<KvRecord | null> {
+    const r = await this.db.query<KvRecord>("kv_get", this.sql.get, [this.ns, key, this.clock.now()]);
+    return r.rows[0] ?? null;
+  }
+
+  async set(key: string, value: Bytes, opts: SetOptions): Promise<number> {
+    const now = this.clock.now();
+    const exp = expiresAt(opts.ttlMs, now);
+    const base = [this.ns, key, buf(value), exp, now];
+    if (opts.expectedVersion !== undefined && opts.expectedVersion > 0) {
+      if (opts.ifAbsent) throw errors.casConflict(key, `ifAbsent with expected version ${opts.expectedVersion} can never hold`);
+      const r = await this.db.query<{ version: number }>("kv_set_ver", this.sql.updateIfVersion, [...base, opts.expectedVersion]);
+      if (r.rows[0]) return r.rows[0].version;
+      const cur = await this.headVersion(key, now);
+      throw errors.casConflict(key, `expected version ${opts.expectedVersion}, current version is ${cur}`);
+    }
+    if (opts.ifAbsent || opts.expectedVersion === 0) {
+      const r = await this.db.query<{ version: number }>("kv_set_absent", this.sql.insertIfAbsent, base);
+      if (r.rows[0]) return r.rows[0].version;
+      if (opts.ifAbsent) throw errors.casConflict(key, "already exists");
+      const cur = await this.headVersion(key, now);
+      throw errors.casConflict(key, `expected version 0, current version is ${cur}`);
+    }
+    const r = await this.db.query<{ version: number }>("kv_set", this.sql.upsert, base);
+    return r.rows[0]!.version;
+  }
+
+  /** For conflict messages only (off the success path). */
+  private async headVersion(key: string, now: number): Promise<number> {
+    const r = await this.db.query<{ version: number }>("kv_head", this.sql.head, [this.ns, key, now]);
+    return r.rows[0]?.version ?? 0;
+  }
+
+  async delete(key: string): Promise<boolean> {
+    return ((await this.db.query("kv_del", this.sql.del, [this.ns, key, this.clock.now()])).rowCount ?? 0) > 0;
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return (await this.db.query("kv_exists", this.sql.exists, [this.ns, key, this.clock.now()])).rows.length > 0;
+  }
+
+  async batchGet(keys: string[]): Promise<(KvRecord | null)[]> {
+    if (!keys.length) return [];
+    const r = await this.db.query<{ key: string; value: Buffer; version: number }>("kv_bget", this.sql.batchGet, [this.ns, keys, this.clock.now()]);
+    const found = new Map<string, KvRecord>();
+    for (const row of r.rows) found.set(row.key, { value: row.value, version: row.version });
+    return keys.map((k) => found.get(k) ?? null);
+  }
+
+  async batchSet(entries: { key: string; value: Bytes }[], ttlMs: number | undefined): Promise<number[]> {
+    if (!entries.length) return [];
+    const now = this.clock.now();
+    const exp = expiresAt(ttlMs, now);
+    const keys = entries.map((e) => e.key);
+    if (new Set(keys).size !== keys.length) {
+      // ON CONFLICT cannot touch one row twice in a statement: a batch naming a key
+      // twice is applied in order, one upsert per entry, in one transaction.
+      return this.db.tx(async (c) => {
+        const out: number[] = [];
+        for (const e of entries) {
+          const r = await c.query<{ version: number }>({ name: "kv_set", text: this.sql.upsert, values: [this.ns, e.key, buf(e.value), exp, now] });
+          out.push(r.rows[0]!.version);
+        }
+        return out;
+      });
+    }
+    const r = await this.db.query<{ key: string; version: number }>("kv_bset", this.sql.batchSet, [
+      this.ns,
+      keys,
+      entries.map((e) => buf(e.value)),
+      exp,
+      now,
+    ]);
+    const versions = new Map<string, number>();
+    for (const row of r.rows) versions.set(row.key, row.version);
+    return keys.map((k) => versions.get(k)!);
+  }
+
+  async batchDelete(keys: string[]): Promise<number> {
+    if (!keys.length) return 0;
+    return (await this.db.query("kv_bdel", this.sql.batchDelete, [this.ns, keys, this.clock.now()])).rowCount ?? 0;
+  }
+
+  /** Keyset pagination: the cursor is the last key returned, so writes between pages never cause skips or repeats. */
+  async scan(prefix: string, cursor: string, limit: number, keysOnly: boolean): Promise<ScanPage> {
+    const upper = prefixUpperBound(prefix);
+    const which = (upper === null ? 2 : 0) + (keysOnly ? 1 : 0);
+    const values: unknown[] = [this.ns, prefix, cursor, this.clock.now(), limit + 1];
+    if (upper !== null) values.push(upper);
+    const r = await this.db.query<{ key: string; value?: Buffer; version: number }>(`kv_scan${which}`, this.sql.scan[which]!, values);
+    const items = r.rows;
+    const more = items.length > limit;
+    if (more) items.length = limit;
+    return { items, nextCursor: more ? items[items.length - 1]!.key : "" };
+  }
+
+  async expire(key: string, ttlMs: number): Promise<boolean> {
+    const now = this.clock.now();
+    return ((await this.db.query("kv_expire", this.sql.expire, [this.ns, key, now, now + ttlMs])).rowCount ?? 0) > 0;
+  }
+
+  async ttl(key: string): Promise<{ ttlMs: number | null } | null> {
+    const now = this.clock.now();
+    const r = await this.db.query<{ version: number; expires_at: number | null }>("kv_head", this.sql.head, [this.ns, key, now]);
+    const row = r.rows[0];
+    if (!row) return null;
+    return { ttlMs: row.expires_at === null ? null : row.expires_at - now };
+  }
+
+  async persist(key: string): Promise<boolean> {
+    return ((await this.db.query("kv_persist", this.sql.persist, [this.ns, key, this.clock.now()])).rowCount ?? 0) > 0;
+  }
+}
