@@ -1,0 +1,223 @@
+/**
+ * grpc-js handlers for the method table: a unary handler and the server-stream
+ * handler of PubSub.Subscribe. Both build a RequestContext from the call
+ * (peer, grpc-timeout deadline, `prism-priority` and `traceparent` metadata)
+ * and hand the decoded request to the Gateway.
+ *
+ * Errors are answered as the PrismError's gRPC code and message, with the
+ * stable reason in the `prism-reason` trailer.
+ */
+import { constants as http2 } from "node:http2";
+import {
+  Metadata,
+  type handleServerStreamingCall,
+  type handleUnaryCall,
+  type ServerUnaryCall,
+  type ServerWritableStream,
+  type StatusObject,
+} from "@grpc/grpc-js";
+import { RequestContext, type Priority } from "../core/context.js";
+import { Code, errors, toPrismError, type PrismError } from "../core/errors.js";
+import type { Gateway } from "../core/gateway.js";
+import type { MethodDef } from "../core/methods.js";
+import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/driver.js";
+import { DecodeFailure } from "./grpc-codec.js";
+
+export type Log = (level: "info" | "warn" | "error", msg: string) => void;
+
+/** The status a PrismError is answered with; the reason travels in the `prism-reason` trailer. */
+export function grpcStatus(e: PrismError): StatusObject {
+  const metadata = new Metadata();
+  metadata.set("prism-reason", e.reason);
+  return { code: e.code, details: e.message, metadata };
+}
+
+/** Any thrown value → PrismError; unexpected (INTERNAL) ones are logged for operators. */
+function failure(err: unknown, m: MethodDef, log: Log): PrismError {
+  const e = toPrismError(err);
+  if (e.code === Code.INTERNAL) log("error", `grpc ${m.path}: ${e.message}`);
+  return e;
+}
+
+const PRIORITIES: ReadonlySet<string> = new Set<Priority>(["critical", "high", "normal", "low"]);
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** The call's RequestContext. Throws INVALID_ARGUMENT for an unknown `prism-priority`. */
+export function contextOf(m: MethodDef, call: ServerUnaryCall<any, any> | ServerWritableStream<any, any>): RequestContext {
+  const ctx = new RequestContext(m, "grpc", call.getPeer());
+  const d = call.getDeadline();
+  const ms = typeof d === "number" ? d : d.getTime();
+  if (Number.isFinite(ms)) ctx.deadline = ms;
+  const md = call.metadata;
+  const p = md.get("prism-priority");
+  if (p.length !== 0) {
+    const v = String(p[0]);
+    if (!PRIORITIES.has(v)) throw errors.invalidArgument("prism-priority", `"${v.slice(0, 40)}" is not one of critical, high, normal, low`);
+    ctx.priority = v as Priority;
+  }
+  const t = md.get("traceparent");
+  // W3C trace context: a malformed traceparent is ignored, not refused.
+  if (t.length !== 0 && typeof t[0] === "string" && TRACEPARENT.test(t[0])) ctx.traceparent = t[0];
+  return ctx;
+}
+
+// One shared 'cancelled' listener (no closure per call): the context rides on the call.
+const CTX = Symbol("prism.ctx");
+function onCancelled(this: { [CTX]?: RequestContext }): void {
+  this[CTX]?.cancel(errors.cancelled("call"));
+}
+
+export function unaryHandler(gw: Gateway, m: MethodDef, log: Log): handleUnaryCall<any, any> {
+  return (call, callback) => {
+    void runUnary(gw, m, log, call, callback);
+  };
+}
+
+async function runUnary(
+  gw: Gateway,
+  m: MethodDef,
+  log: Log,
+  call: ServerUnaryCall<any, any>,
+  callback: (err: StatusObject | null, value?: object) => void,
+): Promise<void> {
+  let res: object;
+  try {
+    const req = call.request;
+    if (req instanceof DecodeFailure) throw req.toError();
+    const ctx = contextOf(m, call);
+    (call as unknown as { [CTX]: RequestContext })[CTX] = ctx;
+    call.once("cancelled", onCancelled);
+    res = await gw.unary(ctx, req);
+  } catch (e) {
+    callback(grpcStatus(failure(e, m, log)));
+    return;
+  }
+  callback(null, res);
+}
+
+/**
+ * Most messages a subscriber may have buffered (written but not yet taken by
+ * HTTP/2 flow control) before the server drops it. A subscriber that stops
+ * reading must not grow the gateway's memory without bound; for now it is cut
+ * off (RST_STREAM ENHANCE_YOUR_CALM, which gRPC clients report as
+ * RESOURCE_EXHAUSTED) rather than slowing the publishers down.
+ */
+export const DEFAULT_MAX_BUFFERED_MESSAGES = 10_000;
+
+/** One live PubSub.Subscribe call: the driver's sink on one side, the gRPC stream on the other. */
+class SubscribeCall implements SubscriptionSink {
+  private sub: Subscription | undefined = undefined;
+  private done = false;
+
+  constructor(
+    private readonly call: ServerWritableStream<any, PubSubMessage>,
+    private readonly ctx: RequestContext,
+    private readonly maxBuffered: number,
+    private readonly active: Set<SubscribeCall>,
+    private readonly log: Log,
+  ) {
+    active.add(this);
+    call.once("cancelled", () => this.finish());
+    call.once("close", () => this.finish());
+  }
+
+  /** Called once the gateway resolved: tell the client the subscription is live. */
+  live(sub: Subscription): void {
+    if (this.done) {
+      this.closeSub(sub);
+      return;
+    }
+    this.sub = sub;
+    this.call.sendMetadata(new Metadata());
+  }
+
+  onMessage(msg: PubSubMessage): void {
+    if (this.done) return;
+    // In object mode writableLength counts messages waiting for flow control.
+    if (this.call.writableLength >= this.maxBuffered) {
+      this.overflow();
+      return;
+    }
+    this.call.write(msg);
+  }
+
+  onError(err: Error): void {
+    this.fail(toPrismError(err));
+  }
+
+  /** Ends the call with an error status (after the messages already written). */
+  fail(e: PrismError): void {
+    if (this.done) return;
+    this.call.emit("error", grpcStatus(e));
+    this.finish();
+  }
+
+  private overflow(): void {
+    const e = errors.exhausted(`subscriber too slow: more than ${this.maxBuffered} messages buffered`);
+    this.log("warn", `grpc ${this.ctx.method.path} ${this.ctx.peer}: ${e.message}; dropping the subscription`);
+    // The status cannot overtake the buffered messages, so reset the stream;
+    // the error status is the fallback should the HTTP/2 stream be unreachable.
+    this.fail(e);
+    const stream = (this.call as unknown as { call?: { stream?: { closed?: boolean; close?(code: number): void } } }).call?.stream;
+    if (stream && !stream.closed && typeof stream.close === "function") stream.close(http2.NGHTTP2_ENHANCE_YOUR_CALM);
+  }
+
+  private finish(): void {
+    if (this.done) return;
+    this.done = true;
+    this.active.delete(this);
+    this.ctx.cancel(errors.cancelled("subscription"));
+    const sub = this.sub;
+    this.sub = undefined;
+    if (sub) this.closeSub(sub);
+  }
+
+  private closeSub(sub: Subscription): void {
+    sub.close().catch((e: unknown) => this.log("warn", `grpc ${this.ctx.method.path}: closing subscription: ${(e as Error).message}`));
+  }
+}
+
+/** Open subscriptions of one server, so close() can end them. */
+export class Subscriptions {
+  readonly active = new Set<SubscribeCall>();
+
+  /** Ends every open subscription with UNAVAILABLE (clients reconnect elsewhere). */
+  endAll(): void {
+    const e = errors.unavailable("server is shutting down");
+    for (const s of [...this.active]) s.fail(e);
+  }
+}
+
+export function subscribeHandler(
+  gw: Gateway,
+  m: MethodDef,
+  log: Log,
+  subs: Subscriptions,
+  maxBuffered: number,
+): handleServerStreamingCall<any, PubSubMessage> {
+  return (call) => {
+    void runSubscribe(gw, m, log, subs, maxBuffered, call);
+  };
+}
+
+async function runSubscribe(
+  gw: Gateway,
+  m: MethodDef,
+  log: Log,
+  subs: Subscriptions,
+  maxBuffered: number,
+  call: ServerWritableStream<any, PubSubMessage>,
+): Promise<void> {
+  let s: SubscribeCall | undefined;
+  try {
+    const req = call.request;
+    if (req instanceof DecodeFailure) throw req.toError();
+    const ctx = contextOf(m, call);
+    s = new SubscribeCall(call, ctx, maxBuffered, subs.active, log);
+    s.live(await gw.subscribe(ctx, req, s));
+  } catch (e) {
+    const pe = failure(e, m, log);
+    if (s) s.fail(pe);
+    else call.emit("error", grpcStatus(pe));
+  }
+}
