@@ -9,16 +9,17 @@ import { Router, type Placement } from "./router/router.js";
 import type { PrismConfig } from "./config/schema.js";
 import { startGrpc } from "./ingress/grpc.js";
 import { startHttpTransport } from "./ingress/transport.js";
+import { backpressureOf, breakerOptions, installShedding } from "./shedding/index.js";
 import type { Listening } from "./ingress/types.js";
+import { setupObservability, type LogSink } from "./observability/index.js";
+import { getProcessLogger } from "./observability/logging.js";
 
 export const VERSION = "0.1.0";
 
 export type Log = (level: "info" | "warn" | "error", msg: string) => void;
 
-export const stderrLog: Log = (level, msg) => {
-  if (level === "info" && process.env.PRISM_QUIET) return;
-  process.stderr.write(`${new Date().toISOString()} ${level} ${msg}\n`);
-};
+/** Events as pino JSON lines on stderr (level: PRISM_LOG_LEVEL, PRISM_QUIET → warn, server.log_level). */
+export const stderrLog: Log = (level, msg) => getProcessLogger()[level](msg);
 
 export interface ServerOptions {
   config: PrismConfig;
@@ -35,9 +36,15 @@ export interface ServerOptions {
   placement?: Placement;
   forwarder?: Forwarder;
   control?: ControlPlane;
+  /** How long shutdown waits for calls in progress (default 10 s). */
+  drainGraceMs?: number;
   /** Skip an ingress (e.g. a worker that serves only the mesh). */
   grpc?: boolean;
   http?: boolean;
+  /** Access-log JSON lines go here instead of stderr (tests). */
+  logSink?: LogSink;
+  /** A node:cluster worker: GET /metrics aggregates every worker through the primary. */
+  clusterMetrics?: boolean;
 }
 
 export interface RunningServer {
@@ -56,9 +63,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const clock = opts.clock ?? systemClock;
   const server = opts.config.server;
   const host = opts.host ?? server.host;
-  const router = new Router(clock, log, opts.placement);
+  const router = new Router(clock, log, opts.placement, { breaker: breakerOptions(server) });
   for (const ns of opts.config.namespaces) await router.apply(ns);
+  const obs = await setupObservability({ server, router, logSink: opts.logSink, cluster: opts.clusterMetrics });
   const gateway = new Gateway({
+    observer: obs.observer,
     router,
     version: VERSION,
     workers: opts.workers ?? 1,
@@ -66,15 +75,23 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     control: opts.control,
     forwarder: opts.forwarder,
   });
+  // Admission control, rate limits and retries (src/shedding); the slow-subscriber policy goes to the ingresses.
+  const shedding = installShedding(gateway, server);
+  const backpressure = backpressureOf(server);
   const listeners: Listening[] = [];
   try {
-    const grpc = opts.grpc === false ? undefined : await startGrpc(gateway, { host, port: opts.grpcPort ?? server.grpc_port, maxMessageBytes: server.max_message_bytes, log });
+    const grpc = opts.grpc === false ? undefined : await startGrpc(gateway, { host, port: opts.grpcPort ?? server.grpc_port, maxMessageBytes: server.max_message_bytes, log, backpressure });
     if (grpc) listeners.push(grpc);
-    const http = opts.http === false ? undefined : await startHttpTransport(gateway, { host, port: opts.httpPort ?? server.http_port, maxMessageBytes: server.max_message_bytes, log });
+    const http = opts.http === false ? undefined : await startHttpTransport(gateway, { host, port: opts.httpPort ?? server.http_port, maxMessageBytes: server.max_message_bytes, log, backpressure, metrics: obs.scrape });
     if (http) listeners.push(http);
     let closed: Promise<void> | undefined;
     let drained: Promise<void> | undefined;
-    const drain = () => (drained ??= Promise.all(listeners.map((l) => l.close().catch(() => {}))).then(() => {}));
+    // Graceful: refuse new calls, let the ones in progress answer (bounded), then close connections.
+    const drain = () =>
+      (drained ??= gateway
+        .drain(opts.drainGraceMs ?? 10_000)
+        .then(() => Promise.all(listeners.map((l) => l.close().catch(() => {}))))
+        .then(() => {}));
     return {
       gateway,
       router,
@@ -86,11 +103,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
         (closed ??= (async () => {
           await drain();
           await router.close();
+          shedding.close();
+          await obs.close();
         })()),
     };
   } catch (e) {
     await Promise.all(listeners.map((l) => l.close().catch(() => {})));
     await router.close();
+    shedding.close();
+    await obs.close();
     throw e;
   }
 }

@@ -67,6 +67,23 @@ export class PrismError extends Error {
   }
 }
 
+/**
+ * A refusal worth retrying after a pause (load shedding, rate limits, an open
+ * circuit). HTTP answers it with `Retry-After`; gRPC and WebSocket callers
+ * find the hint in the message.
+ */
+export class RetryableError extends PrismError {
+  constructor(
+    code: Code,
+    reason: string,
+    message: string,
+    /** Whole seconds, at least 1. */
+    readonly retryAfterSeconds: number,
+  ) {
+    super(code, reason, `${message}; retry after ${retryAfterSeconds}s`);
+  }
+}
+
 /** Constructors for every error Prism returns; the reason names are stable API. */
 export const errors = {
   invalidArgument: (field: string, why: string) =>
@@ -114,9 +131,21 @@ export const errors = {
       "PRISM_ERR_BACKEND_UNAVAILABLE",
       cause ? `${what}: ${(cause as Error).message ?? String(cause)}` : what,
     ),
+  shuttingDown: () => new PrismError(Code.UNAVAILABLE, "PRISM_ERR_SHUTTING_DOWN", "this Prism instance is shutting down; retry on another instance"),
   deadline: (what: string) => new PrismError(Code.DEADLINE_EXCEEDED, "PRISM_ERR_DEADLINE", `${what}: deadline exceeded`),
   cancelled: (what: string) => new PrismError(Code.CANCELLED, "PRISM_ERR_CANCELLED", `${what}: cancelled`),
   exhausted: (what: string) => new PrismError(Code.RESOURCE_EXHAUSTED, "PRISM_ERR_RESOURCE_EXHAUSTED", what),
+  overloaded: (priority: string, retryAfterSeconds: number) =>
+    new RetryableError(Code.RESOURCE_EXHAUSTED, "PRISM_ERR_OVERLOADED", `server overloaded: ${priority} priority calls are being shed`, retryAfterSeconds),
+  rateLimited: (ns: string, rps: number, retryAfterSeconds: number) =>
+    new RetryableError(Code.RESOURCE_EXHAUSTED, "PRISM_ERR_RATE_LIMITED", `namespace "${ns}" is over its rate limit of ${rps} requests/s`, retryAfterSeconds),
+  circuitOpen: (backend: string, failures: number, retryAfterSeconds: number) =>
+    new RetryableError(
+      Code.UNAVAILABLE,
+      "PRISM_ERR_CIRCUIT_OPEN",
+      `backend ${backend} is failing (circuit open after ${failures} consecutive failures); calls fail fast until a probe succeeds`,
+      retryAfterSeconds,
+    ),
   config: (message: string) => new PrismError(Code.INVALID_ARGUMENT, "PRISM_ERR_CONFIG", message),
   internal: (message: string) => new PrismError(Code.INTERNAL, "PRISM_ERR_INTERNAL", message),
 };

@@ -10,9 +10,10 @@
  * Namespaces owned by another worker (embedded backends with --workers N)
  * are handed to the Forwarder instead of a local handler.
  */
-import { errors, PrismError } from "./errors.js";
+import { errors, PrismError, toPrismError } from "./errors.js";
 import type { RequestContext } from "./context.js";
-import type { MethodDef } from "./methods.js";
+import type { MethodDef, NsHandler } from "./methods.js";
+import { raceDeadline } from "../shedding/deadline.js";
 import type { Router, NamespaceRuntime } from "../router/router.js";
 import type { Subscription, SubscriptionSink } from "../backends/driver.js";
 import type { NamespaceConfig } from "../config/schema.js";
@@ -25,6 +26,28 @@ export interface Forwarder {
   unary(owner: number, ctx: RequestContext, req: object): Promise<object>;
   subscribe(owner: number, ctx: RequestContext, req: object, sink: SubscriptionSink): Promise<Subscription>;
 }
+
+/**
+ * Sees every call (src/observability: metrics, access log, traces). Optional:
+ * without one the gateway pays a single undefined check per call. Calls that
+ * arrive over the worker mesh (ctx.ingress "mesh") were already observed by the
+ * worker that received them; observers ignore them so one call counts once.
+ */
+export interface GatewayObserver {
+  /** A decoded call enters the gateway. */
+  start(ctx: RequestContext): void;
+  /** The call settled (code 0: OK); `req` names the namespace. */
+  end(ctx: RequestContext, req: any, code: number): void;
+  /** Runs the backend call `run(ns, req, ctx)` (handler + driver, or the owning worker), timing it separately. */
+  backend(ctx: RequestContext, ns: NamespaceRuntime, req: any, run: BackendCall): Promise<object>;
+  /** Signals from the policy layer (src/shedding). */
+  shed(namespace: string, priority: string): void;
+  rateLimited(namespace: string): void;
+  /** 0 closed, 1 half-open, 2 open. */
+  breakerState(namespace: string, backend: string, state: number): void;
+}
+
+export type BackendCall = (ns: NamespaceRuntime, req: any, ctx: RequestContext) => Promise<object>;
 
 /** Applies namespace changes. Single process: the router. Several workers: every worker, through the primary. */
 export interface ControlPlane {
@@ -40,6 +63,7 @@ export interface GatewayOptions {
   workerIndex?: number;
   control?: ControlPlane;
   forwarder?: Forwarder;
+  observer?: GatewayObserver;
 }
 
 export class Gateway {
@@ -49,6 +73,7 @@ export class Gateway {
   readonly workerIndex: number;
   control: ControlPlane;
   forwarder: Forwarder | undefined;
+  observer: GatewayObserver | undefined;
   private middleware: Middleware[] | null = null;
 
   constructor(opts: GatewayOptions) {
@@ -58,6 +83,7 @@ export class Gateway {
     this.workerIndex = opts.workerIndex ?? 0;
     this.control = opts.control ?? { apply: (c) => opts.router.apply(c), delete: (n) => opts.router.delete(n) };
     this.forwarder = opts.forwarder;
+    this.observer = opts.observer;
   }
 
   use(mw: Middleware): void {
@@ -75,8 +101,50 @@ export class Gateway {
     return ns;
   }
 
+  /** Calls in progress; drain() waits for them and cancels the blocking ones (long polls). */
+  private readonly inFlight = new Set<RequestContext>();
+  private draining = false;
+  private onIdle: (() => void) | undefined = undefined;
+
+  /** How many unary calls are in progress. */
+  get inFlightCount(): number {
+    return this.inFlight.size;
+  }
+
+  /**
+   * Graceful shutdown, step one: refuse new calls with UNAVAILABLE (clients
+   * retry on another instance), end long polls early (they answer with what
+   * they have: nothing is leased that is not delivered), and wait up to
+   * graceMs for the calls in progress to answer.
+   */
+  async drain(graceMs: number): Promise<void> {
+    this.draining = true;
+    for (const ctx of this.inFlight) ctx.cancel(errors.shuttingDown());
+    if (this.inFlight.size === 0) return;
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, graceMs);
+      t.unref?.();
+      this.onIdle = () => {
+        clearTimeout(t);
+        resolve();
+      };
+    });
+  }
+
   /** A unary call. Resolves to a plain response object; rejects with PrismError. */
   async unary(ctx: RequestContext, req: any): Promise<object> {
+    // Peers' forwarded calls (mesh) are still served while draining: they finish their own in-flight work.
+    if (this.draining && ctx.ingress !== "mesh") throw errors.shuttingDown();
+    this.inFlight.add(ctx);
+    try {
+      return await (this.observer === undefined ? this.dispatch(ctx, req) : this.observed(this.observer, ctx, req));
+    } finally {
+      this.inFlight.delete(ctx);
+      if (this.onIdle !== undefined && this.inFlight.size === 0) this.onIdle();
+    }
+  }
+
+  private dispatch(ctx: RequestContext, req: any): Promise<object> {
     const m: MethodDef = ctx.method;
     if (m.admin !== undefined) {
       if (this.middleware !== null) for (const mw of this.middleware) mw(ctx, undefined);
@@ -84,42 +152,66 @@ export class Gateway {
     }
     if (m.handler === undefined) throw errors.unknownMethod(m.path);
     const ns = this.resolve(ctx, req);
-    if (ns.owner !== undefined) return this.forwarder!.unary(ns.owner, ctx, req);
-    if (ctx.deadline !== 0) return this.withDeadline(ctx, m.handler(ns, req, ctx));
-    return m.handler(ns, req, ctx);
+    if (ns.owner !== undefined) return this.backend(ns, req, ctx);
+    if (ctx.deadline !== 0) return this.withDeadline(ctx, this.backend(ns, req, ctx));
+    return this.backend(ns, req, ctx);
   }
+
+  private async observed(o: GatewayObserver, ctx: RequestContext, req: any): Promise<object> {
+    o.start(ctx);
+    try {
+      const res = await this.dispatch(ctx, req);
+      o.end(ctx, req, 0);
+      return res;
+    } catch (e) {
+      o.end(ctx, req, toPrismError(e).code);
+      throw e;
+    }
+  }
+
+  /** The backend call: the namespace handler, or the worker that owns the namespace. */
+  private backend(ns: NamespaceRuntime, req: any, ctx: RequestContext): Promise<object> {
+    const o = this.observer;
+    return o === undefined || ctx.obs === undefined ? this.invoke(ns, req, ctx) : o.backend(ctx, ns, req, this.invoke);
+  }
+
+  /** Runs idempotent handlers (src/shedding/retry.ts retries them on UNAVAILABLE); null: called directly. */
+  retrier: ((h: NsHandler, ns: NamespaceRuntime, req: any, ctx: RequestContext) => Promise<object>) | null = null;
+
+  private readonly invoke: BackendCall = (ns, req, ctx) =>
+    ns.owner !== undefined
+      ? this.forwarder!.unary(ns.owner, ctx, req)
+      : this.retrier !== null && ctx.method.idempotent
+        ? this.retrier(ctx.method.handler!, ns, req, ctx)
+        : ctx.method.handler!(ns, req, ctx);
 
   /** A server stream (PubSub.Subscribe). Resolves once the subscription is live. */
   async subscribe(ctx: RequestContext, req: any, sink: SubscriptionSink): Promise<Subscription> {
+    const o = this.observer;
+    if (o === undefined) return this.openSubscription(ctx, req, sink);
+    o.start(ctx);
+    try {
+      const sub = await this.openSubscription(ctx, req, sink);
+      o.end(ctx, req, 0);
+      return sub;
+    } catch (e) {
+      o.end(ctx, req, toPrismError(e).code);
+      throw e;
+    }
+  }
+
+  private async openSubscription(ctx: RequestContext, req: any, sink: SubscriptionSink): Promise<Subscription> {
     const m = ctx.method;
+    if (this.draining && ctx.ingress !== "mesh") throw errors.shuttingDown();
     if (m.subscribe === undefined) throw errors.unknownMethod(m.path);
     const ns = this.resolve(ctx, req);
     if (ns.owner !== undefined) return this.forwarder!.subscribe(ns.owner, ctx, req, sink);
     return m.subscribe(ns, req, sink, ctx);
   }
 
+  /** Abandons `p` with DEADLINE_EXCEEDED at ctx.deadline (one shared coarse timer, src/shedding/deadline.ts). */
   private withDeadline<T>(ctx: RequestContext, p: Promise<T>): Promise<T> {
-    const left = ctx.deadline - Date.now();
-    if (left <= 0) {
-      p.catch(() => {});
-      return Promise.reject(errors.deadline(ctx.method.path));
-    }
-    return new Promise<T>((resolve, reject) => {
-      const t = setTimeout(() => {
-        ctx.cancel(errors.deadline(ctx.method.path));
-        reject(errors.deadline(ctx.method.path));
-      }, left);
-      p.then(
-        (v) => {
-          clearTimeout(t);
-          resolve(v);
-        },
-        (e) => {
-          clearTimeout(t);
-          reject(e);
-        },
-      );
-    });
+    return raceDeadline(ctx, p);
   }
 }
 

@@ -11,12 +11,14 @@
  *   ERROR RESOURCE_EXHAUSTED.
  */
 import { Code, errors, toPrismError, type PrismError } from "../core/errors.js";
+import { decodeStrict } from "../core/decode.js";
 import { RequestContext } from "../core/context.js";
 import { METHOD_BY_ID, type MessageCodec, type MethodDef } from "../core/methods.js";
 import type { Gateway } from "../core/gateway.js";
 import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/driver.js";
 import { prism } from "../gen/prism.js";
 import type { IngressOptions } from "./types.js";
+import { DISCONNECT, type Backpressure } from "../shedding/backpressure.js";
 import type { WsApp, WsPeer, WsSession } from "./transport.js";
 import {
   CANCEL,
@@ -60,7 +62,7 @@ class WsStream implements SubscriptionSink {
   onMessage(msg: PubSubMessage): void {
     if (this.over) return;
     const frame = messageFrame(STREAM_MESSAGE, this.id, MESSAGE_CODEC, msg);
-    if (this.ready) return this.session.send(frame);
+    if (this.ready) return this.session.sendMessage(frame);
     const early = (this.early ??= []);
     if (early.length >= MAX_EARLY) return this.session.streamFailed(this, errors.exhausted("subscription: too many messages before it was ready"));
     early.push(frame);
@@ -87,11 +89,17 @@ class Session implements WsSession {
   private readonly streams = new Map<number, WsStream>();
   private closed_ = false;
 
+  /** Unsent bytes beyond which the backpressure policy applies. */
+  private readonly maxBuffered: number;
+
   constructor(
     private readonly gw: Gateway,
     private readonly peer: WsPeer,
     private readonly log: IngressOptions["log"],
-  ) {}
+    private readonly bp: Backpressure,
+  ) {
+    this.maxBuffered = bp.bytes(MAX_WS_BUFFERED);
+  }
 
   message(data: Buffer, binary: boolean): void {
     if (this.closed_) return;
@@ -113,11 +121,12 @@ class Session implements WsSession {
     }
     let req: object;
     try {
-      req = m.requestType.decode(data.subarray(h.bodyOffset));
+      req = decodeStrict(m.requestType, data, h.bodyOffset);
     } catch (e) {
       return this.send(errorFrameOf(id, errors.malformed(`malformed prism.v1.${m.requestTypeName}: ${(e as Error).message}`)));
     }
     const ctx = new RequestContext(m, "ws", this.peer.remoteAddress);
+    ctx.bytesIn = data.length;
     if (h.timeoutMs !== 0) ctx.deadline = Date.now() + h.timeoutMs;
     if (h.priority >= 0) ctx.priority = PRIORITIES[h.priority];
     if (h.traceparent !== undefined) ctx.traceparent = h.traceparent;
@@ -136,6 +145,7 @@ class Session implements WsSession {
       if (err.code === Code.INTERNAL) this.log("error", `ws ${m.path}: ${err.message}`);
       frame = errorFrameOf(id, err);
     }
+    ctx.bytesOut = frame.length;
     if (this.calls.get(id) !== ctx) return; // cancelled, or the connection is gone
     this.calls.delete(id);
     this.send(frame);
@@ -160,7 +170,7 @@ class Session implements WsSession {
     this.send(emptyFrame(STREAM_READY, id));
     const early = s.early;
     s.early = undefined;
-    if (early) for (const f of early) if (!s.over) this.send(f);
+    if (early) for (const f of early) if (!s.over) this.sendMessage(f);
   }
 
   /** The subscription failed: tell the client (ERROR ends the stream) and release it. */
@@ -186,12 +196,18 @@ class Session implements WsSession {
     }
   }
 
+  /** A pub/sub message: under backpressure policy "drop" it is skipped while the client is behind (src/shedding/backpressure.ts). */
+  sendMessage(frame: Uint8Array): void {
+    if (this.bp.drop && this.peer.bufferedAmount > this.maxBuffered) return this.bp.dropped1("ws");
+    this.send(frame);
+  }
+
   /** Sends a frame, unless the client stopped reading (then the connection is closed with 1008). */
   send(frame: Uint8Array): void {
     if (this.closed_) return;
-    if (this.peer.bufferedAmount > MAX_WS_BUFFERED) {
+    if (this.peer.bufferedAmount > this.maxBuffered) {
       this.closed_ = true;
-      this.peer.close(1008, `client too slow: more than ${MAX_WS_BUFFERED} bytes unsent`);
+      this.peer.close(1008, `client too slow: more than ${this.maxBuffered} bytes unsent`);
       this.release();
       return;
     }
@@ -217,7 +233,7 @@ class WsDispatcher implements WsApp {
     private readonly opts: IngressOptions,
   ) {}
   open(peer: WsPeer): WsSession {
-    return new Session(this.gw, peer, this.opts.log);
+    return new Session(this.gw, peer, this.opts.log, this.opts.backpressure ?? DISCONNECT);
   }
 }
 

@@ -5,6 +5,7 @@
  * public WebSocket; responses go back in any order, batched per tick.
  */
 import { createServer, type Server, type Socket } from "node:net";
+import { decodeStrict } from "../core/decode.js";
 import { rmSync } from "node:fs";
 import { prism } from "../gen/prism.js";
 import { RequestContext } from "../core/context.js";
@@ -99,7 +100,7 @@ class MeshConnection {
     }
     let req: object;
     try {
-      req = method.requestType.decode(f.subarray(o));
+      req = decodeStrict(method.requestType, f, o);
     } catch (e) {
       this.out.write(errorFrame(id, errors.malformed(`${method.requestTypeName}: ${(e as Error).message}`)));
       return;
