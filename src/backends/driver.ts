@@ -52,6 +52,12 @@ export interface BackendDriver<Options = unknown> {
   readonly type: string;
   readonly description: string;
   readonly interfaces: readonly InterfaceName[];
+  /**
+   * Set when the claims could not be verified by the acceptance suites on the
+   * machine that builds Prism (e.g. no broker can run there): says why and how
+   * to run them. Shown in ListBackends' description and the README matrix.
+   */
+  readonly unverified?: string;
   /** Validates the namespace's `backend:` block (minus `type`). */
   readonly optionsSchema: z.ZodType<Options>;
   /** Creates a connection/handle. Must not throw when the server is down: report it through health() and UNAVAILABLE errors, and reconnect. */

@@ -10,7 +10,11 @@ const loaders: Record<string, Loader> = {
   memstore: () => import("./memstore/index.js"),
   sqlite: () => import("./sqlite/index.js"),
   redis: () => import("./redis/index.js"),
+  nats: () => import("./nats/index.js"),
   postgres: () => import("./postgres/index.js"),
+  rabbitmq: () => import("./rabbitmq/index.js"),
+  mqtt: () => import("./mqtt/index.js"),
+  kafka: () => import("./kafka/index.js"),
 };
 
 export function backendTypes(): string[] {

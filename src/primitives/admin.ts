@@ -58,7 +58,11 @@ export async function deleteNamespace(gw: Gateway, req: prism.v1.IDeleteNamespac
 
 export async function listBackends(): Promise<prism.v1.IListBackendsResponse> {
   const drivers = await loadAllDrivers();
-  return { backends: drivers.map((d) => ({ type: d.type, interfaces: [...d.interfaces], description: d.description })) };
+  return { backends: drivers.map((d) => ({
+      type: d.type,
+      interfaces: [...d.interfaces],
+      description: d.unverified ? `${d.description} (claims unverified: ${d.unverified})` : d.description,
+    })) };
 }
 
 export async function health(gw: Gateway): Promise<prism.v1.IHealthResponse> {
