@@ -45,6 +45,8 @@ export interface ServerOptions {
   logSink?: LogSink;
   /** A node:cluster worker: GET /metrics aggregates every worker through the primary. */
   clusterMetrics?: boolean;
+  /** Access log on stderr (or logSink). Default: on unless the caller passed its own `log` other than stderrLog (tests, embedders). */
+  accessLog?: boolean;
 }
 
 export interface RunningServer {
@@ -65,7 +67,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const host = opts.host ?? server.host;
   const router = new Router(clock, log, opts.placement, { breaker: breakerOptions(server) });
   for (const ns of opts.config.namespaces) await router.apply(ns);
-  const obs = await setupObservability({ server, router, logSink: opts.logSink, cluster: opts.clusterMetrics });
+  const obs = await setupObservability({
+    server,
+    router,
+    logSink: opts.logSink,
+    cluster: opts.clusterMetrics,
+    accessLog: opts.accessLog ?? (opts.log === undefined || opts.log === stderrLog || opts.logSink !== undefined),
+  });
   const gateway = new Gateway({
     observer: obs.observer,
     router,

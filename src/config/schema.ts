@@ -45,6 +45,55 @@ export const namespaceSchema = z
     primitives: z.array(z.enum(PRIMITIVES)).min(1).default([...PRIMITIVES]),
     backend: backendSchema,
     limits: limitsSchema.default({}),
+    /** Priority of calls that do not say (src/shedding). */
+    priority_default: z.enum(["critical", "high", "normal", "low"]).optional(),
+    /** Deadline of calls that do not set one, in ms (0 or absent: none). */
+    default_timeout_ms: z.number().int().nonnegative().optional(),
+    /** Token bucket per namespace and worker: requests/s and burst (default burst = rps). */
+    rate_limit: z.object({ rps: z.number().positive(), burst: z.number().int().positive().optional() }).strict().optional(),
+    /** Circuit breaker of this namespace's backend instance (overrides server.breaker; the last applied namespace sharing an instance wins). */
+    breaker: z.lazy(() => breakerSchema).optional(),
+    /** Access-log options (src/observability). log_keys false: the access log omits this namespace's keys. */
+    observability: z.object({ log_keys: z.boolean().default(true) }).strict().optional(),
+  })
+  .strict();
+
+/** Circuit breaker per backend instance (src/shedding/breaker.ts). failures 0 disables it. */
+export const breakerSchema = z
+  .object({
+    failures: z.number().int().nonnegative().default(5),
+    probe_after_ms: z.number().int().positive().default(30_000),
+  })
+  .strict();
+
+/** Admission control per worker (src/shedding/admission.ts). */
+export const sheddingSchema = z
+  .object({
+    /** Unary calls in progress per worker at which it counts as 100% loaded (0: not used). */
+    max_in_flight: z.number().int().nonnegative().default(10_000),
+    /** Event-loop delay in ms at which a worker counts as 100% loaded (0: not used). */
+    max_event_loop_delay_ms: z.number().int().nonnegative().default(500),
+    /** Shedding starts at this percent of the hard limit (low first, critical last). */
+    capacity_pct: z.number().min(1).max(100).default(90),
+  })
+  .strict();
+
+/** Retries of idempotent calls on UNAVAILABLE (src/shedding/retry.ts). */
+export const retrySchema = z
+  .object({
+    max_attempts: z.number().int().min(1).max(10).default(3),
+    /** Tokens per call: retries add at most this fraction of extra load. */
+    budget_ratio: z.number().min(0).max(1).default(0.1),
+  })
+  .strict();
+
+/** What happens to a subscriber that does not keep up (src/shedding/backpressure.ts). */
+export const backpressureSchema = z
+  .object({
+    /** disconnect: end the subscription / connection; drop: drop pub/sub messages for that subscriber and count them. */
+    policy: z.enum(["disconnect", "drop"]).default("disconnect"),
+    /** Unsent bytes per WebSocket connection / SSE subscription beyond which the policy applies (default 16 MiB / 1 MiB). gRPC: 10,000 messages. */
+    max_buffered_bytes: z.number().int().positive().optional(),
   })
   .strict();
 
@@ -56,6 +105,16 @@ export const serverSchema = z
     /** Largest frame / message / body Prism reads, in bytes. */
     max_message_bytes: z.number().int().positive().default(8 * 1024 * 1024),
     workers: z.union([z.number().int().positive(), z.literal("auto")]).default("auto"),
+    shedding: sheddingSchema.default(sheddingSchema.parse({})),
+    breaker: breakerSchema.default(breakerSchema.parse({})),
+    retry: retrySchema.default(retrySchema.parse({})),
+    backpressure: backpressureSchema.default(backpressureSchema.parse({})),
+    /** pino level; the env PRISM_LOG_LEVEL wins (src/observability/logging.ts). */
+    log_level: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    /** Fraction of calls written to the access log (0: none, 1: all). */
+    access_log_sample: z.number().min(0).max(1).default(1),
+    /** Prometheus metrics (GET /metrics on the HTTP port). */
+    metrics: z.boolean().default(true),
   })
   .strict();
 

@@ -14,6 +14,11 @@ export class RequestContext {
   deadline = 0;
   priority: Priority | undefined = undefined;
   traceparent: string | undefined = undefined;
+  /** Request / response body sizes, set by the ingress that knows them (metrics, access log). */
+  bytesIn = 0;
+  bytesOut = 0;
+  /** The gateway observer's per-call state (src/observability); undefined when observability is off. */
+  obs: object | undefined = undefined;
   private controller: AbortController | undefined = undefined;
   private cancelledReason: Error | undefined = undefined;
 

@@ -136,8 +136,15 @@ export class Gateway {
     // Peers' forwarded calls (mesh) are still served while draining: they finish their own in-flight work.
     if (this.draining && ctx.ingress !== "mesh") throw errors.shuttingDown();
     this.inFlight.add(ctx);
+    const o = this.observer;
+    if (o !== undefined) o.start(ctx);
     try {
-      return await (this.observer === undefined ? this.dispatch(ctx, req) : this.observed(this.observer, ctx, req));
+      const res = await this.dispatch(ctx, req);
+      if (o !== undefined) o.end(ctx, req, 0);
+      return res;
+    } catch (e) {
+      if (o !== undefined) o.end(ctx, req, toPrismError(e).code);
+      throw e;
     } finally {
       this.inFlight.delete(ctx);
       if (this.onIdle !== undefined && this.inFlight.size === 0) this.onIdle();
@@ -155,18 +162,6 @@ export class Gateway {
     if (ns.owner !== undefined) return this.backend(ns, req, ctx);
     if (ctx.deadline !== 0) return this.withDeadline(ctx, this.backend(ns, req, ctx));
     return this.backend(ns, req, ctx);
-  }
-
-  private async observed(o: GatewayObserver, ctx: RequestContext, req: any): Promise<object> {
-    o.start(ctx);
-    try {
-      const res = await this.dispatch(ctx, req);
-      o.end(ctx, req, 0);
-      return res;
-    } catch (e) {
-      o.end(ctx, req, toPrismError(e).code);
-      throw e;
-    }
   }
 
   /** The backend call: the namespace handler, or the worker that owns the namespace. */

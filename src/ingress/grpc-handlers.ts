@@ -22,6 +22,7 @@ import type { Gateway } from "../core/gateway.js";
 import type { MethodDef } from "../core/methods.js";
 import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/driver.js";
 import { DecodeFailure } from "./grpc-codec.js";
+import { DISCONNECT, type Backpressure } from "../shedding/backpressure.js";
 
 export type Log = (level: "info" | "warn" | "error", msg: string) => void;
 
@@ -29,7 +30,18 @@ export type Log = (level: "info" | "warn" | "error", msg: string) => void;
 export function grpcStatus(e: PrismError): StatusObject {
   const metadata = new Metadata();
   metadata.set("prism-reason", e.reason);
-  return { code: e.code, details: e.message, metadata };
+  return { code: e.code, details: wellFormed(e.message), metadata };
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * grpc-js percent-encodes details with encodeURI, which throws (and took the
+ * process down, found by test/e2e/fuzz-ingress) on a lone surrogate, e.g. a
+ * client string cut in the middle of a pair when quoted in a message.
+ */
+function wellFormed(s: string): string {
+  return s.replace(LONE_SURROGATE, "\uFFFD");
 }
 
 /** Any thrown value → PrismError; unexpected (INTERNAL) ones are logged for operators. */
@@ -115,6 +127,7 @@ class SubscribeCall implements SubscriptionSink {
     private readonly maxBuffered: number,
     private readonly active: Set<SubscribeCall>,
     private readonly log: Log,
+    private readonly bp: Backpressure,
   ) {
     active.add(this);
     call.once("cancelled", () => this.finish());
@@ -135,6 +148,8 @@ class SubscribeCall implements SubscriptionSink {
     if (this.done) return;
     // In object mode writableLength counts messages waiting for flow control.
     if (this.call.writableLength >= this.maxBuffered) {
+      // Backpressure policy "drop": skip the message, keep the subscription (src/shedding/backpressure.ts).
+      if (this.bp.drop) return this.bp.dropped1("grpc");
       this.overflow();
       return;
     }
@@ -194,9 +209,10 @@ export function subscribeHandler(
   log: Log,
   subs: Subscriptions,
   maxBuffered: number,
+  bp: Backpressure = DISCONNECT,
 ): handleServerStreamingCall<any, PubSubMessage> {
   return (call) => {
-    void runSubscribe(gw, m, log, subs, maxBuffered, call);
+    void runSubscribe(gw, m, log, subs, maxBuffered, call, bp);
   };
 }
 
@@ -207,13 +223,14 @@ async function runSubscribe(
   subs: Subscriptions,
   maxBuffered: number,
   call: ServerWritableStream<any, PubSubMessage>,
+  bp: Backpressure,
 ): Promise<void> {
   let s: SubscribeCall | undefined;
   try {
     const req = call.request;
     if (req instanceof DecodeFailure) throw req.toError();
     const ctx = contextOf(m, call);
-    s = new SubscribeCall(call, ctx, maxBuffered, subs.active, log);
+    s = new SubscribeCall(call, ctx, maxBuffered, subs.active, log, bp);
     s.live(await gw.subscribe(ctx, req, s));
   } catch (e) {
     const pe = failure(e, m, log);

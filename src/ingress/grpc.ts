@@ -44,7 +44,7 @@ export async function startGrpc(gw: Gateway, opts: GrpcOptions): Promise<Listeni
   for (const { definition, methods } of serviceDefinitions().values()) {
     const impl: UntypedServiceImplementation = {};
     for (const m of methods) {
-      impl[m.name] = m.streaming ? subscribeHandler(gw, m, opts.log, subs, maxBuffered) : unaryHandler(gw, m, opts.log);
+      impl[m.name] = m.streaming ? subscribeHandler(gw, m, opts.log, subs, maxBuffered, opts.backpressure) : unaryHandler(gw, m, opts.log);
     }
     server.addService(definition, impl);
   }

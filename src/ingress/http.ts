@@ -7,7 +7,8 @@
  * bytes gets `event: error` (RESOURCE_EXHAUSTED) and its stream ends; Prism
  * never queues without bound for a slow reader.
  */
-import { Code, PrismError, codeName, errors, httpStatus, toPrismError } from "../core/errors.js";
+import { Code, PrismError, RetryableError, codeName, errors, httpStatus, toPrismError } from "../core/errors.js";
+import { DISCONNECT, type Backpressure } from "../shedding/backpressure.js";
 import { RequestContext, type Priority } from "../core/context.js";
 import { METHOD_BY_ID, methodByName, type MessageCodec, type MethodDef } from "../core/methods.js";
 import type { Gateway } from "../core/gateway.js";
@@ -62,8 +63,11 @@ function statusOf(err: PrismError): number {
   return httpStatus(err.code);
 }
 
-function sendJson(ex: HttpExchange, status: number, body: string): void {
-  ex.send(status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) }, body);
+/** Sends a JSON body; returns its size in bytes (metrics). */
+function sendJson(ex: HttpExchange, status: number, body: string): number {
+  const n = Buffer.byteLength(body);
+  ex.send(status, { "content-type": "application/json", "content-length": n }, body);
+  return n;
 }
 
 function decodeSegment(raw: string, field: string): string {
@@ -141,8 +145,11 @@ class SseStream implements SubscriptionSink, Cancelable {
   }
 
   private write(chunk: string): void {
-    if (!this.ex.write(chunk) && this.ex.pendingBytes > MAX_SSE_PENDING)
-      this.fail(errors.exhausted(`subscriber is too slow: more than ${MAX_SSE_PENDING} bytes of events unsent`));
+    const max = this.app.maxPending;
+    // Backpressure policy "drop": skip this message for the slow reader, keep the stream (src/shedding/backpressure.ts).
+    if (this.app.backpressure.drop && this.ex.pendingBytes > max) return this.app.backpressure.dropped1("sse");
+    if (!this.ex.write(chunk) && this.ex.pendingBytes > max)
+      this.fail(errors.exhausted(`subscriber is too slow: more than ${max} bytes of events unsent`));
   }
 
   /** Ends the stream with an error event (or, before it started, records the error for the response). */
@@ -181,6 +188,9 @@ function destroyExchange(ex: HttpExchange): void {
 
 class HttpRoutes implements HttpApp {
   readonly streams = new Set<SseStream>();
+  readonly backpressure: Backpressure;
+  /** Unsent SSE bytes per subscriber before the backpressure policy applies. */
+  readonly maxPending: number;
   private readonly maxBody: number;
 
   constructor(
@@ -188,6 +198,8 @@ class HttpRoutes implements HttpApp {
     private readonly opts: IngressOptions,
   ) {
     this.maxBody = opts.maxMessageBytes;
+    this.backpressure = opts.backpressure ?? DISCONNECT;
+    this.maxPending = this.backpressure.bytes(MAX_SSE_PENDING);
   }
 
   handle(ex: HttpExchange): void {
@@ -208,6 +220,8 @@ class HttpRoutes implements HttpApp {
       const body = errorBody(err);
       const headers: Record<string, string | number> = { "content-type": "application/json", "content-length": Buffer.byteLength(body) };
       if (err instanceof RouteError && err.allow) headers.allow = err.allow;
+      // Shed, rate-limited, circuit open: tell the client when to come back (429 / 503 + Retry-After).
+      if (err instanceof RetryableError) headers["retry-after"] = err.retryAfterSeconds;
       ex.send(statusOf(err), headers, body);
     }
   }
@@ -235,7 +249,12 @@ class HttpRoutes implements HttpApp {
     }
     if (path === "/healthz") {
       if (method !== "GET" && method !== "HEAD") throw notAllowed(method, path, "GET, HEAD");
-      return sendJson(ex, 200, '{"status":"SERVING"}');
+      sendJson(ex, 200, '{"status":"SERVING"}');
+      return;
+    }
+    if (path === "/metrics" && this.opts.metrics !== undefined) {
+      if (method !== "GET" && method !== "HEAD") throw notAllowed(method, path, "GET, HEAD");
+      return this.opts.metrics().then((m) => ex.send(200, { "content-type": m.contentType, "content-length": Buffer.byteLength(m.body) }, method === "HEAD" ? "" : m.body));
     }
     if (path === "/v1/openapi.json") {
       if (method !== "GET" && method !== "HEAD") throw notAllowed(method, path, "GET, HEAD");
@@ -258,6 +277,7 @@ class HttpRoutes implements HttpApp {
   private async unary(ex: HttpExchange, m: MethodDef): Promise<void> {
     const ctx = context(m, ex);
     const body = await ex.readBody(this.maxBody);
+    ctx.bytesIn = body.length;
     let json: unknown = {};
     if (body.length > 0) {
       try {
@@ -268,19 +288,21 @@ class HttpRoutes implements HttpApp {
     }
     const req = fromJson(m.requestType, m.requestTypeName, json);
     const resp = await this.gw.unary(ctx, req);
-    sendJson(ex, 200, toJson(m.responseType, resp));
+    ctx.bytesOut = sendJson(ex, 200, toJson(m.responseType, resp));
   }
 
   private async kv(ex: HttpExchange, method: string, namespace: string, key: string, query: string, path: string): Promise<void> {
     switch (method) {
       case "GET":
       case "HEAD": {
-        const resp = (await this.gw.unary(context(KV_GET, ex), { namespace, key })) as prism.v1.IGetResponse;
+        const ctx = context(KV_GET, ex);
+        const resp = (await this.gw.unary(ctx, { namespace, key })) as prism.v1.IGetResponse;
         if (!resp.found) {
           if (method === "HEAD") return ex.send(404, { "content-length": 0 }, "");
           throw new PrismError(Code.NOT_FOUND, "PRISM_ERR_KEY_NOT_FOUND", `key ${JSON.stringify(key)} not found in namespace "${namespace}"`);
         }
         const value = resp.value ?? new Uint8Array(0);
+        ctx.bytesOut = value.length;
         return ex.send(
           200,
           { "content-type": "application/octet-stream", "content-length": value.length, "x-prism-version": String(resp.version ?? 0) },
@@ -309,12 +331,16 @@ class HttpRoutes implements HttpApp {
           req.expectedVersion = Number(v);
         }
         req.value = await ex.readBody(this.maxBody);
+        ctx.bytesIn = req.value.length;
         const resp = (await this.gw.unary(ctx, req)) as prism.v1.ISetResponse;
-        return sendJson(ex, 200, `{"version":${Number(resp.version ?? 0)}}`);
+        ctx.bytesOut = sendJson(ex, 200, `{"version":${Number(resp.version ?? 0)}}`);
+        return;
       }
       case "DELETE": {
-        const resp = (await this.gw.unary(context(KV_DELETE, ex), { namespace, key })) as prism.v1.IDeleteResponse;
-        return sendJson(ex, 200, resp.deleted ? '{"deleted":true}' : '{"deleted":false}');
+        const ctx = context(KV_DELETE, ex);
+        const resp = (await this.gw.unary(ctx, { namespace, key })) as prism.v1.IDeleteResponse;
+        ctx.bytesOut = sendJson(ex, 200, resp.deleted ? '{"deleted":true}' : '{"deleted":false}');
+        return;
       }
       default:
         throw notAllowed(method, path, "GET, HEAD, PUT, DELETE");

@@ -212,16 +212,39 @@ function onResponseClose(this: ServerResponse): void {
   (this as unknown as Record<symbol, NodeExchange>)[EXCHANGE]!.closed();
 }
 
+/**
+ * One write system call per response frame costs more CPU than the whole
+ * request path (measured: ~48% of Prism's CPU under load). So the socket is
+ * corked at the first send of a loop turn and uncorked in setImmediate: every
+ * frame answered in that turn leaves in one writev. ws corks/uncorks around
+ * each frame itself; cork is a counter, so our outer cork holds them.
+ */
+function uncorkPeer(peer: NodePeer): void {
+  peer.corked = false;
+  peer.socket?.uncork();
+}
+
 class NodePeer implements WsPeer {
+  corked = false;
+  readonly socket: Duplex | undefined;
   constructor(
     private readonly ws: WebSocket,
     readonly remoteAddress: string,
-  ) {}
+  ) {
+    // ws keeps its socket private; without it we simply do not batch.
+    this.socket = (ws as unknown as { _socket?: Duplex })._socket;
+  }
   get bufferedAmount(): number {
     return this.ws.bufferedAmount;
   }
   send(frame: Uint8Array): void {
-    if (this.ws.readyState === 1) this.ws.send(frame);
+    if (this.ws.readyState !== 1) return;
+    if (!this.corked && this.socket !== undefined) {
+      this.corked = true;
+      this.socket.cork();
+      setImmediate(uncorkPeer, this);
+    }
+    this.ws.send(frame);
   }
   close(code: number, reason: string): void {
     this.ws.close(code, reason);

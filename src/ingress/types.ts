@@ -1,3 +1,5 @@
+import type { Backpressure } from "../shedding/backpressure.js";
+
 /** What every ingress gets and returns. */
 export interface IngressOptions {
   host: string;
@@ -6,6 +8,10 @@ export interface IngressOptions {
   /** Largest frame / gRPC message / HTTP body accepted, in bytes. */
   maxMessageBytes: number;
   log: (level: "info" | "warn" | "error", msg: string) => void;
+  /** What to do with a subscriber that does not keep up (default: disconnect it). src/shedding/backpressure.ts */
+  backpressure?: Backpressure;
+  /** GET /metrics (Prometheus text); absent: no such route. src/observability */
+  metrics?: () => Promise<{ contentType: string; body: string }>;
 }
 
 export interface Listening {

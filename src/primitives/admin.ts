@@ -73,11 +73,12 @@ export async function health(gw: Gateway): Promise<prism.v1.IHealthResponse> {
       }
       const inst = gw.router.instanceOf(ns.name);
       if (!inst) return { namespace: ns.name, backendType: ns.backendType, ok: false, latencyMs: 0, message: "no backend instance" };
+      const circuit = gw.router.breakerOf(ns.name)?.describe() ?? "closed";
       try {
         const h = await inst.health();
-        return { namespace: ns.name, backendType: ns.backendType, ok: h.ok, latencyMs: h.latencyMs, message: h.message };
+        return { namespace: ns.name, backendType: ns.backendType, ok: h.ok, latencyMs: h.latencyMs, message: h.message, circuit };
       } catch (e) {
-        return { namespace: ns.name, backendType: ns.backendType, ok: false, latencyMs: 0, message: (e as Error).message };
+        return { namespace: ns.name, backendType: ns.backendType, ok: false, latencyMs: 0, message: (e as Error).message, circuit };
       }
     }),
   );

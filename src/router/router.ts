@@ -10,6 +10,7 @@ import type { InterfaceName, PrimitiveName } from "../core/interfaces.js";
 import type { BackendDriver, BackendInstance, NamespaceLimits, NamespaceStores } from "../backends/driver.js";
 import { loadDriver } from "../backends/registry.js";
 import { limitsOf, type NamespaceConfig } from "../config/schema.js";
+import { CircuitBreaker, DEFAULT_BREAKER, guardStores, type BreakerOptions } from "../shedding/breaker.js";
 
 export interface NamespaceRuntime {
   readonly name: string;
@@ -32,6 +33,13 @@ export type Placement = (ns: NamespaceConfig) => number | undefined;
 interface PooledInstance {
   instance: BackendInstance;
   refs: number;
+  /** Every call from any namespace to this instance passes through it (src/shedding/breaker.ts). */
+  breaker: CircuitBreaker;
+}
+
+export interface RouterOptions {
+  /** Circuit breaker defaults (server.breaker); a namespace's `breaker` block overrides them for its instance. */
+  breaker?: BreakerOptions;
 }
 
 function stableJson(v: unknown): string {
@@ -53,6 +61,7 @@ export class Router {
     private readonly clock: Clock,
     private readonly log: (level: "info" | "warn" | "error", msg: string) => void = () => {},
     private readonly placement: Placement = () => undefined,
+    private readonly options: RouterOptions = {},
   ) {}
 
   get(name: string): NamespaceRuntime | undefined {
@@ -79,11 +88,14 @@ export class Router {
         pooled = {
           instance: driver.create(parsed, { clock: this.clock, log: (l, m) => this.log(l, `[${type}] ${m}`) }),
           refs: 0,
+          breaker: new CircuitBreaker(`${type} (namespace ${config.name})`, this.options.breaker ?? DEFAULT_BREAKER, this.clock),
         };
         this.instances.set(key, pooled);
       }
       pooled.refs++;
-      stores = pooled.instance.namespace(config.name, limits);
+      if (config.breaker) pooled.breaker.options = { failures: config.breaker.failures, probeAfterMs: config.breaker.probe_after_ms };
+      pooled.breaker.namespaces.add(config.name);
+      stores = guardStores(pooled.instance.namespace(config.name, limits), pooled.breaker);
     }
     const runtime: NamespaceRuntime = {
       name: config.name,
@@ -117,10 +129,17 @@ export class Router {
     await rt.stores.close?.().catch(() => {});
     if (!key) return;
     const pooled = this.instances.get(key);
+    if (pooled && rt.name !== "" && this.instanceKeyOf.get(rt.name) !== key) pooled.breaker.namespaces.delete(rt.name);
     if (pooled && --pooled.refs <= 0) {
       this.instances.delete(key);
       await pooled.instance.close().catch((e) => this.log("warn", `closing ${key}: ${(e as Error).message}`));
     }
+  }
+
+  /** The circuit breaker of the instance behind a namespace (Admin Health). */
+  breakerOf(name: string): CircuitBreaker | undefined {
+    const key = this.instanceKeyOf.get(name);
+    return key ? this.instances.get(key)?.breaker : undefined;
   }
 
   /** The instance behind a namespace (health checks). */

@@ -20,6 +20,7 @@ import { rmSync } from "node:fs";
 import { createServer } from "node:net";
 import type { NamespaceConfig, PrismConfig } from "../config/schema.js";
 import type { Log } from "../server.js";
+import { servePrimaryMetrics } from "../observability/cluster-metrics.js";
 import { meshSocketPath, type ToPrimary, type ToWorker, type WireError, type WorkerInit } from "./ipc.js";
 
 const DRAIN_MS = 10_000;
@@ -83,6 +84,8 @@ export async function runPrimary(opts: ClusterOptions): Promise<number> {
   const finished = new Promise<number>((r) => (done = r));
 
   cluster.setupPrimary({ exec: opts.exec, args: opts.args ?? [], silent: false });
+  // GET /metrics on any worker answers for all of them (src/observability/cluster-metrics.ts).
+  servePrimaryMetrics();
 
   const indexOf = (w: Worker) => slots.findIndex((s) => s?.worker === w);
 

@@ -98,6 +98,8 @@ export function runWorker(): void {
       placement: workerPlacement(index, init.workers),
       forwarder,
       control,
+      clusterMetrics: true,
+      accessLog: true,
     });
     mesh = await startMeshServer(server.gateway, meshSocketPath(primaryPid, index), init.config.server.max_message_bytes + FRAME_OVERHEAD, `mesh peer of worker ${index}`);
     send({ t: "listening", grpcPort: server.grpcPort, httpPort: server.httpPort });

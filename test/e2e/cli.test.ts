@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 /** The `prism` command: validate, serve with the default config, kv and ns through the SDK, graceful stop. */
 import { test } from "node:test";
 import assert from "node:assert/strict";
@@ -40,8 +41,10 @@ test("prism serve with no config serves `default`; kv and ns commands round-trip
   const cwd = mkdtempSync(join(tmpdir(), "prism-cli-serve-")); // no prism.yaml here
   const srv = await startPrism(["--grpc-port", "0", "--http-port", "0"], { cwd });
   try {
-    assert.match(srv.stdout(), /^prism 0\.1\.0 serving gRPC 127\.0\.0\.1:\d+, HTTP\/WebSocket 127\.0\.0\.1:\d+ \(1 worker\)$/m);
-    assert.match(srv.stdout(), /^namespace default: keyvalue, pubsub, queue, stream on memstore$/m);
+    // No config: the default is one worker per core.
+    const n = availableParallelism();
+    assert.match(srv.stdout(), new RegExp(`^prism 0\\.1\\.0 serving gRPC 127\\.0\\.0\\.1:\\d+, HTTP/WebSocket 127\\.0\\.0\\.1:\\d+ \\(${n} workers?\\)$`, "m"));
+    assert.match(srv.stdout(), /^namespace default: keyvalue, pubsub, queue, stream on memstore( \(state on worker \d+\))?$/m);
     const addr = ["--addr", `ws://127.0.0.1:${srv.httpPort}`];
 
     const set = await runPrism(["kv", "set", "greeting", "hello world", ...addr]);

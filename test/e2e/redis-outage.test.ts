@@ -109,7 +109,8 @@ async function prism(logs: string[]): Promise<RunningServer> {
   const config = await validateConfig(
     {
       namespaces: [
-        { name: "outage", backend: { type: "redis", url: `redis://127.0.0.1:${port}`, key_prefix: prefix } },
+        // Breaker off: this test checks the driver's own outage answers; test/e2e/breaker-redis.test.ts covers the breaker.
+        { name: "outage", backend: { type: "redis", url: `redis://127.0.0.1:${port}`, key_prefix: prefix }, breaker: { failures: 0 } },
         { name: "steady", backend: { type: "redis", url: SHARED, key_prefix: prefix } },
       ],
     },

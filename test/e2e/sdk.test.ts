@@ -391,21 +391,20 @@ test("connecting to a port nobody listens on → UNAVAILABLE", T, async () => {
   }
 });
 
-test("a pending call rejects with UNAVAILABLE when the server goes away", T, async () => {
+test("server shutdown: a pending long poll answers empty (graceful drain), then calls reject with UNAVAILABLE", T, async () => {
   const own = await startServer({ config: defaultConfig(), host: "127.0.0.1", grpcPort: 0, httpPort: 0, log: () => {} });
   const clients: Prism[] = [];
   try {
     for (const t of TRANSPORTS) clients.push(await connect(address(t, own)));
-    const pending = clients.map((c) =>
-      c.queue("default").dequeue(`sdk-gone-${uid()}`, { wait: 10 }).then(
-        () => assert.fail("resolved"),
-        (e: unknown) => e,
-      ),
-    );
+    const pending = clients.map((c) => c.queue("default").dequeue(`sdk-gone-${uid()}`, { wait: 10 }));
     await Promise.all(clients.map((c) => c.kv("default").exists("warm-up")));
     await own.close();
-    for (const p of pending) {
-      const err = await p;
+    for (const p of pending) assert.deepEqual(await p, []);
+    for (const c of clients) {
+      const err = await c.kv("default").exists("after-close").then(
+        () => assert.fail("resolved"),
+        (e: unknown) => e,
+      );
       assert.ok(err instanceof PrismError, String(err));
       assert.equal(err.codeName, "UNAVAILABLE", err.message);
     }
