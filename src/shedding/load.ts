@@ -1,13 +1,15 @@
 /**
  * The worker's load signal: event-loop lag, sampled by one unref'd interval
  * (not per request). Each window keeps the largest lag seen; the reported
- * delay decays by half per window, so one GC pause does not shed for long but
- * a loop that stays behind keeps reporting it.
+ * delay is the smaller of the last two windows' maxima, so a single stall
+ * (a GC pause, one big synchronous batch) sheds nothing, while a loop that
+ * stays behind for two windows in a row reports its lag.
  */
 export class LoopLag {
   private timer: NodeJS.Timeout | undefined = undefined;
   private expected = 0;
   private windowMax = 0;
+  private lastWindowMax = 0;
   private windowEnds = 0;
   /** Smoothed event-loop delay in ms. */
   delayMs = 0;
@@ -37,9 +39,9 @@ export class LoopLag {
     const lag = Math.max(0, now - this.expected);
     this.expected = now + this.intervalMs;
     if (lag > this.windowMax) this.windowMax = lag;
-    if (lag > this.delayMs) this.delayMs = lag;
     if (now >= this.windowEnds) {
-      this.delayMs = Math.max(this.windowMax, this.delayMs / 2);
+      this.delayMs = Math.min(this.lastWindowMax, this.windowMax);
+      this.lastWindowMax = this.windowMax;
       this.windowMax = 0;
       this.windowEnds = now + this.windowMs;
     }
