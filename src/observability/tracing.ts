@@ -11,13 +11,16 @@
  *
  * Spans: one SERVER span per call (parent: the caller's W3C traceparent from
  * gRPC metadata, the HTTP header or the WebSocket frame field), and one CLIENT
- * span per backend call, its child, active while the driver runs.
+ * span per backend call, its child, active while the driver runs; its
+ * context leaves the process in the messages the drivers send
+ * (src/observability/propagate.ts).
  */
 import type * as Api from "@opentelemetry/api";
 import type { RequestContext } from "../core/context.js";
 import type { NamespaceRuntime } from "../router/router.js";
 import type { BackendCall } from "../core/gateway.js";
 import { codeName } from "../core/errors.js";
+import { setTraceSource, type TraceHeaders } from "./propagate.js";
 
 /** Whether the environment turns tracing on. */
 export function tracingEnabled(env: NodeJS.ProcessEnv = process.env): boolean {
@@ -61,8 +64,19 @@ export class Tracing {
       resource,
       spanProcessors: [new base.BatchSpanProcessor(new otlp.OTLPTraceExporter())],
     });
-    return new Tracing(api, provider.getTracer("prism", "0.1.0"), provider);
+    const tracing = new Tracing(api, provider.getTracer("prism", "0.1.0"), provider);
+    setTraceSource(tracing.activeHeaders);
+    return tracing;
   }
+
+  /** The active span's W3C trace context (the backend span while a driver runs). */
+  private readonly activeHeaders = (): TraceHeaders | undefined => {
+    const sc = this.api.trace.getSpanContext(this.api.context.active());
+    if (sc === undefined || !this.api.isSpanContextValid(sc)) return undefined;
+    const traceparent = `00-${sc.traceId}-${sc.spanId}-${sc.traceFlags & 1 ? "01" : "00"}`;
+    const ts = sc.traceState?.serialize();
+    return ts ? { traceparent, tracestate: ts } : { traceparent };
+  };
 
   /** The SERVER span of a call, child of the caller's traceparent when it sent a valid one. */
   startCall(ctx: RequestContext): Api.Span {
@@ -141,6 +155,7 @@ export class Tracing {
 
   /** Exports what is buffered and stops. */
   async shutdown(): Promise<void> {
+    setTraceSource(undefined);
     await this.provider.forceFlush().catch(() => {});
     await this.provider.shutdown().catch(() => {});
   }

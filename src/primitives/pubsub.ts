@@ -4,6 +4,7 @@ import { errors } from "../core/errors.js";
 import type { PubSubStore, Subscription, SubscriptionSink } from "../backends/driver.js";
 import type { NamespaceRuntime } from "../router/router.js";
 import { requireAttributes, requireInterface, requirePattern, requireTopic, requireValue } from "./validate.js";
+import { withTraceAttributes } from "../observability/propagate.js";
 
 const EMPTY = new Uint8Array(0);
 
@@ -18,7 +19,7 @@ export async function publish(ns: NamespaceRuntime, req: prism.v1.IPublishReques
   requireTopic(topic);
   const payload = req.payload ?? EMPTY;
   requireValue(ns, payload, "payload");
-  return { messageId: await store(ns).publish(topic, payload, requireAttributes(req.attributes)) };
+  return { messageId: await store(ns).publish(topic, payload, withTraceAttributes(requireAttributes(req.attributes))) };
 }
 
 export async function subscribe(ns: NamespaceRuntime, req: prism.v1.ISubscribeRequest, sink: SubscriptionSink): Promise<Subscription> {

@@ -5,6 +5,7 @@ import type { QueueStore } from "../backends/driver.js";
 import type { NamespaceRuntime } from "../router/router.js";
 import type { RequestContext } from "../core/context.js";
 import { count, requireAttributes, requireInterface, requireName, requireValue } from "./validate.js";
+import { withTraceAttributes } from "../observability/propagate.js";
 
 const EMPTY = new Uint8Array(0);
 const MAX_WAIT_SECONDS = 20;
@@ -35,7 +36,7 @@ export async function enqueue(ns: NamespaceRuntime, req: prism.v1.IEnqueueReques
   const payload = req.payload ?? EMPTY;
   requireValue(ns, payload, "payload");
   const delayMs = delay(ns, req.delaySeconds, "delay_seconds");
-  return { messageId: await store(ns).enqueue(queue, payload, requireAttributes(req.attributes), delayMs) };
+  return { messageId: await store(ns).enqueue(queue, payload, withTraceAttributes(requireAttributes(req.attributes)), delayMs) };
 }
 
 export async function dequeue(ns: NamespaceRuntime, req: prism.v1.IDequeueRequest, ctx: RequestContext): Promise<prism.v1.IDequeueResponse> {

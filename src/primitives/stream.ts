@@ -5,6 +5,7 @@ import type { StreamStore } from "../backends/driver.js";
 import type { NamespaceRuntime } from "../router/router.js";
 import type { RequestContext } from "../core/context.js";
 import { count, requireAttributes, requireInterface, requireName, requireValue } from "./validate.js";
+import { withTraceAttributes } from "../observability/propagate.js";
 
 const EMPTY = new Uint8Array(0);
 
@@ -19,7 +20,7 @@ export async function append(ns: NamespaceRuntime, req: prism.v1.IAppendRequest)
   requireName(stream, "stream");
   const payload = req.payload ?? EMPTY;
   requireValue(ns, payload, "payload");
-  return { offset: await store(ns).append(stream, payload, requireAttributes(req.attributes)) };
+  return { offset: await store(ns).append(stream, payload, withTraceAttributes(requireAttributes(req.attributes))) };
 }
 
 export async function read(ns: NamespaceRuntime, req: prism.v1.IReadRequest): Promise<prism.v1.IReadResponse> {

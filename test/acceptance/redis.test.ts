@@ -3,6 +3,7 @@ import { connect } from "node:net";
 import { Redis } from "ioredis";
 import { after } from "node:test";
 import { runAcceptance } from "./harness.js";
+import { deleteRedisPrefix } from "../helpers/redis-cleanup.js";
 
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 // One key prefix per run: parallel runs on the shared Redis never meet.
@@ -21,12 +22,7 @@ after(async () => {
   if (!(await reachable())) return;
   const r = new Redis(url, { lazyConnect: true });
   await r.connect();
-  let cursor = "0";
-  do {
-    const [next, keys] = await r.scan(cursor, "MATCH", `${keyPrefix}:*`, "COUNT", 1000);
-    if (keys.length) await r.del(...keys);
-    cursor = next;
-  } while (cursor !== "0");
+  await deleteRedisPrefix(r, keyPrefix);
   r.disconnect();
 });
 

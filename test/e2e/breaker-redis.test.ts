@@ -19,9 +19,7 @@
  */
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect, createServer } from "node:net";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,6 +27,7 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
+import { freePort, privateRedis, type PrivateServer } from "../helpers/private-servers.js";
 
 const run = randomBytes(3).toString("hex");
 const prefix = `prism-breaker-${process.pid}-${run}`;
@@ -36,43 +35,12 @@ const dir = mkdtempSync(join(tmpdir(), `prism-breaker-${run}-`));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const PROBE_MS = 1000;
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function tcpOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, "127.0.0.1");
-    s.once("connect", () => (s.destroy(), resolve(true)));
-    s.once("error", () => resolve(false));
-  });
-}
-
 let port = 0;
-let redis: ChildProcess | undefined;
+let redis: PrivateServer | undefined;
 
-async function startRedis(): Promise<void> {
-  redis = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir],
-    { stdio: "ignore" },
-  );
-  for (let i = 0; i < 200 && !(await tcpOpen(port)); i++) await sleep(25);
-  assert.ok(await tcpOpen(port), "private redis-server did not start");
-}
-
-async function stopRedis(): Promise<void> {
-  const p = redis;
-  redis = undefined;
-  if (!p || p.exitCode !== null) return;
-  const exited = new Promise((r) => p.once("exit", r));
-  p.kill("SIGTERM");
-  await exited;
-}
+/** The private redis-server on `port` (set in before()); restartable with the same data dir. */
+const startRedis = (): Promise<void> => (redis ??= privateRedis(port, dir)).start();
+const stopRedis = async (): Promise<void> => redis?.stop();
 
 interface Res {
   status: number;

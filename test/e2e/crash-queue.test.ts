@@ -22,6 +22,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { startPrism, type PrismProcess } from "./serve-process.js";
 import { cleanupPrefix } from "../unit/nats-cleanup.js";
+import { deleteRedisPrefix } from "../helpers/redis-cleanup.js";
 
 const run = randomBytes(3).toString("hex");
 const dir = mkdtempSync(join(tmpdir(), `prism-crash-${run}-`));
@@ -47,12 +48,7 @@ const BACKENDS: Backend[] = [
     backend: { type: "redis", url: REDIS, key_prefix: redisPrefix },
     async cleanup() {
       const r = new Redis(REDIS);
-      let cursor = "0";
-      do {
-        const [next, keys] = await r.scan(cursor, "MATCH", `${redisPrefix}:*`, "COUNT", 1000);
-        if (keys.length) await r.del(...keys);
-        cursor = next;
-      } while (cursor !== "0");
+      await deleteRedisPrefix(r, redisPrefix);
       r.disconnect();
     },
   },

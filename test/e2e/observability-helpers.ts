@@ -1,5 +1,5 @@
 /** Helpers of the observability tests: a Prometheus text parser and plain HTTP calls on fresh connections. */
-import { request } from "node:http";
+import { createServer, request } from "node:http";
 
 export interface Sample {
   name: string;
@@ -84,4 +84,82 @@ export function httpCall(port: number, method: string, path: string, body?: Uint
 /** Sorted map as an object (readable assertion diffs). */
 export function asObject(m: Map<string, number>): Record<string, number> {
   return Object.fromEntries([...m.entries()].sort(([a], [b]) => (a < b ? -1 : 1)));
+}
+
+/** One span as the OTLP/JSON exporter sends it. */
+export interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  attributes?: { key: string; value: Record<string, unknown> }[];
+  status?: { code?: number };
+}
+
+/** OTLP/JSON ids are hex; tolerate base64 (the protobuf-JSON mapping) too. */
+export function hexId(id: string | undefined, bytes: number): string | undefined {
+  if (id === undefined || id === "") return undefined;
+  if (id.length === bytes * 2 && /^[0-9a-f]+$/i.test(id)) return id.toLowerCase();
+  return Buffer.from(id, "base64").toString("hex");
+}
+
+/** A span attribute's value (string, int, bool or double). */
+export function spanAttr(s: OtlpSpan, key: string): unknown {
+  const a = s.attributes?.find((x) => x.key === key);
+  if (!a) return undefined;
+  const v = a.value;
+  return v.stringValue ?? v.intValue ?? v.boolValue ?? v.doubleValue;
+}
+
+export interface OtlpReceiver {
+  /** Point OTEL_EXPORTER_OTLP_ENDPOINT here. */
+  readonly endpoint: string;
+  /** Every span received so far. */
+  readonly spans: OtlpSpan[];
+  /** Raw request bodies of POST /v1/traces. */
+  readonly bodies: string[];
+  /** Resolves once `ready()` holds (checked now and after each export). */
+  until(ready: () => boolean): Promise<void>;
+  close(): Promise<void>;
+}
+
+/** An OTLP/HTTP (JSON) trace receiver on an ephemeral port. */
+export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+  const spans: OtlpSpan[] = [];
+  const bodies: string[] = [];
+  const waiters = new Set<() => void>();
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", () => {
+      const body = Buffer.concat(chunks).toString();
+      if (req.method === "POST" && req.url === "/v1/traces") {
+        bodies.push(body);
+        const doc = JSON.parse(body) as { resourceSpans?: { scopeSpans?: { spans?: OtlpSpan[] }[] }[] };
+        for (const rs of doc.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) spans.push(s);
+        for (const w of [...waiters]) w();
+      }
+      res.writeHead(200, { "content-type": "application/json" }).end("{}");
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    spans,
+    bodies,
+    until(ready) {
+      if (ready()) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const check = () => {
+          if (!ready()) return;
+          waiters.delete(check);
+          resolve();
+        };
+        waiters.add(check);
+      });
+    },
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
 }

@@ -7,13 +7,12 @@
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { createServer, type Server } from "node:http";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes, randomUUID } from "node:crypto";
 import { freePort, startPrism, type PrismProcess } from "./serve-process.js";
-import { asObject, httpCall, parseProm, requestCounts, select } from "./observability-helpers.js";
+import { asObject, hexId, httpCall, parseProm, requestCounts, select, spanAttr, startOtlpReceiver, type OtlpReceiver } from "./observability-helpers.js";
 
 const tag = randomUUID().slice(0, 8);
 const dir = mkdtempSync(join(tmpdir(), "prism-obs-"));
@@ -87,63 +86,21 @@ describe("metrics with --workers 2", () => {
   });
 });
 
-interface OtlpSpan {
-  traceId: string;
-  spanId: string;
-  parentSpanId?: string;
-  name: string;
-  kind: number;
-  attributes?: { key: string; value: Record<string, unknown> }[];
-  status?: { code?: number };
-}
-
-/** OTLP/JSON ids are hex; tolerate base64 (the protobuf-JSON mapping) too. */
-function hexId(id: string | undefined, bytes: number): string | undefined {
-  if (id === undefined || id === "") return undefined;
-  if (id.length === bytes * 2 && /^[0-9a-f]+$/i.test(id)) return id.toLowerCase();
-  return Buffer.from(id, "base64").toString("hex");
-}
-
-function attr(s: OtlpSpan, key: string): unknown {
-  const a = s.attributes?.find((x) => x.key === key);
-  if (!a) return undefined;
-  const v = a.value;
-  return v.stringValue ?? v.intValue ?? v.boolValue ?? v.doubleValue;
-}
-
 describe("traces over OTLP/HTTP", () => {
   const NS = `obst-${tag}`;
-  const spans: OtlpSpan[] = [];
-  const bodies: string[] = [];
-  let receiver: Server;
+  let otlp: OtlpReceiver;
   let srv: PrismProcess;
-  let onSpans: (() => void) | undefined;
 
   before(async () => {
-    receiver = createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (c: Buffer) => chunks.push(c));
-      req.on("end", () => {
-        const body = Buffer.concat(chunks).toString();
-        if (req.method === "POST" && req.url === "/v1/traces") {
-          bodies.push(body);
-          const doc = JSON.parse(body) as { resourceSpans?: { scopeSpans?: { spans?: OtlpSpan[] }[] }[] };
-          for (const rs of doc.resourceSpans ?? []) for (const ss of rs.scopeSpans ?? []) for (const s of ss.spans ?? []) spans.push(s);
-          onSpans?.();
-        }
-        res.writeHead(200, { "content-type": "application/json" }).end("{}");
-      });
-    });
-    await new Promise<void>((r) => receiver.listen(0, "127.0.0.1", r));
-    const otlpPort = (receiver.address() as { port: number }).port;
+    otlp = await startOtlpReceiver();
     const cfg = writeConfig("traces.yaml", ["namespaces:", `  - name: ${NS}`, "    backend: { type: memstore }"]);
     srv = await startPrism(["--workers", "1", "--config", cfg, "--grpc-port", "0", "--http-port", "0"], {
-      env: { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${otlpPort}`, OTEL_BSP_SCHEDULE_DELAY: "50", OTEL_SERVICE_NAME: `prism-test-${tag}` },
+      env: { OTEL_EXPORTER_OTLP_ENDPOINT: otlp.endpoint, OTEL_BSP_SCHEDULE_DELAY: "50", OTEL_SERVICE_NAME: `prism-test-${tag}` },
     });
   });
   after(async () => {
     await srv?.stop();
-    await new Promise<void>((r) => receiver?.close(() => r()));
+    await otlp?.close();
   });
 
   test("spans carry the caller's trace id and the namespace, method and backend", { timeout: 30_000 }, async () => {
@@ -154,9 +111,8 @@ describe("traces over OTLP/HTTP", () => {
     const unknownTrace = randomBytes(16).toString("hex");
     assert.equal((await httpCall(srv.httpPort, "GET", `/v1/ns/nope-${tag}/kv/k`, undefined, { traceparent: `00-${unknownTrace}-${parentId}-01` })).status, 404);
 
-    const want = () => spans.filter((s) => hexId(s.traceId, 16) === traceId).length >= 2 && spans.some((s) => hexId(s.traceId, 16) === unknownTrace);
-    if (!want()) await new Promise<void>((resolve) => (onSpans = () => want() && resolve()));
-    onSpans = undefined;
+    const spans = otlp.spans;
+    await otlp.until(() => spans.filter((s) => hexId(s.traceId, 16) === traceId).length >= 2 && spans.some((s) => hexId(s.traceId, 16) === unknownTrace));
 
     const mine = spans.filter((s) => hexId(s.traceId, 16) === traceId);
     const server = mine.find((s) => s.kind === 2);
@@ -166,18 +122,18 @@ describe("traces over OTLP/HTTP", () => {
     assert.equal(hexId(server.parentSpanId, 8), parentId, "the server span is a child of the caller's span");
     assert.equal(hexId(backend.parentSpanId, 8), hexId(server.spanId, 8), "the backend span is a child of the server span");
     assert.equal(server.name, "prism.v1.KeyValue/Set");
-    assert.equal(attr(server, "prism.namespace"), NS);
-    assert.equal(attr(server, "prism.method"), "KeyValue/Set");
-    assert.equal(attr(server, "rpc.service"), "prism.v1.KeyValue");
-    assert.equal(attr(backend, "prism.namespace"), NS);
-    assert.equal(attr(backend, "prism.method"), "KeyValue/Set");
-    assert.equal(attr(backend, "prism.backend"), "memstore");
-    assert.ok(bodies.some((b) => b.includes(`prism-test-${tag}`)), "service.name from OTEL_SERVICE_NAME");
+    assert.equal(spanAttr(server, "prism.namespace"), NS);
+    assert.equal(spanAttr(server, "prism.method"), "KeyValue/Set");
+    assert.equal(spanAttr(server, "rpc.service"), "prism.v1.KeyValue");
+    assert.equal(spanAttr(backend, "prism.namespace"), NS);
+    assert.equal(spanAttr(backend, "prism.method"), "KeyValue/Set");
+    assert.equal(spanAttr(backend, "prism.backend"), "memstore");
+    assert.ok(otlp.bodies.some((b) => b.includes(`prism-test-${tag}`)), "service.name from OTEL_SERVICE_NAME");
 
     // The failed call: a server span with an error status, no backend span.
     const failed = spans.filter((s) => hexId(s.traceId, 16) === unknownTrace);
     assert.equal(failed.length, 1);
     assert.equal(failed[0]!.status?.code, 2);
-    assert.equal(attr(failed[0]!, "prism.namespace"), "_unknown");
+    assert.equal(spanAttr(failed[0]!, "prism.namespace"), "_unknown");
   });
 });

@@ -26,6 +26,7 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { startPrism, type PrismProcess } from "./serve-process.js";
+import { deleteRedisPrefix } from "../helpers/redis-cleanup.js";
 
 const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const run = randomBytes(3).toString("hex");
@@ -139,12 +140,7 @@ describe("overload: priority shedding in a real process", { timeout: 120_000 }, 
     await prism?.stop("SIGTERM");
     rmSync(dir, { recursive: true, force: true });
     const r = new Redis(REDIS);
-    let cursor = "0";
-    do {
-      const [next, keys] = await r.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
-      if (keys.length) await r.del(...keys);
-      cursor = next;
-    } while (cursor !== "0");
+    await deleteRedisPrefix(r, prefix);
     r.disconnect();
   });
 

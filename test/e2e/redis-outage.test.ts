@@ -19,9 +19,7 @@
  */
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect, createServer } from "node:net";
 import { request } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,6 +27,8 @@ import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
+import { freePort, privateRedis, type PrivateServer } from "../helpers/private-servers.js";
+import { deleteRedisPrefix } from "../helpers/redis-cleanup.js";
 
 const SHARED = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const run = randomBytes(3).toString("hex");
@@ -36,43 +36,12 @@ const prefix = `prism-outage-${process.pid}-${run}`;
 const dir = mkdtempSync(join(tmpdir(), `prism-redis-outage-${run}-`));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function tcpOpen(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = connect(port, "127.0.0.1");
-    s.once("connect", () => (s.destroy(), resolve(true)));
-    s.once("error", () => resolve(false));
-  });
-}
-
 let port = 0;
-let redis: ChildProcess | undefined;
+let redis: PrivateServer | undefined;
 
-async function startRedis(): Promise<void> {
-  redis = spawn(
-    "redis-server",
-    ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes", "--appendfsync", "always", "--dir", dir, "--maxmemory-policy", "allkeys-lru"],
-    { stdio: "ignore" },
-  );
-  for (let i = 0; i < 200 && !(await tcpOpen(port)); i++) await sleep(25);
-  assert.ok(await tcpOpen(port), "private redis-server did not start");
-}
-
-async function stopRedis(): Promise<void> {
-  const p = redis;
-  redis = undefined;
-  if (!p || p.exitCode !== null) return;
-  const exited = new Promise((r) => p.once("exit", r));
-  p.kill("SIGTERM");
-  await exited;
-}
+/** The private redis-server on `port` (set in before()); restartable with the same data dir. */
+const startRedis = (): Promise<void> => (redis ??= privateRedis(port, dir, ["--maxmemory-policy", "allkeys-lru"])).start();
+const stopRedis = async (): Promise<void> => redis?.stop();
 
 /** One HTTP/JSON call without keep-alive (nothing left open at the end). */
 function call(srv: RunningServer, method: string, path: string, body?: unknown): Promise<{ status: number; json: any; raw: Buffer }> {
@@ -146,12 +115,7 @@ describe("redis outage", { timeout: 60_000 }, () => {
     await stopRedis();
     rmSync(dir, { recursive: true, force: true });
     const r = new Redis(SHARED);
-    let cursor = "0";
-    do {
-      const [next, keys] = await r.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
-      if (keys.length) await r.del(...keys);
-      cursor = next;
-    } while (cursor !== "0");
+    await deleteRedisPrefix(r, prefix);
     r.disconnect();
   });
 

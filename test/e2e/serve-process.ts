@@ -1,22 +1,12 @@
 /** Runs `node bin/prism.js …` as a child process for the end-to-end tests. */
 import { spawn, type ChildProcess } from "node:child_process";
-import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 export const PRISM_BIN = fileURLToPath(new URL("../../../bin/prism.js", import.meta.url));
 
 /** A TCP port free right now on 127.0.0.1 (for cluster mode, whose workers cannot share port 0). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
+export { freePort } from "../helpers/private-servers.js";
 
 export interface PrismProcess {
   readonly child: ChildProcess;

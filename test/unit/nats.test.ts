@@ -8,9 +8,7 @@
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { connect as tcpConnect, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -23,6 +21,7 @@ import { enc, kvKey, kvKeyDecode, Names } from "../../src/backends/nats/names.js
 import { decodeAttributes, encodeAttributes } from "../../src/backends/nats/codec.js";
 import { ackSubjectFor, parseAckSubject } from "../../src/backends/nats/pull.js";
 import { cleanupPrefix } from "./nats-cleanup.js";
+import { freePort, haveBinary, privateNats, tcpOpen, type PrivateServer } from "../helpers/private-servers.js";
 
 const servers = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const prefix = `punit-${process.pid}-${randomBytes(3).toString("hex")}`;
@@ -38,22 +37,6 @@ async function rejectsWith(p: Promise<unknown>, r: string): Promise<void> {
   await assert.rejects(p, (e: unknown) => {
     assert.equal(reason(e), r);
     return true;
-  });
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
-function reachable(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const s = tcpConnect(port, "127.0.0.1");
-    s.once("connect", () => (s.destroy(), resolve(true)));
-    s.once("error", () => resolve(false));
   });
 }
 
@@ -127,7 +110,7 @@ describe("nats driver (shared server)", () => {
   const stores = (ns: string, l: NamespaceLimits = limits): NamespaceStores => inst.namespace(ns, l);
 
   before(async () => {
-    ok = await reachable(Number(new URL(servers).port || 4222));
+    ok = await tcpOpen(Number(new URL(servers).port || 4222));
     inst = driver.create(driver.optionsSchema.parse({ servers, prefix }), quiet);
   });
   after(async () => {
@@ -239,20 +222,10 @@ describe("nats driver (shared server)", () => {
 describe("nats driver: outage and recovery (own nats-server)", () => {
   let port: number;
   let dir: string;
-  let proc: ChildProcess | undefined;
+  let nats: PrivateServer | undefined;
 
-  async function startNats(): Promise<void> {
-    proc = spawn("nats-server", ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", dir], { stdio: "ignore" });
-    await eventually(async () => assert.ok(await reachable(port)), "nats-server listening", 10_000);
-  }
-  async function stopNats(): Promise<void> {
-    const p = proc;
-    proc = undefined;
-    if (!p || p.exitCode !== null) return;
-    const exited = new Promise((r) => p.once("exit", r));
-    p.kill("SIGTERM");
-    await exited;
-  }
+  const startNats = (): Promise<void> => (nats ??= privateNats(port, dir)).start();
+  const stopNats = async (): Promise<void> => nats?.stop();
 
   before(async () => {
     port = await freePort();
@@ -264,9 +237,7 @@ describe("nats driver: outage and recovery (own nats-server)", () => {
   });
 
   it("create() does not throw while NATS is down; calls answer UNAVAILABLE; it connects when NATS starts, and acknowledged writes survive a restart", { timeout: 60_000 }, async (t) => {
-    const which = spawn("nats-server", ["--version"], { stdio: "ignore" });
-    const have = await new Promise<boolean>((r) => (which.once("error", () => r(false)), which.once("exit", (c) => r(c === 0))));
-    if (!have) return t.skip("no nats-server binary");
+    if (!(await haveBinary("nats-server"))) return t.skip("no nats-server binary");
     const inst = driver.create(driver.optionsSchema.parse({ servers: `nats://127.0.0.1:${port}`, prefix: "outage" }), quiet);
     try {
       const s = inst.namespace("ns", limits);

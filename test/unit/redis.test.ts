@@ -15,6 +15,7 @@ import { PrismError } from "../../src/core/errors.js";
 import type { BackendInstance, NamespaceLimits, NamespaceStores, PubSubMessage } from "../../src/backends/driver.js";
 import { driver } from "../../src/backends/redis/index.js";
 import { decodeAttrs, decodeEnvelope, encodeAttrs, encodeEnvelope } from "../../src/backends/redis/codec.js";
+import { deleteRedisPrefix } from "../helpers/redis-cleanup.js";
 
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const prefix = `prism-unit-${process.pid}-${randomBytes(3).toString("hex")}`;
@@ -79,12 +80,7 @@ describe("redis driver", () => {
     for (const s of stores.values()) await s.close?.();
     await inst.close();
     await inst.close(); // idempotent
-    let cursor = "0";
-    do {
-      const [next, keys] = await raw.scan(cursor, "MATCH", `${prefix}:*`, "COUNT", 1000);
-      if (keys.length) await raw.del(...keys);
-      cursor = next;
-    } while (cursor !== "0");
+    await deleteRedisPrefix(raw, prefix);
     raw.disconnect();
   });
 

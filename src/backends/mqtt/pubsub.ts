@@ -23,6 +23,7 @@ import type { Clock } from "../../core/clock.js";
 import type { Attributes, Bytes, PubSubMessage, PubSubStore, Subscription, SubscriptionSink } from "../driver.js";
 import { isWildcard, topicMatcher, type TopicMatcher } from "../common/topics.js";
 import { fromMqttTopic, namespaceBase, toMqttFilter, toMqttTopic } from "./topics.js";
+import { putTraceHeaders } from "../../observability/propagate.js";
 
 interface Sub {
   sink: SubscriptionSink;
@@ -161,6 +162,7 @@ export class MqttPubSub implements PubSubStore {
     const id = `${this.idPrefix}-${++this.seq}`;
     const userProperties: Record<string, string> = { "prism-id": id, "prism-t": String(this.clock.now()) };
     for (const k in attributes) userProperties[`a:${k}`] = attributes[k]!;
+    putTraceHeaders(userProperties);
     const buf = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     await new Promise<void>((resolve, reject) => {
       this.client.publish(toMqttTopic(this.base, topic), buf, { qos: 1, properties: { userProperties } }, (err) =>

@@ -6,6 +6,7 @@
  */
 import { headers, type MsgHdrs } from "@nats-io/transport-node";
 import type { Attributes } from "../driver.js";
+import type { TraceHeaders } from "../../observability/propagate.js";
 
 export const H_ID = "Prism-Id";
 export const H_TIME = "Prism-Time";
@@ -29,9 +30,14 @@ export function decodeAttributes(s: string | undefined): Attributes {
   return out;
 }
 
-/** Headers for a message: id and time when given, attributes when any. */
-export function messageHeaders(id: string | undefined, timeMs: number | undefined, attrs: Attributes): MsgHdrs | undefined {
+/** Headers for a message: id and time when given, attributes when any, the trace context when given. */
+export function messageHeaders(id: string | undefined, timeMs: number | undefined, attrs: Attributes, trace?: TraceHeaders): MsgHdrs | undefined {
   let h: MsgHdrs | undefined;
+  if (trace !== undefined) {
+    h = headers();
+    h.set("traceparent", trace.traceparent);
+    if (trace.tracestate !== undefined) h.set("tracestate", trace.tracestate);
+  }
   if (id !== undefined) (h ??= headers()).set(H_ID, id);
   if (timeMs !== undefined) (h ??= headers()).set(H_TIME, String(timeMs));
   const a = encodeAttributes(attrs);

@@ -9,6 +9,7 @@ import { errors } from "../../core/errors.js";
 import type { Clock } from "../../core/clock.js";
 import type { Attributes, Bytes, PubSubMessage, PubSubStore, Subscription, SubscriptionSink } from "../driver.js";
 import { attributesOf, H_ID, H_TIME, messageHeaders } from "./codec.js";
+import { traceHeaders } from "../../observability/propagate.js";
 import { fail, toDriverError, type Link } from "./connection.js";
 import type { Names } from "./names.js";
 
@@ -62,7 +63,7 @@ export class NatsPubSub implements PubSubStore {
     const c = await this.link.get();
     const id = nuid.next();
     try {
-      c.nc.publish(this.names.pubsubBase + topic, payload, { headers: messageHeaders(id, this.clock.now(), attributes) });
+      c.nc.publish(this.names.pubsubBase + topic, payload, { headers: messageHeaders(id, this.clock.now(), attributes, traceHeaders()) });
     } catch (e) {
       fail(e);
     }

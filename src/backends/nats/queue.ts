@@ -29,6 +29,7 @@ import { errors } from "../../core/errors.js";
 import type { Clock } from "../../core/clock.js";
 import type { Attributes, Bytes, DequeueOptions, NamespaceLimits, QueueMessage, QueueStore } from "../driver.js";
 import { attributesOf, H_ID, H_TIME, messageHeaders } from "./codec.js";
+import { traceHeaders } from "../../observability/propagate.js";
 import { fail, isNoStream, REQUEST_TIMEOUT_MS, toDriverError, type Conn, type Link } from "./connection.js";
 import type { Names } from "./names.js";
 import type { Provisioner, StreamSpec } from "./provision.js";
@@ -131,7 +132,7 @@ export class NatsQueue implements QueueStore {
     const s = this.spec(queue);
     await this.ensure(c, s);
     const id = nuid.next();
-    await this.publish(c, s, payload, messageHeaders(id, this.clock.now(), attributes));
+    await this.publish(c, s, payload, messageHeaders(id, this.clock.now(), attributes, traceHeaders()));
     return id;
   }
 

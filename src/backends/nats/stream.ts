@@ -21,6 +21,7 @@ import { AckPolicy, DeliverPolicy, JetStreamApiCodes, type ConsumerConfig } from
 import { nanos } from "@nats-io/transport-node";
 import type { Attributes, Bytes, NamespaceLimits, StreamRecord, StreamStore } from "../driver.js";
 import { attributesOf, messageHeaders } from "./codec.js";
+import { traceHeaders } from "../../observability/propagate.js";
 import { apiCode, fail, isNoStream, REQUEST_TIMEOUT_MS, toDriverError, type Conn, type Link } from "./connection.js";
 import type { Names } from "./names.js";
 import type { Provisioner, StreamSpec } from "./provision.js";
@@ -74,7 +75,7 @@ export class NatsStream implements StreamStore {
     const c = await this.link.get();
     const s = this.spec(stream);
     await this.prov.ensureStream(c, s);
-    const opts = { headers: messageHeaders(undefined, undefined, attributes), expect: { streamName: s.name } };
+    const opts = { headers: messageHeaders(undefined, undefined, attributes, traceHeaders()), expect: { streamName: s.name } };
     try {
       return (await c.js.publish(s.subject, payload, opts)).seq;
     } catch (e) {

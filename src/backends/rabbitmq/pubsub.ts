@@ -19,6 +19,7 @@ import { isWildcard, topicMatcher, type TopicMatcher } from "../common/topics.js
 import { decodeAttrs, encodeAttrs, headerNumber } from "./codec.js";
 import { fail, publishConfirmed, type AmqpLink, type Slot } from "./link.js";
 import { pubsubExchange } from "./names.js";
+import { putTraceHeaders } from "../../observability/propagate.js";
 
 interface Sub {
   sink: SubscriptionSink;
@@ -92,6 +93,7 @@ export class RabbitPubSub implements PubSubStore {
     const headers: Record<string, unknown> = { "prism-t": this.clock.now() };
     const a = encodeAttrs(attributes);
     if (a) headers["prism-a"] = a;
+    putTraceHeaders(headers);
     const content = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     await publishConfirmed(ch, this.exchange, topic, content, { messageId: id, headers });
     return id;

@@ -40,6 +40,7 @@ import { decodeAttrs, encodeAttrs, headerNumber } from "./codec.js";
 import type { DelayTiers } from "./delay.js";
 import { fail, publishConfirmed, toDriverError, type AmqpLink, type Slot } from "./link.js";
 import { isDlq, queueName } from "./names.js";
+import { putTraceHeaders } from "../../observability/propagate.js";
 
 const POLL_MS = 200;
 /** Headers that describe one delivery, not the message: dropped when Prism re-publishes. */
@@ -287,6 +288,7 @@ export class RabbitQueue implements QueueStore {
     const headers: Record<string, unknown> = { "prism-t": this.clock.now() };
     const a = encodeAttrs(attributes);
     if (a) headers["prism-a"] = a;
+    putTraceHeaders(headers);
     const content = Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength);
     await this.core.publish(qname, content, headers, id, delayMs);
     return id;
