@@ -19,5 +19,5 @@ if (!selected.length) {
   console.error("no test files matched");
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ["--test", "--test-reporter=spec", ...selected], { cwd: root, stdio: "inherit" });
+const r = spawnSync(process.execPath, ["--test", "--test-reporter=spec", "--test-timeout=180000", ...selected], { cwd: root, stdio: "inherit" });
 process.exit(r.status ?? 1);

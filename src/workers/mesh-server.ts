@@ -200,7 +200,10 @@ export function startMeshServer(gw: Gateway, path: string, maxFrameBytes: number
   });
   return new Promise((resolve, reject) => {
     server.once("error", reject);
-    server.listen(path, () => {
+    // exclusive: this worker owns the socket itself. Without it, node:cluster would route the
+    // listen through the primary, which keeps the handle after the worker dies, so a peer's
+    // connection to a re-forked owner could be accepted by the primary and never handed over.
+    server.listen({ path, exclusive: true }, () => {
       server.off("error", reject);
       let closing: Promise<void> | undefined;
       resolve({
