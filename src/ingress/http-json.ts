@@ -9,13 +9,25 @@
  * the static codec's `fromObject`.
  */
 import { existsSync } from "node:fs";
+import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import protobuf from "protobufjs";
+import type protobuf from "protobufjs";
 import { errors } from "../core/errors.js";
 import { METHODS, type MessageCodec } from "../core/methods.js";
 
 // ------------------------------------------------------------------ reflection
+
+let lib: typeof protobuf | undefined;
+
+/**
+ * Full protobufjs (parser + reflection), loaded on the first JSON call or
+ * OpenAPI request: the binary ingresses use only the static codecs, and an
+ * idle worker should not carry the parser and the reflected protos.
+ */
+export function protobufjs(): typeof protobuf {
+  return (lib ??= createRequire(import.meta.url)("protobufjs") as typeof protobuf);
+}
 
 /** The repository root: the nearest folder above this module holding package.json and the protos. */
 function repoRoot(): string {
@@ -34,7 +46,7 @@ let root: protobuf.Root | undefined;
 export function protoRoot(): protobuf.Root {
   if (root === undefined) {
     const dir = join(repoRoot(), "proto/prism/v1");
-    const r = new protobuf.Root();
+    const r = new (protobufjs().Root)();
     r.loadSync([join(dir, "prism.proto"), join(dir, "frame.proto")], { keepCase: true });
     r.resolveAll();
     root = r;
@@ -47,7 +59,7 @@ export function reflectType(name: string): protobuf.Type {
 }
 
 /** protobufjs's own camelCase (the property names of the static codecs). */
-export const camelCase = (s: string): string => protobuf.util.camelCase(s);
+export const camelCase = (s: string): string => protobufjs().util.camelCase(s);
 
 // ------------------------------------------------------------------ plans
 
@@ -104,7 +116,7 @@ const plans = new Map<string, MessagePlan>();
 function kindOf(type: string, resolved: protobuf.ReflectionObject | null): ScalarKind {
   const k = KIND[type];
   if (k !== undefined) return k;
-  if (resolved instanceof protobuf.Enum) return "enum";
+  if (resolved instanceof protobufjs().Enum) return "enum";
   return "message";
 }
 
@@ -115,8 +127,9 @@ function planFor(t: protobuf.Type): MessagePlan {
   const fields = new Map<string, FieldPlan>();
   const plan: MessagePlan = { fullName: key.replace(/^\./, ""), fields, names: t.fieldsArray.map((f) => camelCase(f.name)).join(", ") };
   plans.set(key, plan); // before recursing: messages may refer to themselves
+  const { Enum, MapField, Type } = protobufjs();
   for (const f of t.fieldsArray) {
-    const isMap = f instanceof protobuf.MapField;
+    const isMap = f instanceof MapField;
     const resolved = f.resolvedType;
     const fp: FieldPlan = {
       prop: camelCase(f.name),
@@ -124,8 +137,8 @@ function planFor(t: protobuf.Type): MessagePlan {
       repeated: f.repeated,
       map: isMap,
       keyKind: isMap ? kindOf((f as protobuf.MapField).keyType, null) : "string",
-      message: resolved instanceof protobuf.Type ? planFor(resolved) : undefined,
-      enumValues: resolved instanceof protobuf.Enum ? resolved.values : undefined,
+      message: resolved instanceof Type ? planFor(resolved) : undefined,
+      enumValues: resolved instanceof Enum ? resolved.values : undefined,
     };
     fields.set(f.name, fp);
     fields.set(fp.prop, fp);

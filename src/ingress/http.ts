@@ -16,7 +16,7 @@ import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/
 import { prism } from "../gen/prism.js";
 import type { IngressOptions } from "./types.js";
 import type { Cancelable, HttpApp, HttpExchange } from "./transport.js";
-import { fromJson, prepareJson, toJson } from "./http-json.js";
+import { fromJson, toJson } from "./http-json.js";
 import { openApiDocument } from "./openapi.js";
 import { WS_PATH } from "./ws.js";
 
@@ -372,6 +372,7 @@ class HttpRoutes implements HttpApp {
 
 /** The HTTP/JSON + SSE routes, bound to a gateway. */
 export function createHttpApp(gw: Gateway, opts: IngressOptions): HttpApp {
-  prepareJson(); // load the protos and compile the converters now, not on the first request
+  // The JSON converters (protobufjs reflection of the protos) load on the first JSON call, not here:
+  // an idle worker does not carry them (src/ingress/http-json.ts).
   return new HttpRoutes(gw, opts);
 }

@@ -3,9 +3,9 @@
  * (src/core/methods.ts) and the reflected protos, so it cannot drift from the
  * routes. Built once, on first request.
  */
-import protobuf from "protobufjs";
+import type protobuf from "protobufjs";
 import { METHODS } from "../core/methods.js";
-import { camelCase, reflectType } from "./http-json.js";
+import { camelCase, protobufjs, reflectType } from "./http-json.js";
 
 type Schema = Record<string, unknown>;
 
@@ -38,13 +38,14 @@ function collect(t: protobuf.Type, out: Record<string, Schema>): string {
     description: `${name} as proto3 JSON (lowerCamelCase names; snake_case accepted on input; unknown fields refused).`,
     properties,
   };
+  const { Enum, MapField, Type } = protobufjs();
   for (const f of t.fieldsArray) {
     let s: Schema;
     const r = f.resolvedType;
-    if (r instanceof protobuf.Type) s = REF(collect(r, out));
-    else if (r instanceof protobuf.Enum) s = { type: "string", enum: Object.keys(r.values) };
+    if (r instanceof Type) s = REF(collect(r, out));
+    else if (r instanceof Enum) s = { type: "string", enum: Object.keys(r.values) };
     else s = SCALARS[f.type] ?? {};
-    if (f instanceof protobuf.MapField) s = { type: "object", additionalProperties: s };
+    if (f instanceof MapField) s = { type: "object", additionalProperties: s };
     else if (f.repeated) s = { type: "array", items: s };
     properties[camelCase(f.name)] = s;
   }

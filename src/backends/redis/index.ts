@@ -1,9 +1,9 @@
 /**
  * The `redis` backend: KeyValue, PubSub, Queue and Stream on one Redis
- * (ioredis, auto-pipelined). See keys.ts for the key layout, scripts.ts for
+ * (ioredis; the commands of one event-loop turn share one write). See keys.ts for the key layout, scripts.ts for
  * the atomic state changes, README "Redis" for limits.
  *
- * Connections per backend instance: one auto-pipelined client for all
+ * Connections per backend instance: one write-batching client for all
  * commands and scripts, plus one subscriber connection opened on the first
  * Subscribe. Nothing blocks a connection (long polls poll).
  */
@@ -45,7 +45,7 @@ class RedisInstance implements BackendInstance {
     private readonly opts: RedisOptions,
     private readonly ctx: DriverContext,
   ) {
-    this.main = new Link(display(opts.url), opts.url, { db: opts.db, enableAutoPipelining: true, scripts: SCRIPTS }, ctx, () => void this.checkEviction());
+    this.main = new Link(display(opts.url), opts.url, { db: opts.db, scripts: SCRIPTS }, ctx, () => void this.checkEviction(), { batchWrites: true });
   }
 
   /** Queues and streams lose data when Redis evicts keys: say so at start. */
