@@ -10,12 +10,9 @@
  *    (64 concurrent = 2x the hard limit) for a few seconds.
  *
  * Asserted: low priority is shed with 429 + Retry-After + PRISM_ERR_OVERLOADED;
- * critical success ≥ 95%; critical p99 under load ≤ 4x the unloaded p99
- * measured in the same run; RSS stays under 512 MiB; the process stays up.
- * Why 4x and not the issue's 2x (runs here measure 1.4-1.7x): the load generator shares this 2-core
- * machine with the server, and the server is CPU-bound, so admitted low calls
- * (up to 63% of the hard limit) lengthen every call's queue; the measured
- * ratio is printed for the report.
+ * critical success ≥ 95%; critical p99 under load ≤ 2x the unloaded p99
+ * measured in the same run (the issue's bound; runs here measure 0.8-1.7x);
+ * RSS stays under 512 MiB; the process stays up. The measured ratio is printed.
  */
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -43,8 +40,8 @@ const MAX_IN_FLIGHT = 32;
  */
 const CRITICAL = 11;
 const LOW = 2 * MAX_IN_FLIGHT - CRITICAL;
-/** Generous bound on loaded/unloaded critical p99 (the target is 2x; see the header). */
-const P99_RATIO = 4;
+/** Bound on loaded/unloaded critical p99: the 2x. */
+const P99_RATIO = 2;
 
 interface Stats {
   ok: number;
