@@ -33,6 +33,14 @@ export function encoder(codec: MessageCodec): (obj: any) => Buffer {
   return (obj) => asBuffer(codec.encode(obj).finish());
 }
 
+/** Unary responses arrive already encoded (the handler counts their bytes); anything else is encoded here. */
+export function responseEncoder(codec: MessageCodec): (obj: any) => Buffer {
+  return (obj) => (obj instanceof Uint8Array ? asBuffer(obj) : asBuffer(codec.encode(obj).finish()));
+}
+
+/** The request's size on the wire, kept on the decoded message for the metrics (bytes in). */
+export const WIRE_BYTES: unique symbol = Symbol("prism.wireBytes");
+
 /**
  * Decodes a request, or returns a DecodeFailure (never throws).
  *
@@ -45,7 +53,9 @@ export function safeDecoder(m: MethodDef): (buf: Buffer) => any {
   const name = m.requestTypeName;
   return (buf) => {
     try {
-      return codec.decode(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+      const msg = codec.decode(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
+      msg[WIRE_BYTES] = buf.byteLength;
+      return msg;
     } catch (e) {
       return new DecodeFailure(name, e);
     }
@@ -61,7 +71,7 @@ export function methodDefinition(m: MethodDef): MethodDefinition<any, any> {
     responseStream: m.streaming,
     requestSerialize: encoder(m.requestType),
     requestDeserialize: safeDecoder(m),
-    responseSerialize: encoder(res),
+    responseSerialize: responseEncoder(res),
     responseDeserialize: (buf: Buffer) => res.decode(buf),
     originalName: m.name,
   };

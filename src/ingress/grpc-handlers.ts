@@ -21,7 +21,7 @@ import { Code, errors, toPrismError, type PrismError } from "../core/errors.js";
 import type { Gateway } from "../core/gateway.js";
 import type { MethodDef } from "../core/methods.js";
 import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/driver.js";
-import { DecodeFailure } from "./grpc-codec.js";
+import { DecodeFailure, WIRE_BYTES } from "./grpc-codec.js";
 import { DISCONNECT, type Backpressure } from "../shedding/backpressure.js";
 
 export type Log = (level: "info" | "warn" | "error", msg: string) => void;
@@ -92,14 +92,17 @@ async function runUnary(
   call: ServerUnaryCall<any, any>,
   callback: (err: StatusObject | null, value?: object) => void,
 ): Promise<void> {
-  let res: object;
+  let res: Uint8Array;
   try {
     const req = call.request;
     if (req instanceof DecodeFailure) throw req.toError();
     const ctx = contextOf(m, call);
+    ctx.bytesIn = req[WIRE_BYTES] ?? 0;
     (call as unknown as { [CTX]: RequestContext })[CTX] = ctx;
     call.once("cancelled", onCancelled);
-    res = await gw.unary(ctx, req);
+    // Encoded here (once; responseSerialize passes bytes through) so the metrics see the size.
+    res = m.responseType.encode(await gw.unary(ctx, req)).finish();
+    ctx.bytesOut = res.length;
   } catch (e) {
     callback(grpcStatus(failure(e, m, log)));
     return;

@@ -78,8 +78,8 @@ export class GatewayMetrics {
     LATENCY_BUCKETS,
   ).register(this.registry);
   readonly inFlight = new GaugeFamily("prism_requests_in_flight", "Calls in progress, by ingress.").register(this.registry);
-  readonly bytesIn = new CounterFamily("prism_request_bytes_total", "Request body bytes received (HTTP and WebSocket ingresses).").register(this.registry);
-  readonly bytesOut = new CounterFamily("prism_response_bytes_total", "Response body bytes sent (HTTP and WebSocket ingresses).").register(this.registry);
+  readonly bytesIn = new CounterFamily("prism_request_bytes_total", "Request bytes received (HTTP bodies, WebSocket frames, gRPC messages).").register(this.registry);
+  readonly bytesOut = new CounterFamily("prism_response_bytes_total", "Response bytes sent (HTTP bodies, WebSocket frames, gRPC messages).").register(this.registry);
   readonly shedTotal = new CounterFamily("prism_shed_total", "Calls refused by load shedding, by namespace and priority.").register(this.registry);
   readonly rateLimitedTotal = new CounterFamily("prism_rate_limited_total", "Calls refused by a namespace rate limit.").register(this.registry);
   readonly breaker = new GaugeFamily("prism_circuit_breaker_state", "Circuit breaker per namespace backend: 0 closed, 1 half-open, 2 open.", "max").register(this.registry);

@@ -11,6 +11,7 @@ import { connect, Code, PrismError, type Prism } from "@prism/client";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { configSchema } from "../../src/config/schema.js";
 import { asObject, httpCall, parseProm, requestCounts, select } from "./observability-helpers.js";
+import { prism } from "../../src/gen/prism.js";
 
 const tag = randomUUID().slice(0, 8);
 const utf8 = (s: string) => new TextEncoder().encode(s);
@@ -121,6 +122,11 @@ describe("metrics", () => {
     assert.ok(setBytes >= putBytes + big.length && setBytes < putBytes + big.length + 100, `request bytes ${setBytes}`);
     // Bytes out: the two found HTTP Gets answered "v0" and "v1" (the missing one sent no body on the success path).
     assert.equal(count("prism_response_bytes_total", { namespace: A, method: "KeyValue/Get" }), 4);
+    // gRPC counts message bytes too: two Exists calls on B, each answered {exists: true}.
+    const existsReq = prism.v1.ExistsRequest.encode({ namespace: B, key: "w0" }).finish().length;
+    const existsRes = prism.v1.ExistsResponse.encode({ exists: true }).finish().length;
+    assert.equal(count("prism_request_bytes_total", { namespace: B, method: "KeyValue/Exists" }), 2 * existsReq);
+    assert.equal(count("prism_response_bytes_total", { namespace: B, method: "KeyValue/Exists" }), 2 * existsRes);
     // Nothing in flight once every call answered; health and event-loop metrics are there.
     assert.equal(count("prism_requests_in_flight", {}), 0);
     assert.deepEqual(
