@@ -27,7 +27,8 @@ export async function runScenarios(ids: string[], o: BenchOptions): Promise<{ ro
     const fn = SCENARIOS[id];
     if (!fn) throw new Error(`unknown scenario "${id}" (--list shows them)`);
     try {
-      rows.push(await fn(o));
+      const out = await fn(o);
+      for (const r of Array.isArray(out) ? out : [out]) rows.push({ ...r, scenario: id });
     } catch (e) {
       failures.push(`${id}: ${(e as Error).message}`);
       o.log(`${id} FAILED: ${(e as Error).message}`);

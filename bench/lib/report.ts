@@ -9,6 +9,8 @@ import type { Measurement } from "./ws-load.js";
 export interface Row {
   /** Stable id: perf/baseline.json and the dashboard key on it. */
   id: string;
+  /** The SCENARIOS entry that produced it (one scenario may produce several rows). */
+  scenario?: string;
   title: string;
   /** throughput: ratio = Prism ops/s ÷ baseline ops/s; latency: open loop at a fixed rate, added = p99 difference; memory: RSS only. */
   kind: "throughput" | "latency" | "memory";

@@ -60,8 +60,8 @@ export function startProcess(name: string, args: string[], listening: RegExp, op
 }
 
 /** A baseline server from bench/servers (prints `listening port=P`). */
-export function startBaseline(file: "ws-echo" | "http-hello" | "grpc-echo" | "http2-grpc"): Promise<ServerProcess> {
-  return startProcess(file, [join(SERVERS, `${file}.js`)], /listening port=(?<port>\d+)/);
+export function startBaseline(file: "ws-echo" | "ws-echo-corked" | "ws-broadcast" | "http-hello" | "grpc-echo" | "http2-grpc", args: string[] = []): Promise<ServerProcess> {
+  return startProcess([file, ...args].join(" "), [join(SERVERS, `${file}.js`), ...args], /listening port=(?<port>\d+)/);
 }
 
 /**
@@ -79,6 +79,8 @@ export function startPrism(yaml: string, opts: { workers?: number; nodeArgs?: st
   return startProcess(`prism(workers=${workers})`, args, /listening grpc=(?<grpc>\d+) http=(?<http>\d+)/, { cleanup: () => rmSync(dir, { recursive: true, force: true }) });
 }
 
-export function memstoreYaml(ns: string): string {
-  return `namespaces:\n  - name: ${ns}\n    backend: { type: memstore }\n`;
+/** `server` entries (e.g. `{ metrics: false }`) are written as a `server:` block. */
+export function memstoreYaml(ns: string, server: Record<string, string | number | boolean> = {}): string {
+  const block = Object.entries(server).map(([k, v]) => `  ${k}: ${v}\n`).join("");
+  return `${block ? `server:\n${block}` : ""}namespaces:\n  - name: ${ns}\n    backend: { type: memstore }\n`;
 }

@@ -39,6 +39,8 @@ export interface Measurement {
   connections?: number;
   /** Idle fraction of the whole machine (all cores) during the window: other load shows here. */
   machineIdle?: number;
+  /** CPU µs per operation of the backend's processes (e.g. redis-server), when measured. */
+  backendCpuUsPerOp?: number;
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));

@@ -24,7 +24,7 @@ function measurement(opsPerSec: number, p50: number, p99: number) {
   return { ops: opsPerSec * 5, errors: 0, opsPerSec, latency: { p50, p90: p99 / 2, p99, p999: p99 * 2, max: p99 * 3 }, cpuUsPerOp: 8, serverBusy: 1, clientBusy: 1 };
 }
 
-function result(date: string, commit: string, wsRatio: number, httpRatio: number, wsP99: number) {
+function result(date: string, commit: string, wsRatio: number, httpRatio: number, wsP99: number, queueOps: number) {
   return {
     version: 1,
     date,
@@ -36,6 +36,7 @@ function result(date: string, commit: string, wsRatio: number, httpRatio: number
     rows: [
       { id: "ws-kv-get-memstore", title: "KeyValue Get, WebSocket", kind: "throughput", prism: measurement(100_000 * wsRatio, 1, wsP99), prismRssMb: 100, baselineName: "ws echo", baseline: measurement(100_000, 1, 2), ratio: wsRatio, target: ">=150K ops/s and >=0.75x ws echo", met: true, command: "x" },
       { id: "http-kv-get-memstore", title: "KeyValue Get, HTTP", kind: "throughput", prism: measurement(60_000 * httpRatio, 1, 3), prismRssMb: 100, baselineName: "node:http hello", baseline: measurement(60_000, 1, 2), ratio: httpRatio, target: ">=0.60x node:http hello", met: true, command: "x" },
+      { id: "ws-queue-memstore", title: "Queue, WebSocket", kind: "throughput", prism: measurement(queueOps, 2, 9), prismRssMb: 100, baselineName: "-", command: "x" },
       { id: "idle-rss-per-worker", title: "Idle RSS", kind: "memory", prism: measurement(0, -1, -1), prismRssMb: 80, baselineName: "-", target: "<=60 MB", met: false, command: "x" },
     ],
   };
@@ -69,8 +70,8 @@ test("perf dashboard renders ratio and p99 charts for every recorded run", { ski
     const results = join(dir, "results");
     await import("node:fs").then((fs) => fs.mkdirSync(results));
     // Written out of order: the dashboard sorts runs by date.
-    writeFileSync(join(results, "b.json"), JSON.stringify(result("2025-02-01T10:00:00.000Z", "bbbbbbb", 0.9, 0.7, 7.5)));
-    writeFileSync(join(results, "a.json"), JSON.stringify(result("2025-01-01T10:00:00.000Z", "aaaaaaa", 0.8, 0.65, 6.25)));
+    writeFileSync(join(results, "b.json"), JSON.stringify(result("2025-02-01T10:00:00.000Z", "bbbbbbb", 0.9, 0.7, 7.5, 40_000)));
+    writeFileSync(join(results, "a.json"), JSON.stringify(result("2025-01-01T10:00:00.000Z", "aaaaaaa", 0.8, 0.65, 6.25, 30_000)));
     writeFileSync(join(results, "broken.json"), "{ not json");
 
     const dom = await dumpDom(`http://127.0.0.1:${dash.port}/`, join(dir, "profile"));
@@ -85,6 +86,11 @@ test("perf dashboard renders ratio and p99 charts for every recorded run", { ski
     const lat = chartOf(dom, "ws-kv-get-memstore", "p99");
     assert.deepEqual(pointValues(lat, "Prism p99"), [6.25, 7.5]);
     assert.deepEqual(pointValues(lat, "ws echo p99"), [2, 2]);
+
+    // A throughput row without a baseline (queue) is charted as absolute ops/s, not as an empty ratio chart.
+    assert.doesNotMatch(dom, /<svg[^>]*data-scenario="ws-queue-memstore"[^>]*data-metric="ratio"/);
+    assert.deepEqual(pointValues(chartOf(dom, "ws-queue-memstore", "ops"), "Prism ops/s"), [30_000, 40_000]);
+    assert.match(dom, /<td>ws-queue-memstore<\/td>/);
 
     // Memory rows have no ratio chart but appear in the latest-run table.
     assert.doesNotMatch(dom, /data-scenario="idle-rss-per-worker"/);

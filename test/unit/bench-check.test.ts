@@ -23,3 +23,35 @@ test("a ratio more than the tolerance below its baseline fails, naming the scena
 test("a scenario of the baseline without a result fails", () => {
   assert.deepEqual(regressions(baseline, { ws: 0.8 }), ["grpc: no result"]);
 });
+
+// ---------------------------------------------------------------- helpers the new scenarios rely on
+
+import { prism as pb } from "../../src/gen/prism.js";
+import { bytesField, fieldLength } from "../../bench/lib/ws-client.js";
+import { memstoreYaml } from "../../bench/lib/spawn.js";
+import { validateConfig } from "../../src/config/load.js";
+import { parse as parseYaml } from "yaml";
+
+test("bytesField finds the payload of a PubSubMessage and of a PublishRequest without decoding them", () => {
+  const payload = Buffer.alloc(64, 7);
+  payload.writeDoubleLE(1234.5, 0);
+  const msg = pb.v1.PubSubMessage.encode({ topic: "bench.fanout", payload, attributes: { a: "b" }, messageId: "m-1", publishTimeMs: 1_700_000_000_000 }).finish();
+  const framed = Buffer.concat([Buffer.alloc(6), msg]); // server frame header
+  const at = bytesField(framed, 6, framed.length, 2);
+  assert.equal(fieldLength, 64);
+  assert.equal(framed.readDoubleLE(at), 1234.5);
+  const req = pb.v1.PublishRequest.encode({ namespace: "ns", topic: "t", payload }).finish();
+  const at2 = bytesField(req, 0, req.length, 3);
+  assert.deepEqual(Buffer.from(req.subarray(at2, at2 + fieldLength)), payload);
+  assert.equal(bytesField(req, 0, req.length, 9), -1);
+});
+
+test("the metrics-overhead scenario's server keys are valid prism.yaml (server.metrics, server.access_log_sample)", async () => {
+  for (const metrics of [true, false]) {
+    const cfg = await validateConfig(parseYaml(memstoreYaml("benchns", { metrics, access_log_sample: 0 })), "bench.yaml");
+    assert.equal(cfg.server.metrics, metrics);
+    assert.equal(cfg.server.access_log_sample, 0);
+    assert.equal(cfg.namespaces[0]!.name, "benchns");
+  }
+  assert.equal(memstoreYaml("x").startsWith("namespaces:"), true);
+});
