@@ -88,7 +88,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const backpressure = backpressureOf(server);
   const listeners: Listening[] = [];
   try {
-    const grpc = opts.grpc === false ? undefined : await startGrpc(gateway, { host, port: opts.grpcPort ?? server.grpc_port, maxMessageBytes: server.max_message_bytes, log, backpressure });
+    const grpc = opts.grpc === false ? undefined : await startGrpc(gateway, { host, port: opts.grpcPort ?? server.grpc_port, maxMessageBytes: server.max_message_bytes, log, backpressure, server: server.grpc_server });
     if (grpc) listeners.push(grpc);
     const http = opts.http === false ? undefined : await startHttpTransport(gateway, { host, port: opts.httpPort ?? server.http_port, maxMessageBytes: server.max_message_bytes, log, backpressure, metrics: obs.scrape });
     if (http) listeners.push(http);

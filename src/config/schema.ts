@@ -101,6 +101,11 @@ export const serverSchema = z
   .object({
     host: z.string().default("127.0.0.1"),
     grpc_port: z.number().int().min(0).max(65535).default(8980),
+    /**
+     * gRPC server implementation: "http2" (Prism's own on node:http2, src/ingress/grpc-h2.ts: about half the CPU per call)
+     * or "grpc-js" (@grpc/grpc-js; adds gzip/deflate request decompression).
+     */
+    grpc_server: z.enum(["grpc-js", "http2"]).default("http2"),
     http_port: z.number().int().min(0).max(65535).default(8981),
     /** Largest frame / message / body Prism reads, in bytes. */
     max_message_bytes: z.number().int().positive().default(8 * 1024 * 1024),

@@ -9,6 +9,9 @@
  *
  * Unknown methods are answered UNIMPLEMENTED by grpc-js; messages above
  * maxMessageBytes RESOURCE_EXHAUSTED.
+ *
+ * `server: "http2"` (config server.grpc_server) serves the same contract from
+ * Prism's own gRPC server on node:http2 instead (src/ingress/grpc-h2.ts).
  */
 import { Server, ServerCredentials, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Gateway } from "../core/gateway.js";
@@ -16,6 +19,7 @@ import type { IngressOptions, Listening } from "./types.js";
 import { serviceDefinitions } from "./grpc-codec.js";
 import { DEFAULT_MAX_BUFFERED_MESSAGES, Subscriptions, subscribeHandler, unaryHandler } from "./grpc-handlers.js";
 import { addReflection } from "./grpc-reflection.js";
+import { startGrpcH2 } from "./grpc-h2.js";
 
 export interface GrpcOptions extends IngressOptions {
   /** Messages a subscriber may have buffered before it is dropped (default 10,000). */
@@ -24,6 +28,8 @@ export interface GrpcOptions extends IngressOptions {
   reflection?: boolean;
   /** How long close() lets unary calls finish before cutting connections (default 2000 ms). */
   shutdownGraceMs?: number;
+  /** The server implementation (config server.grpc_server, whose default is "http2"): grpc-js (when unset here) or Prism's own on node:http2 (src/ingress/grpc-h2.ts). */
+  server?: "grpc-js" | "http2";
 }
 
 /** `host:port`, bracketing IPv6 literals. */
@@ -32,6 +38,7 @@ function address(host: string, port: number): string {
 }
 
 export async function startGrpc(gw: Gateway, opts: GrpcOptions): Promise<Listening> {
+  if (opts.server === "http2") return startGrpcH2(gw, opts);
   const server = new Server({
     "grpc.max_receive_message_length": opts.maxMessageBytes,
     "grpc.max_send_message_length": opts.maxMessageBytes,

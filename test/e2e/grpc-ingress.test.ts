@@ -82,12 +82,23 @@ function statusOf(stream: ClientReadableStream<any>): Promise<{ code: number; de
   return once(stream, "status");
 }
 
-describe("gRPC ingress", () => {
+/** Both gRPC server implementations (server.grpc_server) run every case. */
+const IMPLEMENTATIONS = ["grpc-js", "http2"] as const;
+type Impl = (typeof IMPLEMENTATIONS)[number];
+
+function configFor(impl: Impl) {
+  const config = defaultConfig();
+  config.server.grpc_server = impl;
+  return config;
+}
+
+for (const impl of IMPLEMENTATIONS) {
+describe(`gRPC ingress (${impl})`, () => {
   let server: RunningServer;
   let client: Client;
 
   before(async () => {
-    server = await startServer({ config: defaultConfig(), grpcPort: 0, host: "127.0.0.1", http: false, log: () => {} });
+    server = await startServer({ config: configFor(impl), grpcPort: 0, host: "127.0.0.1", http: false, log: () => {} });
     assert.ok(server.grpcPort > 0);
     client = new Client(`127.0.0.1:${server.grpcPort}`, credentials.createInsecure());
   });
@@ -248,14 +259,14 @@ describe("gRPC ingress", () => {
   });
 });
 
-describe("gRPC ingress: slow subscribers", () => {
+describe(`gRPC ingress (${impl}): slow subscribers`, () => {
   let server: RunningServer;
   let grpc: Listening;
   let client: Client;
 
   before(async () => {
     server = await startServer({ config: defaultConfig(), grpc: false, http: false, log: () => {} });
-    grpc = await startGrpc(server.gateway, { host: "127.0.0.1", port: 0, maxMessageBytes: 1 << 20, log: () => {}, maxBufferedMessages: 20 });
+    grpc = await startGrpc(server.gateway, { host: "127.0.0.1", port: 0, maxMessageBytes: 1 << 20, log: () => {}, maxBufferedMessages: 20, server: impl });
     client = new Client(`127.0.0.1:${grpc.port}`, credentials.createInsecure());
   });
 
@@ -286,7 +297,7 @@ describe("gRPC ingress: slow subscribers", () => {
   });
 
   test("close() ends open subscriptions with UNAVAILABLE", async () => {
-    const own = await startGrpc(server.gateway, { host: "127.0.0.1", port: 0, maxMessageBytes: 1 << 20, log: () => {} });
+    const own = await startGrpc(server.gateway, { host: "127.0.0.1", port: 0, maxMessageBytes: 1 << 20, log: () => {}, server: impl });
     const c = new Client(`127.0.0.1:${own.port}`, credentials.createInsecure());
     try {
       const stream = subscribe(c, { namespace: "default", pattern: `bye.${uid()}` });
@@ -303,3 +314,4 @@ describe("gRPC ingress: slow subscribers", () => {
     }
   });
 });
+}

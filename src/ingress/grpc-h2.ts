@@ -1,0 +1,475 @@
+/**
+ * The gRPC ingress on node:http2 directly (server.grpc_server: "http2"): the
+ * same method table, codecs, errors and subscription policy as the grpc-js
+ * ingress (src/ingress/grpc.ts), without grpc-js's per-call machinery
+ * (interceptor chain, Metadata objects, per-call deadline timers, an extra
+ * copy of every message).
+ *
+ * gRPC over HTTP/2 (grpc/doc/PROTOCOL-HTTP2.md), h2c with prior knowledge:
+ * - `:path` → MethodDef; unknown → trailers-only UNIMPLEMENTED; a method other
+ *   than POST → UNIMPLEMENTED; a content-type not application/grpc* → HTTP 415.
+ * - Unary and server-streaming calls take exactly one request message (zero or
+ *   a second one: UNIMPLEMENTED, as grpc-js); a message above maxMessageBytes:
+ *   RESOURCE_EXHAUSTED; a compressed message: UNIMPLEMENTED with
+ *   `grpc-accept-encoding: identity`; a stream ending inside a message or a body
+ *   that does not decode: INVALID_ARGUMENT ("malformed prism.v1.X: …").
+ * - `grpc-timeout` → ctx.deadline (malformed: INVALID_ARGUMENT); `prism-priority`
+ *   and `traceparent` → the context; RST_STREAM from the client cancels it.
+ * - Errors: grpc-status, percent-encoded grpc-message and `prism-reason`, in
+ *   trailers (trailers-only when nothing was sent).
+ * - PubSub.Subscribe: HEADERS once the subscription is live (the SDK waits for
+ *   them), one DATA per message, trailers on error or UNAVAILABLE on close;
+ *   a subscriber that stops reading meets the backpressure policy.
+ * - Server reflection (bidirectional) through @grpc/reflection (grpc-h2-reflection.ts).
+ */
+import { createServer, constants, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import type { AddressInfo } from "node:net";
+import { RequestContext, type Priority } from "../core/context.js";
+import { decodeStrict } from "../core/decode.js";
+import { Code, errors, PrismError, toPrismError } from "../core/errors.js";
+import type { Gateway } from "../core/gateway.js";
+import { METHOD_BY_PATH, type MethodDef } from "../core/methods.js";
+import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/driver.js";
+import { DISCONNECT, type Backpressure } from "../shedding/backpressure.js";
+import type { Listening } from "./types.js";
+import type { GrpcOptions } from "./grpc.js";
+import { DEFAULT_MAX_BUFFERED_MESSAGES } from "./grpc-handlers.js";
+import { REFLECTION_PATHS, ReflectionCall } from "./grpc-h2-reflection.js";
+import {
+  compressedRefusal,
+  Deframer,
+  encodeFramed,
+  onWantTrailers,
+  parseTimeout,
+  PREFIX_BYTES,
+  RESPONSE_HEADERS,
+  statusTrailers,
+  TRAILERS,
+  TRAILERS_ONLY,
+  WITH_TRAILERS,
+  type TrailerStream,
+} from "./grpc-h2-wire.js";
+
+const { HTTP2_HEADER_STATUS, HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE, NGHTTP2_ENHANCE_YOUR_CALM } = constants;
+
+type Log = GrpcOptions["log"];
+
+/** What every call of one server shares. */
+interface Shared {
+  readonly gw: Gateway;
+  readonly log: Log;
+  readonly maxMessageBytes: number;
+  readonly maxBuffered: number;
+  readonly bp: Backpressure;
+  readonly reflection: boolean;
+  /** Open subscriptions, so close() can end them. */
+  readonly subs: Set<SubscribeCall>;
+}
+
+/** The per-stream state the shared stream listeners reach through the stream. */
+interface H2Call {
+  push(chunk: Buffer): void;
+  clientEnd(): void;
+  closed(): void;
+}
+
+const CALL = Symbol("prism.grpc.call");
+const PEER = Symbol("prism.grpc.peer");
+type Stream = TrailerStream & { [CALL]?: H2Call };
+type Session = Http2Session & { [PEER]?: string; pingPending?: boolean };
+
+// Shared stream listeners: no closure per call.
+function noop(): void {}
+function onData(this: Stream, chunk: Buffer): void {
+  this[CALL]!.push(chunk);
+}
+function onEnd(this: Stream): void {
+  this[CALL]!.clientEnd();
+}
+function onClose(this: Stream): void {
+  this[CALL]!.closed();
+}
+
+const UNSUPPORTED_MEDIA = Object.freeze({ [HTTP2_HEADER_STATUS]: HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE });
+const ACCEPT_IDENTITY = Object.freeze({ "grpc-accept-encoding": "identity" });
+
+function first(v: string | string[] | undefined): string | undefined {
+  return typeof v === "string" || v === undefined ? v : v[0];
+}
+
+/** Answers a call that never reached a handler: trailers-only, and nothing read. */
+function refuse(stream: ServerHttp2Stream, e: PrismError): void {
+  if (!stream.destroyed && !stream.headersSent) stream.respond(statusTrailers(e, true, e.reason === "PRISM_ERR_UNSUPPORTED_ENCODING" ? ACCEPT_IDENTITY : undefined), TRAILERS_ONLY);
+  // Whatever the client still sends is read and dropped (flow control must not stall the session).
+  stream.resume();
+}
+
+const PRIORITIES: ReadonlySet<string> = new Set<Priority>(["critical", "high", "normal", "low"]);
+const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** The call's RequestContext from its headers. Throws INVALID_ARGUMENT for a bad `prism-priority` or `grpc-timeout`. */
+function contextOf(m: MethodDef, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): RequestContext {
+  const ctx = new RequestContext(m, "grpc", (stream.session as Session | undefined)?.[PEER] ?? "unknown");
+  const timeout = headers["grpc-timeout"];
+  if (timeout !== undefined) ctx.deadline = Date.now() + parseTimeout(first(timeout)!);
+  const p = first(headers["prism-priority"]);
+  if (p !== undefined) {
+    if (!PRIORITIES.has(p)) throw errors.invalidArgument("prism-priority", `"${p.slice(0, 40)}" is not one of critical, high, normal, low`);
+    ctx.priority = p as Priority;
+  }
+  // W3C trace context: a malformed traceparent is ignored, not refused.
+  const t = first(headers.traceparent);
+  if (t !== undefined && TRACEPARENT.test(t)) ctx.traceparent = t;
+  return ctx;
+}
+
+/**
+ * The request side of unary and server-streaming calls: exactly one message,
+ * decoded strictly once the client half-closed.
+ */
+abstract class SingleRequestCall extends Deframer implements H2Call {
+  private body: Buffer | undefined = undefined;
+  /** The call was answered (or the stream is gone): nothing more is sent. */
+  protected done = false;
+
+  constructor(
+    protected readonly stream: Stream,
+    protected readonly m: MethodDef,
+    protected readonly ctx: RequestContext,
+    protected readonly shared: Shared,
+    private readonly encoding: string | undefined,
+  ) {
+    super(shared.maxMessageBytes);
+  }
+
+  protected frameReceived(compressed: number, body: Buffer): void {
+    if (this.body !== undefined) {
+      this.stopped = true;
+      return this.fail(new PrismError(Code.UNIMPLEMENTED, "PRISM_ERR_MALFORMED", `received a second request message for ${this.m.streaming ? "server-streaming" : "unary"} method ${this.m.path}`));
+    }
+    if (compressed !== 0) {
+      this.stopped = true;
+      return this.fail(compressedRefusal(this.encoding));
+    }
+    this.body = body;
+  }
+
+  protected framingFailed(e: PrismError): void {
+    this.fail(e);
+  }
+
+  clientEnd(): void {
+    if (this.stopped || this.done) return;
+    this.stopped = true;
+    if (this.partial !== 0) return this.fail(errors.malformed(`malformed prism.v1.${this.m.requestTypeName}: the stream ended inside a gRPC message`));
+    const body = this.body;
+    if (body === undefined) return this.fail(new PrismError(Code.UNIMPLEMENTED, "PRISM_ERR_MALFORMED", `received no request message for method ${this.m.path}`));
+    this.body = undefined;
+    let req: object;
+    try {
+      req = decodeStrict(this.m.requestType, body);
+    } catch (e) {
+      return this.fail(errors.malformed(`malformed prism.v1.${this.m.requestTypeName}: ${e instanceof Error ? e.message : String(e)}`));
+    }
+    this.ctx.bytesIn = body.length;
+    this.run(req);
+  }
+
+  protected abstract run(req: object): void;
+  abstract closed(): void;
+
+  /** Ends the call with the error's status: trailers-only, or trailers after what was sent. */
+  fail(e: PrismError): void {
+    if (this.done) return;
+    this.done = true;
+    if (e.code === Code.INTERNAL) this.shared.log("error", `grpc ${this.m.path}: ${e.message}`);
+    const s = this.stream;
+    if (s.destroyed || s.closed) return;
+    if (!s.headersSent) return refuse(s, e);
+    s[TRAILERS] = statusTrailers(e, false);
+    s.end();
+  }
+}
+
+class UnaryCall extends SingleRequestCall {
+  protected run(req: object): void {
+    void this.answer(req);
+  }
+
+  private async answer(req: object): Promise<void> {
+    let res: object;
+    try {
+      res = await this.shared.gw.unary(this.ctx, req);
+    } catch (e) {
+      this.fail(toPrismError(e));
+      return;
+    }
+    if (this.done) return;
+    const s = this.stream;
+    if (s.destroyed || s.closed) return;
+    let buf: Buffer;
+    try {
+      buf = encodeFramed(this.m.responseType, res);
+    } catch (e) {
+      this.fail(toPrismError(e));
+      return;
+    }
+    // Same tick as the gateway's settle: the observer reads it (metrics, access log).
+    this.ctx.bytesOut = buf.length - PREFIX_BYTES;
+    if (buf.length - PREFIX_BYTES > this.shared.maxMessageBytes) {
+      this.fail(errors.exhausted(`response of ${buf.length - PREFIX_BYTES} bytes exceeds the server limit of ${this.shared.maxMessageBytes} bytes`));
+      return;
+    }
+    this.done = true;
+    s.respond(RESPONSE_HEADERS, WITH_TRAILERS);
+    s.end(buf);
+  }
+
+  closed(): void {
+    this.stopped = true;
+    if (this.done) return;
+    this.done = true;
+    this.ctx.cancel(errors.cancelled("call"));
+  }
+}
+
+/**
+ * One live PubSub.Subscribe call: the driver's sink on one side, the HTTP/2
+ * stream on the other. What waits for flow control is bounded in messages
+ * (maxBuffered): the stream's writableLength counts the bytes not yet taken
+ * by HTTP/2, and the sizes of the last messages written say how many messages
+ * those bytes are.
+ */
+class SubscribeCall extends SingleRequestCall implements SubscriptionSink {
+  private sub: Subscription | undefined = undefined;
+  private sizes: number[] = [];
+  private head = 0;
+  /** Sum of sizes[head..]. */
+  private queued = 0;
+
+  protected run(req: object): void {
+    this.shared.subs.add(this);
+    void this.open(req);
+  }
+
+  private async open(req: object): Promise<void> {
+    let sub: Subscription;
+    try {
+      sub = await this.shared.gw.subscribe(this.ctx, req, this);
+    } catch (e) {
+      this.fail(toPrismError(e));
+      this.finish();
+      return;
+    }
+    if (this.done) return this.closeSub(sub);
+    this.sub = sub;
+    // HEADERS now: the client's "the subscription is live" signal.
+    if (!this.stream.headersSent) this.stream.respond(RESPONSE_HEADERS, WITH_TRAILERS);
+  }
+
+  onMessage(msg: PubSubMessage): void {
+    if (this.done) return;
+    if (this.pending() >= this.shared.maxBuffered) {
+      // Backpressure policy "drop": skip the message, keep the subscription (src/shedding/backpressure.ts).
+      if (this.shared.bp.drop) return this.shared.bp.dropped1("grpc");
+      return this.overflow();
+    }
+    const buf = encodeFramed(this.m.responseType, msg);
+    // A driver may deliver before its subscribe() resolved: the HEADERS go first (a write would send bare ones).
+    if (!this.stream.headersSent) this.stream.respond(RESPONSE_HEADERS, WITH_TRAILERS);
+    this.sizes.push(buf.length);
+    this.queued += buf.length;
+    this.stream.write(buf);
+  }
+
+  onError(err: Error): void {
+    this.fail(toPrismError(err));
+    this.finish();
+  }
+
+  /** Messages written but not yet taken by HTTP/2 flow control (the oldest may be partly sent). */
+  private pending(): number {
+    const unsent = this.stream.writableLength;
+    const sizes = this.sizes;
+    while (this.head < sizes.length && this.queued - sizes[this.head]! >= unsent) this.queued -= sizes[this.head++]!;
+    if (this.head > 1024 && this.head * 2 > sizes.length) {
+      this.sizes = sizes.slice(this.head);
+      this.head = 0;
+    }
+    return this.sizes.length - this.head;
+  }
+
+  private overflow(): void {
+    const e = errors.exhausted(`subscriber too slow: more than ${this.shared.maxBuffered} messages buffered`);
+    this.shared.log("warn", `grpc ${this.m.path} ${this.ctx.peer}: ${e.message}; dropping the subscription`);
+    // Trailers cannot overtake the buffered messages: reset the stream (gRPC clients report RESOURCE_EXHAUSTED).
+    this.done = true;
+    this.stream.close(NGHTTP2_ENHANCE_YOUR_CALM);
+    this.finish();
+  }
+
+  /** Ends the subscription with `e` (server shutdown: UNAVAILABLE). */
+  end(e: PrismError): void {
+    this.fail(e);
+    this.finish();
+  }
+
+  closed(): void {
+    this.stopped = true;
+    this.done = true;
+    this.finish();
+  }
+
+  private finished = false;
+  private finish(): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.shared.subs.delete(this);
+    this.ctx.cancel(errors.cancelled("subscription"));
+    const sub = this.sub;
+    this.sub = undefined;
+    this.sizes = [];
+    if (sub) this.closeSub(sub);
+  }
+
+  private closeSub(sub: Subscription): void {
+    sub.close().catch((e: unknown) => this.shared.log("warn", `grpc ${this.m.path}: closing subscription: ${(e as Error).message}`));
+  }
+}
+
+/** A reflection call whose stream listeners match H2Call. */
+class ReflectionH2Call implements H2Call {
+  constructor(private readonly call: ReflectionCall) {}
+  push(chunk: Buffer): void {
+    this.call.push(chunk);
+  }
+  clientEnd(): void {
+    this.call.clientEnd();
+  }
+  closed(): void {
+    this.call.closed();
+  }
+}
+
+function onStream(shared: Shared, stream: Stream, headers: IncomingHttpHeaders): void {
+  stream.on("error", noop);
+  if (headers[":method"] !== "POST") return refuse(stream, new PrismError(Code.UNIMPLEMENTED, "PRISM_ERR_UNKNOWN_METHOD", `gRPC calls are POST requests, not ${String(headers[":method"]).slice(0, 20)}`));
+  const ct = headers["content-type"];
+  if (typeof ct !== "string" || !ct.startsWith("application/grpc")) {
+    if (!stream.destroyed) stream.respond(UNSUPPORTED_MEDIA, TRAILERS_ONLY);
+    stream.resume();
+    return;
+  }
+  const path = headers[":path"] ?? "";
+  const m = METHOD_BY_PATH.get(path);
+  const encoding = first(headers["grpc-encoding"]);
+  let call: H2Call;
+  if (m === undefined) {
+    if (!shared.reflection || !REFLECTION_PATHS.has(path)) return refuse(stream, errors.unknownMethod(path.slice(0, 200)));
+    call = new ReflectionH2Call(new ReflectionCall(stream, path, shared.maxMessageBytes, encoding));
+  } else {
+    let ctx: RequestContext;
+    try {
+      ctx = contextOf(m, stream, headers);
+    } catch (e) {
+      return refuse(stream, toPrismError(e));
+    }
+    call = m.streaming ? new SubscribeCall(stream, m, ctx, shared, encoding) : new UnaryCall(stream, m, ctx, shared, encoding);
+  }
+  stream[CALL] = call;
+  stream.on("data", onData);
+  stream.once("end", onEnd);
+  stream.once("close", onClose);
+  stream.once("wantTrailers", onWantTrailers);
+}
+
+/** `host:port` as grpc-js names peers. */
+function peerOf(session: Http2Session): string {
+  const sock = session.socket;
+  const a = sock?.remoteAddress ?? "unknown";
+  return a.includes(":") ? `[${a}]:${sock?.remotePort}` : `${a}:${sock?.remotePort}`;
+}
+
+/** Pings idle peers so dead ones (and their subscriptions) are found within minutes, as the grpc-js ingress does. */
+const KEEPALIVE_MS = 120_000;
+
+export async function startGrpcH2(gw: Gateway, opts: GrpcOptions): Promise<Listening> {
+  const shared: Shared = {
+    gw,
+    log: opts.log,
+    maxMessageBytes: opts.maxMessageBytes,
+    maxBuffered: opts.maxBufferedMessages ?? DEFAULT_MAX_BUFFERED_MESSAGES,
+    bp: opts.backpressure ?? DISCONNECT,
+    reflection: opts.reflection !== false,
+    subs: new Set(),
+  };
+  const server: Http2Server = createServer({
+    // Memory is bounded per message (maxMessageBytes) and per subscriber, not by nghttp2's session budget (grpc-js does the same).
+    maxSessionMemory: Number.MAX_SAFE_INTEGER,
+    settings: { maxConcurrentStreams: 4096, initialWindowSize: 1 << 20, maxHeaderListSize: 64 * 1024 },
+  });
+  const sessions = new Set<Session>();
+  server.on("session", (session: Session) => {
+    session[PEER] = peerOf(session);
+    sessions.add(session);
+    session.on("error", noop);
+    session.once("close", () => sessions.delete(session));
+  });
+  server.on("sessionError", noop);
+  server.on("stream", (stream: Stream, headers: IncomingHttpHeaders) => onStream(shared, stream, headers));
+
+  const keepalive = setInterval(() => {
+    for (const s of sessions) {
+      if (s.destroyed || s.closed) continue;
+      // No answer to the previous ping for a whole interval: the peer is gone.
+      if (s.pingPending) {
+        s.destroy();
+        continue;
+      }
+      s.pingPending = true;
+      try {
+        s.ping((err) => {
+          if (!err) s.pingPending = false;
+        });
+      } catch {
+        s.pingPending = false;
+      }
+    }
+  }, KEEPALIVE_MS);
+  keepalive.unref();
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(opts.port, opts.host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  server.on("error", (e) => opts.log("error", `grpc: ${e.message}`));
+  const port = (server.address() as AddressInfo).port;
+  const shown = opts.host.includes(":") && !opts.host.startsWith("[") ? `[${opts.host}]:${port}` : `${opts.host}:${port}`;
+  opts.log("info", `grpc: listening on ${shown} (node:http2)`);
+
+  const grace = opts.shutdownGraceMs ?? 2000;
+  let closed: Promise<void> | undefined;
+  return {
+    port,
+    close: () =>
+      (closed ??= new Promise<void>((resolve) => {
+        clearInterval(keepalive);
+        // Subscriptions never end on their own: end them first (UNAVAILABLE: clients reconnect elsewhere).
+        const bye = errors.unavailable("server is shutting down");
+        for (const s of [...shared.subs]) s.end(bye);
+        // No new connections; GOAWAY on the open ones, whose calls in progress may finish.
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+        for (const s of sessions) if (!s.closed && !s.destroyed) s.close();
+        const timer = setTimeout(() => {
+          for (const s of sessions) s.destroy();
+        }, grace);
+        timer.unref();
+      })),
+  };
+}
