@@ -32,8 +32,7 @@ import { METHOD_BY_PATH, type MethodDef } from "../core/methods.js";
 import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/driver.js";
 import { DISCONNECT, type Backpressure } from "../shedding/backpressure.js";
 import type { Listening } from "./types.js";
-import type { GrpcOptions } from "./grpc.js";
-import { DEFAULT_MAX_BUFFERED_MESSAGES } from "./grpc-handlers.js";
+import { DEFAULT_MAX_BUFFERED_MESSAGES, type GrpcOptions } from "./grpc.js";
 import { REFLECTION_PATHS, ReflectionCall } from "./grpc-h2-reflection.js";
 import {
   compressedRefusal,

@@ -117,7 +117,7 @@ async function runUnary(
  * off (RST_STREAM ENHANCE_YOUR_CALM, which gRPC clients report as
  * RESOURCE_EXHAUSTED) rather than slowing the publishers down.
  */
-export const DEFAULT_MAX_BUFFERED_MESSAGES = 10_000;
+export { DEFAULT_MAX_BUFFERED_MESSAGES } from "./grpc.js";
 
 /** One live PubSub.Subscribe call: the driver's sink on one side, the gRPC stream on the other. */
 class SubscribeCall implements SubscriptionSink {

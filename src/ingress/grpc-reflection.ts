@@ -13,7 +13,8 @@ import { existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { status, type Server, type ServerDuplexStream, type ServiceDefinition, type UntypedHandleCall } from "@grpc/grpc-js";
+import type { Server, ServerDuplexStream, ServiceDefinition, UntypedHandleCall } from "@grpc/grpc-js";
+import { Code } from "../core/errors.js";
 import type { PackageDefinition } from "@grpc/proto-loader";
 
 const PROTO_FILES = ["prism/v1/prism.proto", "prism/v1/frame.proto"];
@@ -97,7 +98,7 @@ function lazyHandler(path: string): UntypedHandleCall {
     try {
       real = load().get(path)!;
     } catch (e) {
-      call.emit("error", { code: status.UNIMPLEMENTED, details: `server reflection is unavailable: ${(e as Error).message}` });
+      call.emit("error", { code: Code.UNIMPLEMENTED, details: `server reflection is unavailable: ${(e as Error).message}` });
       return;
     }
     const m = real.definition[METHOD]!;
@@ -111,7 +112,7 @@ function lazyHandler(path: string): UntypedHandleCall {
               msg = m.requestDeserialize(b);
             } catch (e) {
               // What grpc-js answers when its own deserializer fails.
-              call.emit("error", { code: status.INTERNAL, details: `Error deserializing request: ${(e as Error).message}` });
+              call.emit("error", { code: Code.INTERNAL, details: `Error deserializing request: ${(e as Error).message}` });
               return;
             }
             fn(msg);

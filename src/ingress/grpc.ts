@@ -13,13 +13,11 @@
  * `server: "http2"` (config server.grpc_server) serves the same contract from
  * Prism's own gRPC server on node:http2 instead (src/ingress/grpc-h2.ts).
  */
-import { Server, ServerCredentials, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { Gateway } from "../core/gateway.js";
 import type { IngressOptions, Listening } from "./types.js";
-import { serviceDefinitions } from "./grpc-codec.js";
-import { DEFAULT_MAX_BUFFERED_MESSAGES, Subscriptions, subscribeHandler, unaryHandler } from "./grpc-handlers.js";
-import { addReflection } from "./grpc-reflection.js";
-import { startGrpcH2 } from "./grpc-h2.js";
+
+/** Messages a gRPC subscriber may have buffered before the backpressure policy applies. */
+export const DEFAULT_MAX_BUFFERED_MESSAGES = 10_000;
 
 export interface GrpcOptions extends IngressOptions {
   /** Messages a subscriber may have buffered before it is dropped (default 10,000). */
@@ -32,60 +30,12 @@ export interface GrpcOptions extends IngressOptions {
   server?: "grpc-js" | "http2";
 }
 
-/** `host:port`, bracketing IPv6 literals. */
-function address(host: string, port: number): string {
-  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
-}
-
+/**
+ * Starts the configured gRPC server. Each implementation is imported only when
+ * chosen, so the default (node:http2) does not load grpc-js at all (~11 MB of
+ * RSS per worker); grpc-js and @grpc/reflection load lazily if needed.
+ */
 export async function startGrpc(gw: Gateway, opts: GrpcOptions): Promise<Listening> {
-  if (opts.server === "http2") return startGrpcH2(gw, opts);
-  const server = new Server({
-    "grpc.max_receive_message_length": opts.maxMessageBytes,
-    "grpc.max_send_message_length": opts.maxMessageBytes,
-    // Ping idle connections so dead peers (and their subscriptions) are found within minutes.
-    "grpc.keepalive_time_ms": 120_000,
-    "grpc.keepalive_timeout_ms": 20_000,
-  });
-  const subs = new Subscriptions();
-  const maxBuffered = opts.maxBufferedMessages ?? DEFAULT_MAX_BUFFERED_MESSAGES;
-  for (const { definition, methods } of serviceDefinitions().values()) {
-    const impl: UntypedServiceImplementation = {};
-    for (const m of methods) {
-      impl[m.name] = m.streaming ? subscribeHandler(gw, m, opts.log, subs, maxBuffered, opts.backpressure) : unaryHandler(gw, m, opts.log);
-    }
-    server.addService(definition, impl);
-  }
-  if (opts.reflection !== false) {
-    try {
-      addReflection(server);
-    } catch (e) {
-      opts.log("warn", `grpc: server reflection is off: ${(e as Error).message}`);
-    }
-  }
-
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address(opts.host, opts.port), ServerCredentials.createInsecure(), (err, bound) =>
-      err ? reject(err) : resolve(bound),
-    );
-  });
-  opts.log("info", `grpc: listening on ${address(opts.host, port)}`);
-
-  const grace = opts.shutdownGraceMs ?? 2000;
-  let closed: Promise<void> | undefined;
-  return {
-    port,
-    close: () =>
-      (closed ??= new Promise<void>((resolve) => {
-        // Subscriptions never end on their own: end them first so tryShutdown can finish.
-        subs.endAll();
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, grace);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      })),
-  };
+  if (opts.server === "http2") return (await import("./grpc-h2.js")).startGrpcH2(gw, opts);
+  return (await import("./grpc-js-server.js")).startGrpcJs(gw, opts);
 }

@@ -1,0 +1,70 @@
+/**
+ * The gRPC ingress on @grpc/grpc-js (config `server.grpc_server: grpc-js`):
+ * services built from the method table (src/core/methods.ts) on the static
+ * protobuf codecs, plus server reflection. Unknown methods are answered
+ * UNIMPLEMENTED by grpc-js; messages above maxMessageBytes RESOURCE_EXHAUSTED.
+ */
+import { Server, ServerCredentials, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { Gateway } from "../core/gateway.js";
+import type { Listening } from "./types.js";
+import { DEFAULT_MAX_BUFFERED_MESSAGES, type GrpcOptions } from "./grpc.js";
+import { serviceDefinitions } from "./grpc-codec.js";
+import { Subscriptions, subscribeHandler, unaryHandler } from "./grpc-handlers.js";
+import { addReflection } from "./grpc-reflection.js";
+
+/** `host:port`, bracketing IPv6 literals. */
+function address(host: string, port: number): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+export async function startGrpcJs(gw: Gateway, opts: GrpcOptions): Promise<Listening> {
+  const server = new Server({
+    "grpc.max_receive_message_length": opts.maxMessageBytes,
+    "grpc.max_send_message_length": opts.maxMessageBytes,
+    // Ping idle connections so dead peers (and their subscriptions) are found within minutes.
+    "grpc.keepalive_time_ms": 120_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+  });
+  const subs = new Subscriptions();
+  const maxBuffered = opts.maxBufferedMessages ?? DEFAULT_MAX_BUFFERED_MESSAGES;
+  for (const { definition, methods } of serviceDefinitions().values()) {
+    const impl: UntypedServiceImplementation = {};
+    for (const m of methods) {
+      impl[m.name] = m.streaming ? subscribeHandler(gw, m, opts.log, subs, maxBuffered, opts.backpressure) : unaryHandler(gw, m, opts.log);
+    }
+    server.addService(definition, impl);
+  }
+  if (opts.reflection !== false) {
+    try {
+      addReflection(server);
+    } catch (e) {
+      opts.log("warn", `grpc: server reflection is off: ${(e as Error).message}`);
+    }
+  }
+
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync(address(opts.host, opts.port), ServerCredentials.createInsecure(), (err, bound) =>
+      err ? reject(err) : resolve(bound),
+    );
+  });
+  opts.log("info", `grpc: listening on ${address(opts.host, port)}`);
+
+  const grace = opts.shutdownGraceMs ?? 2000;
+  let closed: Promise<void> | undefined;
+  return {
+    port,
+    close: () =>
+      (closed ??= new Promise<void>((resolve) => {
+        // Subscriptions never end on their own: end them first so tryShutdown can finish.
+        subs.endAll();
+        const timer = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, grace);
+        server.tryShutdown(() => {
+          clearTimeout(timer);
+          resolve();
+        });
+      })),
+  };
+}
