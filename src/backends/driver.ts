@@ -58,6 +58,12 @@ export interface BackendDriver<Options = unknown> {
    * to run them. Shown in ListBackends' description and the README matrix.
    */
   readonly unverified?: string;
+  /**
+   * Set when the backend lives in this process's memory (memstore): its calls
+   * never fail transiently, so the gateway does not retry them. Not for
+   * embedded files (SQLite answers UNAVAILABLE on SQLITE_BUSY, worth a retry).
+   */
+  readonly inProcess?: boolean;
   /** Validates the namespace's `backend:` block (minus `type`). */
   readonly optionsSchema: z.ZodType<Options>;
   /** Creates a connection/handle. Must not throw when the server is down: report it through health() and UNAVAILABLE errors, and reconnect. */

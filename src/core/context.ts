@@ -17,7 +17,16 @@ export class RequestContext {
   /** Request / response body sizes, set by the ingress that knows them (metrics, access log). */
   bytesIn = 0;
   bytesOut = 0;
-  /** The gateway observer's per-call state (src/observability); undefined when observability is off. */
+  /**
+   * The gateway observer's per-call fields (src/observability), plain numbers so
+   * that observing a call allocates nothing: performance.now() at the call's
+   * start (0: not observed) and at the backend call's start (-1: none).
+   */
+  obsStart = 0;
+  obsBackendStart = -1;
+  /** The namespace runtime the observed backend call ran on (src/router NamespaceRuntime). */
+  obsNs: object | undefined = undefined;
+  /** The observer's other per-call state (a trace span); undefined otherwise. */
   obs: object | undefined = undefined;
   private controller: AbortController | undefined = undefined;
   private cancelledReason: Error | undefined = undefined;

@@ -167,16 +167,20 @@ export class Gateway {
   /** The backend call: the namespace handler, or the worker that owns the namespace. */
   private backend(ns: NamespaceRuntime, req: any, ctx: RequestContext): Promise<object> {
     const o = this.observer;
-    return o === undefined || ctx.obs === undefined ? this.invoke(ns, req, ctx) : o.backend(ctx, ns, req, this.invoke);
+    return o === undefined || ctx.obsStart === 0 ? this.invoke(ns, req, ctx) : o.backend(ctx, ns, req, this.invoke);
   }
 
-  /** Runs idempotent handlers (src/shedding/retry.ts retries them on UNAVAILABLE); null: called directly. */
+  /**
+   * Runs idempotent handlers (src/shedding/retry.ts retries them on UNAVAILABLE); null: called directly.
+   * In-process backends (NamespaceRuntime.inProcess, decided when the namespace is applied) are
+   * called directly too: they have no connection to lose, so there is nothing to retry.
+   */
   retrier: ((h: NsHandler, ns: NamespaceRuntime, req: any, ctx: RequestContext) => Promise<object>) | null = null;
 
   private readonly invoke: BackendCall = (ns, req, ctx) =>
     ns.owner !== undefined
       ? this.forwarder!.unary(ns.owner, ctx, req)
-      : this.retrier !== null && ctx.method.idempotent
+      : this.retrier !== null && ctx.method.idempotent && ns.inProcess !== true
         ? this.retrier(ctx.method.handler!, ns, req, ctx)
         : ctx.method.handler!(ns, req, ctx);
 

@@ -1,8 +1,8 @@
 /**
  * Prism's Prometheus metrics (README "Observability" lists them).
  *
- * Hot path: the observer asks `series(namespace, backend, method)` once per
- * call (one Map lookup + one array index; the label objects are built on the
+ * Hot path: the observer asks `seriesOf(runtime, method)` once per call (an
+ * array index on the NamespaceRuntime; the label objects are built on the
  * first call of a namespace/method only) and adds to plain number fields.
  * Backend health is collected at scrape time; event-loop delay and process
  * metrics come from prom-client's default collectors.
@@ -10,7 +10,7 @@
 import { Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from "prom-client";
 import { codeName } from "../core/errors.js";
 import { METHODS, type MethodDef } from "../core/methods.js";
-import type { Router } from "../router/router.js";
+import type { NamespaceRuntime, Router } from "../router/router.js";
 import { CounterFamily, GaugeFamily, HistogramFamily, type CounterSeries, type FamilyJson, type GaugeSeries, type HistogramSeries } from "./series.js";
 
 /** Seconds: 100 µs … 10 s. */
@@ -88,6 +88,9 @@ export class GatewayMetrics {
 
   private readonly byNamespace = new Map<string, NamespaceSeries>();
   private readonly inFlightByIngress = new Map<string, GaugeSeries>();
+  /** The last ingress asked for (a load usually arrives over one): no Map lookup per call. */
+  private lastIngress = "";
+  private lastInFlight: GaugeSeries | undefined = undefined;
   private readonly router: Router;
   private health: Promise<void> | undefined;
   /** Runs before each collection (the observer writes its per-tick batch, so a scrape sees every answered call). */
@@ -116,10 +119,19 @@ export class GatewayMetrics {
     return (ns.methods[m.id] ??= new MethodSeries(this, { namespace: name, method: METHOD_LABEL[m.id] ?? m.path, backend }));
   }
 
+  /** The series of a call that reached namespace runtime `rt`; cached on the runtime by method id. */
+  seriesOf(rt: NamespaceRuntime, m: MethodDef): MethodSeries {
+    let c = rt.metricSeries;
+    if (c === undefined || c.owner !== this) rt.metricSeries = c = { owner: this, byMethod: [] };
+    return (c.byMethod[m.id] ??= this.series(rt.name, rt.backendType, m)) as MethodSeries;
+  }
+
   inFlightOf(ingress: string): GaugeSeries {
+    if (ingress === this.lastIngress) return this.lastInFlight!;
     let g = this.inFlightByIngress.get(ingress);
     if (g === undefined) this.inFlightByIngress.set(ingress, (g = this.inFlight.child({ ingress })));
-    return g;
+    this.lastIngress = ingress;
+    return (this.lastInFlight = g);
   }
 
   shed(namespace: string, priority: string): void {

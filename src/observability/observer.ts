@@ -2,35 +2,31 @@
  * The gateway observer: one object per gateway that feeds metrics, the access
  * log and traces from the Gateway's seam (src/core/gateway.ts GatewayObserver).
  *
- * Per call it allocates one CallState (no closures). Latency, codes and spans
- * are recorded when the call settles; response bytes and the access-log line
- * are written once per tick, after the ingress has encoded the response and
- * set ctx.bytesOut (the ingress continuation runs in the same tick, before
- * setImmediate).
+ * Per call it allocates nothing: the start times live in plain fields of the
+ * RequestContext (obsStart, obsBackendStart, obsNs; the trace span in ctx.obs),
+ * the series are cached on the NamespaceRuntime by method id. Latency, codes and
+ * spans are recorded when the call settles; request and response bytes and the
+ * access-log line are written once per tick, after the ingress has encoded the
+ * response and set ctx.bytesOut (the ingress continuation runs in the same
+ * tick, before setImmediate). A scrape writes the pending batch first.
  */
 import type { RequestContext } from "../core/context.js";
 import type { BackendCall, GatewayObserver } from "../core/gateway.js";
 import type { NamespaceRuntime, Router } from "../router/router.js";
 import type { Span } from "@opentelemetry/api";
 import { NO_BACKEND, UNKNOWN_NAMESPACE, type GatewayMetrics, type MethodSeries } from "./metrics.js";
-import type { GaugeSeries } from "./series.js";
 import type { AccessLog } from "./access-log.js";
 import type { Tracing } from "./tracing.js";
 
-class CallState {
-  t0 = performance.now();
-  /** -1: the call did not reach a backend. */
-  backendStart = -1;
-  backendMs = -1;
-  latencyMs = 0;
-  code = 0;
-  namespace = "";
-  key: string | undefined = undefined;
-  ns: NamespaceRuntime | undefined = undefined;
-  series: MethodSeries | undefined = undefined;
-  inFlight: GaugeSeries | undefined = undefined;
-  span: Span | undefined = undefined;
-  logged = false;
+/** A sampled access-log line, completed with the byte counts at flush. */
+interface PendingLine {
+  ctx: RequestContext;
+  namespace: string;
+  key: string | undefined;
+  code: number;
+  latencyMs: number;
+  backendMs: number;
+  span: Span | undefined;
 }
 
 export interface ObserverParts {
@@ -45,7 +41,9 @@ export class Observer implements GatewayObserver {
   private readonly metrics: GatewayMetrics | undefined;
   private readonly access: AccessLog | undefined;
   private readonly tracing: Tracing | undefined;
-  private pending: RequestContext[] = [];
+  /** Pairs (series, ctx) whose bytes are added at flush; reused across ticks. */
+  private readonly pending: (MethodSeries | RequestContext)[] = [];
+  private lines: PendingLine[] = [];
   private scheduled = false;
   private readonly flushBound = () => this.flush();
 
@@ -58,90 +56,91 @@ export class Observer implements GatewayObserver {
 
   start(ctx: RequestContext): void {
     if (ctx.ingress === "mesh") return; // observed by the worker that received it
-    const st = new CallState();
-    const metrics = this.metrics;
-    if (metrics !== undefined) {
-      const g = (st.inFlight = metrics.inFlightOf(ctx.ingress));
-      g.value++;
-    }
-    if (this.tracing !== undefined) st.span = this.tracing.startCall(ctx);
-    ctx.obs = st;
+    ctx.obsStart = performance.now();
+    if (this.metrics !== undefined) this.metrics.inFlightOf(ctx.ingress).value++;
+    if (this.tracing !== undefined) ctx.obs = this.tracing.startCall(ctx);
   }
 
   backend(ctx: RequestContext, ns: NamespaceRuntime, req: any, run: BackendCall): Promise<object> {
-    const st = ctx.obs as CallState;
-    st.ns = ns;
-    st.backendStart = performance.now();
+    if (ctx.obsStart === 0) return run(ns, req, ctx);
+    ctx.obsNs = ns;
+    ctx.obsBackendStart = performance.now();
     // The backend call ends when the call settles (end() runs in the continuation right after it):
     // no wrapper promise per call. With tracing, the backend span times it exactly.
-    return st.span !== undefined ? this.tracing!.backend(st.span, ctx, ns, req, run) : run(ns, req, ctx);
+    const span = ctx.obs as Span | undefined;
+    return span !== undefined ? this.tracing!.backend(span, ctx, ns, req, run) : run(ns, req, ctx);
   }
 
   end(ctx: RequestContext, req: any, code: number): void {
-    const st = ctx.obs as CallState | undefined;
-    if (st === undefined) return;
+    const t0 = ctx.obsStart;
+    if (t0 === 0) return;
     const now = performance.now();
-    st.latencyMs = now - st.t0;
-    if (st.backendStart >= 0) st.backendMs = now - st.backendStart;
-    st.code = code;
+    const latencyMs = now - t0;
+    const backendMs = ctx.obsBackendStart >= 0 ? now - ctx.obsBackendStart : -1;
     const admin = ctx.method.admin !== undefined;
-    let rt = st.ns;
+    let rt = ctx.obsNs as NamespaceRuntime | undefined;
     if (rt === undefined && !admin) {
       const name = req?.namespace;
       if (typeof name === "string" && name !== "") rt = this.router.get(name);
     }
-    const namespace = admin ? undefined : rt !== undefined ? rt.name : UNKNOWN_NAMESPACE;
-    const backend = rt !== undefined ? rt.backendType : NO_BACKEND;
     const metrics = this.metrics;
+    let s: MethodSeries | undefined;
     if (metrics !== undefined) {
-      const s = (st.series = metrics.series(namespace, backend, ctx.method));
+      s = rt !== undefined ? metrics.seriesOf(rt, ctx.method) : metrics.series(admin ? undefined : UNKNOWN_NAMESPACE, NO_BACKEND, ctx.method);
       s.requests(code).value++;
-      s.duration.observe(st.latencyMs / 1000);
-      if (st.backendMs >= 0) s.backendDuration.observe(st.backendMs / 1000);
-      st.inFlight!.value--;
+      s.duration.observe(latencyMs / 1000);
+      if (backendMs >= 0) s.backendDuration.observe(backendMs / 1000);
+      metrics.inFlightOf(ctx.ingress).value--;
+      this.pending.push(s, ctx);
     }
-    if (st.span !== undefined) this.tracing!.endCall(st.span, namespace, rt?.backendType, code);
+    const span = ctx.obs as Span | undefined;
     const access = this.access;
-    if (access !== undefined && access.sampled()) {
-      st.logged = true;
-      st.namespace = namespace ?? "";
-      if (typeof req?.key === "string" && rt?.config.observability?.log_keys !== false) st.key = req.key;
-    } else if (metrics === undefined) return;
-    this.pending.push(ctx);
+    if (span !== undefined || access !== undefined) {
+      const namespace = admin ? undefined : rt !== undefined ? rt.name : UNKNOWN_NAMESPACE;
+      if (span !== undefined) this.tracing!.endCall(span, namespace, rt?.backendType, code);
+      if (access !== undefined && access.sampled()) {
+        const key = typeof req?.key === "string" && rt?.config.observability?.log_keys !== false ? (req.key as string) : undefined;
+        this.lines.push({ ctx, namespace: namespace ?? "", key, code, latencyMs, backendMs, span });
+      } else if (s === undefined) return;
+    } else if (s === undefined) return;
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.flushBound);
     }
   }
 
-  /** Response sizes and access-log lines of the calls that settled this tick. */
+  /** Request / response sizes and access-log lines of the calls that settled this tick. */
   flush(): void {
     this.scheduled = false;
-    const batch = this.pending;
-    if (batch.length === 0) return;
-    this.pending = [];
-    for (const ctx of batch) {
-      const st = ctx.obs as CallState;
-      const s = st.series;
-      if (s !== undefined) {
+    const b = this.pending;
+    const n = b.length;
+    if (n !== 0) {
+      for (let i = 0; i < n; i += 2) {
+        const s = b[i] as MethodSeries;
+        const ctx = b[i + 1] as RequestContext;
         s.bytesIn.value += ctx.bytesIn;
         s.bytesOut.value += ctx.bytesOut;
       }
-      if (st.logged) {
-        this.access!.write({
-          namespace: st.namespace,
-          method: `${ctx.method.service}/${ctx.method.name}`,
-          code: st.code,
-          latencyMs: st.latencyMs,
-          backendMs: st.backendMs,
-          ingress: ctx.ingress,
-          peer: ctx.peer,
-          traceId: st.span !== undefined ? this.tracing!.traceIdOf(st.span) : traceIdOf(ctx.traceparent),
-          bytesIn: ctx.bytesIn,
-          bytesOut: ctx.bytesOut,
-          key: st.key,
-        });
-      }
+      b.length = 0;
+    }
+    const lines = this.lines;
+    if (lines.length === 0) return;
+    this.lines = [];
+    for (const l of lines) {
+      const ctx = l.ctx;
+      this.access!.write({
+        namespace: l.namespace,
+        method: `${ctx.method.service}/${ctx.method.name}`,
+        code: l.code,
+        latencyMs: l.latencyMs,
+        backendMs: l.backendMs,
+        ingress: ctx.ingress,
+        peer: ctx.peer,
+        traceId: l.span !== undefined ? this.tracing!.traceIdOf(l.span) : traceIdOf(ctx.traceparent),
+        bytesIn: ctx.bytesIn,
+        bytesOut: ctx.bytesOut,
+        key: l.key,
+      });
     }
   }
 

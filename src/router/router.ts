@@ -20,6 +20,13 @@ export interface NamespaceRuntime {
   readonly interfaces: ReadonlySet<InterfaceName>;
   readonly primitives: ReadonlySet<PrimitiveName>;
   readonly stores: NamespaceStores;
+  /** The driver's BackendDriver.inProcess: calls are not retried (src/core/gateway.ts). */
+  readonly inProcess?: boolean;
+  /**
+   * Metric series of this runtime by method id, cached by src/observability
+   * (a runtime is replaced on every apply, so a changed backend starts afresh).
+   */
+  metricSeries?: { owner: object; byMethod: (object | undefined)[] };
   /**
    * Set when another worker owns this namespace's state (embedded backends
    * with several workers): calls are forwarded to that worker.
@@ -106,6 +113,8 @@ export class Router {
       primitives: new Set(config.primitives),
       stores,
       owner,
+      inProcess: driver.inProcess === true,
+      metricSeries: undefined,
     };
     const previous = this.namespaces.get(config.name);
     const previousKey = this.instanceKeyOf.get(config.name);

@@ -129,6 +129,7 @@ export const driver: BackendDriver<MemstoreOptions> = {
   type: "memstore",
   description: "in-process memory: instant start, every interface, data lost on exit",
   interfaces: INTERFACES,
+  inProcess: true,
   optionsSchema,
   create(options, ctx) {
     return new MemstoreInstance(options, ctx);
