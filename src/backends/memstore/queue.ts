@@ -12,6 +12,7 @@ import { errors } from "../../core/errors.js";
 import type { Attributes, Bytes, DequeueOptions, QueueMessage, QueueStore } from "../driver.js";
 import { IndexedHeap, type HeapItem } from "./heap.js";
 import { park, wakeAll, wakeOne, type NsContext, type Waiter } from "./wait.js";
+import { isDeadLetterQueue } from "../common/dlq.js";
 
 interface Msg extends HeapItem {
   readonly id: string;
@@ -150,7 +151,8 @@ export class MemQueue implements QueueStore {
 
   private take(q: QueueState, opts: DequeueOptions): QueueMessage[] {
     const now = this.ns.clock.now();
-    const maxDeliveries = this.ns.limits.maxDeliveries;
+    // A dead-letter queue is terminal (src/backends/common/dlq.ts).
+    const maxDeliveries = isDeadLetterQueue(q.name) ? 0 : this.ns.limits.maxDeliveries;
     const out: QueueMessage[] = [];
     // Leased messages are re-inserted after the loop so a zero visibility
     // timeout cannot hand the same message out twice in one call.

@@ -34,6 +34,7 @@ import { fail, isNoStream, REQUEST_TIMEOUT_MS, toDriverError, type Conn, type Li
 import type { Names } from "./names.js";
 import type { Provisioner, StreamSpec } from "./provision.js";
 import { ConsumerMissing, pullUpTo, type Delivered } from "./pull.js";
+import { isDeadLetterQueue } from "../common/dlq.js";
 
 const DURABLE = "q";
 /** Outstanding leases per queue (JetStream max_ack_pending): a dequeue beyond it gets nothing until some are acked. */
@@ -160,7 +161,8 @@ export class NatsQueue implements QueueStore {
       const got = await this.pull(c, s, want, Math.max(0, deadline - Date.now()), opts.signal);
       let moved = 0;
       for (const d of got) {
-        if (d.deliveries > this.limits.maxDeliveries) {
+        // A dead-letter queue is terminal (src/backends/common/dlq.ts).
+        if (d.deliveries > this.limits.maxDeliveries && !isDeadLetterQueue(queue)) {
           await this.deadLetter(c, queue, d);
           moved++;
         } else out.push(this.lease(c, s.name, d, opts.visibilityTimeoutMs));

@@ -16,6 +16,7 @@ import { fail, type Link } from "./connection.js";
 import type { Keys } from "./keys.js";
 import type { ScriptCommands } from "./scripts.js";
 import { poll } from "./wait.js";
+import { isDeadLetterQueue } from "../common/dlq.js";
 
 const RECEIPT = /^(\d{16})\.\d+\.[0-9a-f]+$/;
 
@@ -53,7 +54,8 @@ export class RedisQueue implements QueueStore {
         this.clock.now(),
         opts.maxMessages,
         opts.visibilityTimeoutMs,
-        this.limits.maxDeliveries,
+        // A dead-letter queue is terminal (src/backends/common/dlq.ts): no delivery limit.
+        isDeadLetterQueue(queue) ? 0x7fffffff : this.limits.maxDeliveries,
         randomBytes(6).toString("hex"),
       )
       .catch(fail);

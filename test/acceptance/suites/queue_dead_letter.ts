@@ -31,6 +31,21 @@ export const queue_dead_letter: Suite = (test) => {
     assert.ok(id);
   });
 
+  test("a dead-letter queue is terminal: its messages are redelivered, never moved to <queue>.dlq.dlq", async (ctx) => {
+    const q = ctx.client.queue(await ctx.ns());
+    const max = ctx.limits.max_deliveries!;
+    await q.enqueue("orders.dlq", "parked");
+    for (let n = 1; n <= max + 1; n++) {
+      const [m] = await q.dequeue("orders.dlq");
+      assert.ok(m, `delivery ${n} from the DLQ`);
+      assert.equal(m.deliveryCount, n);
+      assert.equal(text(m.payload), "parked");
+      if (n <= max) await q.nack("orders.dlq", m.receipt);
+      else await q.ack("orders.dlq", m.receipt);
+    }
+    assert.deepEqual(await q.dequeue("orders.dlq.dlq"), [], "nothing was moved further");
+  });
+
   test("visibility timeouts count as deliveries: expired max_deliveries times → DLQ", { slow: true }, async (ctx) => {
     const q = ctx.client.queue(await ctx.ns());
     const max = ctx.limits.max_deliveries!;
