@@ -7,8 +7,8 @@
  */
 import { Worker } from "node:worker_threads";
 import { CpuWindow } from "./proc.js";
-import { latencyOf, mergeEncoded, newHistogram, round3 } from "./hist.js";
-import { sleep, type Measurement } from "./ws-load.js";
+import { round3 } from "./hist.js";
+import { sleep, stopWorkers, type Measurement } from "./ws-load.js";
 import type { WsWorkerResult } from "./ws-worker.js";
 
 export interface WorkerLoadOptions {
@@ -52,40 +52,8 @@ export async function runWorkerLoad(o: WorkerLoadOptions): Promise<Measurement> 
   Atomics.store(phase, 0, 2);
   const { cpuUs, wallUs, machineIdle } = cpu.stop();
   const backendUs = backendCpu?.stop().cpuUs;
-  const clientUsage = process.cpuUsage(client0);
-  const results = await Promise.all(
-    workers.map(
-      (w) =>
-        new Promise<WsWorkerResult>((resolve, reject) => {
-          w.on("message", (m: { type: string; result?: WsWorkerResult }) => m.type === "done" && resolve(m.result!));
-          w.once("error", reject);
-          w.postMessage({ type: "stop" });
-        }),
-    ),
-  );
-  await Promise.all(workers.map((w) => w.terminate()));
-  const hist = newHistogram();
-  let ops = 0;
-  let errors = 0;
-  let connections = 0;
-  for (const r of results) {
-    ops += r.ops;
-    errors += r.errors;
-    connections += r.connected;
-    mergeEncoded(hist, r.hist);
-  }
-  const m: Measurement = {
-    ops,
-    errors,
-    opsPerSec: Math.round(ops / (wallUs / 1e6)),
-    latency: latencyOf(hist),
-    cpuUsPerOp: ops ? round3(cpuUs / ops) : 0,
-    serverBusy: round3(cpuUs / wallUs),
-    clientBusy: round3((clientUsage.user + clientUsage.system) / wallUs),
-    connections,
-    machineIdle,
-  };
+  const m = await stopWorkers(workers, client0, cpuUs, wallUs, machineIdle);
+  const ops = m.ops;
   if (backendUs !== undefined && ops) m.backendCpuUsPerOp = round3(backendUs / ops);
-  hist.destroy();
   return m;
 }

@@ -90,6 +90,20 @@ export async function runWsLoad(o: WsLoadOptions): Promise<Measurement> {
     ({ cpuUs, wallUs, machineIdle } = cpu.stop());
   }
   Atomics.store(phase, 0, 2);
+  return stopWorkers(workers, client0, cpuUs, wallUs, machineIdle);
+}
+
+/**
+ * Stops the load workers, merges their counts and latency histograms, and
+ * builds the Measurement from the server CPU window (shared by every load shape).
+ */
+export async function stopWorkers(
+  workers: Worker[],
+  client0: NodeJS.CpuUsage,
+  cpuUs: number,
+  wallUs: number,
+  machineIdle: number,
+): Promise<Measurement> {
   const clientUsage = process.cpuUsage(client0);
   const results = await Promise.all(
     workers.map(
