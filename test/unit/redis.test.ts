@@ -163,6 +163,32 @@ describe("redis driver", () => {
     assert.equal(await kv.batchDelete!(["x", "y", "nope"]), 2);
   });
 
+  it("Gets of one loop turn share one script call; each caller gets its own key's record", async () => {
+    const kv = ns("getbatch").keyvalue!;
+    // 300 keys: more than one batch (MAX_BATCH 128) in the same turn.
+    const n = 300;
+    const versions = await kv.batchSet!(Array.from({ length: n }, (_, i) => ({ key: `k${i}`, value: b(`v${i}`) })), undefined);
+    const before = Number((await raw.info("commandstats")).match(/cmdstat_evalsha:calls=(\d+)/)?.[1] ?? 0);
+    const got = await Promise.all(Array.from({ length: n + 1 }, (_, i) => kv.get(i === n ? "absent" : `k${i}`)));
+    const after = Number((await raw.info("commandstats")).match(/cmdstat_evalsha:calls=(\d+)/)?.[1] ?? 0);
+    for (let i = 0; i < n; i++) assert.deepEqual(got[i], { value: b(`v${i}`), version: versions[i] }, `k${i}`);
+    assert.equal(got[n], null);
+    // Other tests' processes may run scripts too: the bound is loose, but one call per Get would be 301.
+    assert.ok(after - before < 50, `${after - before} script calls for ${n + 1} Gets`);
+    const many = await kv.batchGet!(Array.from({ length: n }, (_, i) => `k${i}`));
+    assert.deepEqual(many.map((r) => r && Buffer.from(r.value).toString()), Array.from({ length: n }, (_, i) => `v${i}`));
+  });
+
+  it("a Get issued before a write in the same turn reads the value before it", async () => {
+    const kv = ns("getorder").keyvalue!;
+    const v1 = await kv.set("o", b("old"), {});
+    const read = kv.get("o");
+    const write = kv.set("o", b("new"), {});
+    const readAfter = write.then(() => kv.get("o"));
+    assert.deepEqual(await read, { value: b("old"), version: v1 });
+    assert.deepEqual(await readAfter, { value: b("new"), version: await write });
+  });
+
   it("scan: byte order, prefix, paging, namespaces that prefix each other stay apart", async () => {
     const users = ns("users").keyvalue!;
     const usersAbc = ns("usersAbc").keyvalue!;

@@ -108,6 +108,15 @@ export class Link {
     return r;
   }
 
+  /**
+   * The client when connected, else UNAVAILABLE (waiting only for the very
+   * first connect), without corking: for a caller that writes once, at the
+   * loop-turn boundary (get-batch.ts).
+   */
+  current(): Redis | Promise<Redis> {
+    return this.redis.status === "ready" ? this.redis : this.waitFirst();
+  }
+
   private async waitFirst(): Promise<Redis> {
     if (this.first) await this.first;
     if (this.redis.status === "ready") return this.redis;

@@ -14,6 +14,7 @@ import { errors } from "../../core/errors.js";
 import type { Bytes, KeyValueStore, KvRecord, ScanItem, ScanPage, SetOptions } from "../driver.js";
 import { asBuffer } from "./codec.js";
 import { fail, type Link } from "./connection.js";
+import { GetBatcher, MAX_BATCH, recordAt } from "./get-batch.js";
 import type { Keys } from "./keys.js";
 import type { ScriptCommands } from "./scripts.js";
 
@@ -25,27 +26,25 @@ const EXCL = Buffer.from("(");
 const INCL = Buffer.from("[");
 const TOP = Buffer.from([0xff]);
 
-function record(r: (Buffer | null)[]): KvRecord | null {
-  const [v, ver] = r;
-  if (!ver) return null;
-  return { value: v ?? Buffer.alloc(0), version: Number(ver.toString()) };
-}
-
 export class RedisKeyValue implements KeyValueStore {
+  private readonly gets: GetBatcher;
+
   constructor(
     private readonly link: Link,
     private readonly keys: Keys,
-  ) {}
+  ) {
+    this.gets = new GetBatcher(link);
+  }
 
+  /** The client for anything but a single Get; Gets already batched go out first (get-batch.ts). */
   private async r(): Promise<Scripted> {
+    this.gets.flush();
     return (await this.link.client()) as Scripted;
   }
 
-  /** The hot path: one HMGET, no await (a promise hop each) when connected. */
+  /** The hot path: joins this loop turn's batched read (get-batch.ts). */
   get(key: string): Promise<KvRecord | null> {
-    const c = this.link.client();
-    if (c instanceof Promise) return c.then((r) => r.hmgetBuffer(this.keys.kv(key), "v", "ver")).then(record, fail);
-    return c.hmgetBuffer(this.keys.kv(key), "v", "ver").then(record, fail);
+    return this.gets.get(this.keys.kv(key));
   }
 
   async set(key: string, value: Bytes, opts: SetOptions): Promise<number> {
@@ -77,8 +76,16 @@ export class RedisKeyValue implements KeyValueStore {
 
   async batchGet(keys: string[]): Promise<(KvRecord | null)[]> {
     const r = await this.r();
-    const rows = await Promise.all(keys.map((k) => r.hmgetBuffer(this.keys.kv(k), "v", "ver"))).catch(fail);
-    return rows.map(record);
+    const calls: Promise<(Buffer | null)[]>[] = [];
+    for (let i = 0; i < keys.length; i += MAX_BATCH) {
+      const chunk = keys.slice(i, i + MAX_BATCH).map((k) => this.keys.kv(k));
+      calls.push(r.kvGetManyBuffer(chunk.length, ...chunk));
+    }
+    const out: (KvRecord | null)[] = [];
+    for (const rows of await Promise.all(calls).catch(fail)) {
+      for (let i = 0; i < rows.length / 2; i++) out.push(recordAt(rows, i));
+    }
+    return out;
   }
 
   async batchSet(entries: { key: string; value: Bytes }[], ttlMs: number | undefined): Promise<number[]> {

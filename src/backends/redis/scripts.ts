@@ -12,6 +12,7 @@ type Arg = string | Buffer | number;
 type Cmd<R> = (...args: Arg[]) => Promise<R>;
 
 export interface ScriptCommands {
+  kvGetManyBuffer: Cmd<(Buffer | null)[]>;
   kvSet: Cmd<number>;
   kvDelete: Cmd<number>;
   kvPersist: Cmd<number>;
@@ -25,7 +26,23 @@ export interface ScriptCommands {
   sReadGroupBuffer: Cmd<(Buffer | number | Buffer[])[]>;
 }
 
-export const SCRIPTS: Record<string, { lua: string; numberOfKeys: number }> = {
+export const SCRIPTS: Record<string, { lua: string; numberOfKeys?: number; readOnly?: boolean }> = {
+  /*
+   * The reads of one event-loop turn in one call (get-batch.ts). The key count
+   * is the first argument. KEYS[i] kv:<key> → { v1, ver1, v2, ver2, ... },
+   * nil pairs for absent (or expired) keys. Read-only: EVALSHA_RO-safe.
+   */
+  kvGetMany: {
+    readOnly: true,
+    lua: `
+local out = {}
+for i = 1, #KEYS do
+  local r = redis.call('HMGET', KEYS[i], 'v', 'ver')
+  out[2 * i - 1] = r[1]
+  out[2 * i] = r[2]
+end
+return out`,
+  },
   /*
    * KEYS[1] kv:<key> hash, KEYS[2] kvidx, KEYS[3] kvver
    * ARGV[1] value, ARGV[2] ttl ms (0: none), ARGV[3] "1": only if absent,
