@@ -12,14 +12,11 @@ import { startHttpTransport } from "./ingress/transport.js";
 import { backpressureOf, breakerOptions, installShedding } from "./shedding/index.js";
 import type { Listening } from "./ingress/types.js";
 import { setupObservability, type LogSink } from "./observability/index.js";
-import { getProcessLogger } from "./observability/logging.js";
+import { stderrLog, type Log } from "./observability/logging.js";
+import { VERSION } from "./core/version.js";
 
-export const VERSION = "0.1.0";
-
-export type Log = (level: "info" | "warn" | "error", msg: string) => void;
-
-/** Events as pino JSON lines on stderr (level: PRISM_LOG_LEVEL, PRISM_QUIET → warn, server.log_level). */
-export const stderrLog: Log = (level, msg) => getProcessLogger()[level](msg);
+export { VERSION } from "./core/version.js";
+export { stderrLog, type Log } from "./observability/logging.js";
 
 export interface ServerOptions {
   config: PrismConfig;

@@ -35,6 +35,13 @@ export function rssBytes(pid: number): number {
   return m ? Number(m[1]) * 1024 : 0;
 }
 
+/** RSS split from /proc/<pid>/status, in bytes: anon is private to the process; file is mapped from disk (the node binary, shared libraries) and shared with every process mapping it. */
+export function rssParts(pid: number): { rss: number; anon: number; file: number } {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (k: string) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? 0) * 1024;
+  return { rss: kb("VmRSS"), anon: kb("RssAnon"), file: kb("RssFile") };
+}
+
 /** Direct children of `pid` (cluster workers). */
 export function childPids(pid: number): number[] {
   try {

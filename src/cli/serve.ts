@@ -7,7 +7,9 @@
  */
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
-import { startServer, stderrLog, VERSION, type RunningServer } from "../server.js";
+import type { RunningServer } from "../server.js";
+import { stderrLog } from "../observability/logging.js";
+import { VERSION } from "../core/version.js";
 import type { PrismConfig } from "../config/schema.js";
 import { EMBEDDED_BACKENDS, ownerOf } from "../workers/placement.js";
 import { runPrimary } from "../workers/cluster.js";
@@ -83,6 +85,8 @@ export async function serve(argv: string[]): Promise<number> {
 
   let server: RunningServer;
   try {
+    // Loaded only here: a cluster primary supervises and never serves, so it does not load the gateway.
+    const { startServer } = await import("../server.js");
     server = await startServer({ config, host, grpcPort, httpPort, log: stderrLog });
   } catch (e) {
     process.stderr.write(`prism serve: cannot start: ${(e as Error).message}\n`);

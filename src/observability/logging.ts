@@ -81,3 +81,6 @@ export function getProcessLogger(): Logger {
 export function setProcessLogLevel(configured: Level): void {
   getProcessLogger().level = resolveLevel(configured);
 }
+
+/** Events as pino JSON lines on stderr (level: PRISM_LOG_LEVEL, PRISM_QUIET → warn, server.log_level). */
+export const stderrLog: Log = (level, msg) => getProcessLogger()[level](msg);
