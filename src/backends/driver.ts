@@ -18,7 +18,6 @@
  *   never see each other's keys, messages, queues or streams, even when one
  *   namespace name is a prefix of another.
  */
-import type { z } from "zod";
 import type { Clock } from "../core/clock.js";
 import type { InterfaceName } from "../core/interfaces.js";
 
@@ -64,9 +63,9 @@ export interface BackendDriver<Options = unknown> {
    * embedded files (SQLite answers UNAVAILABLE on SQLITE_BUSY, worth a retry).
    */
   readonly inProcess?: boolean;
-  /** Validates the namespace's `backend:` block (minus `type`). */
-  readonly optionsSchema: z.ZodType<Options>;
-  /** Creates a connection/handle. Must not throw when the server is down: report it through health() and UNAVAILABLE errors, and reconnect. */
+  /**
+   * Creates a connection/handle from options already validated (and defaulted) by
+   * the backend's options schema (`<name>/options.ts`, see registry.ts). Must not throw when the server is down: report it through health() and UNAVAILABLE errors, and reconnect. */
   create(options: Options, ctx: DriverContext): BackendInstance;
 }
 

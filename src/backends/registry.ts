@@ -2,6 +2,7 @@
  * The one list of backend types. Drivers load lazily: a backend's client
  * library costs nothing until a namespace uses it.
  */
+import type { z } from "zod";
 import type { BackendDriver } from "./driver.js";
 
 type Loader = () => Promise<{ driver: BackendDriver<any> }>;
@@ -16,6 +17,27 @@ const loaders: Record<string, Loader> = {
   mqtt: () => import("./mqtt/index.js"),
   kafka: () => import("./kafka/index.js"),
 };
+
+/**
+ * Each backend's options schema (zod), apart from its driver: config validation
+ * loads these, serving processes load only drivers, and never zod.
+ */
+const optionLoaders: Record<string, () => Promise<{ optionsSchema: z.ZodType }>> = {
+  memstore: () => import("./memstore/options.js"),
+  sqlite: () => import("./sqlite/options.js"),
+  redis: () => import("./redis/options.js"),
+  nats: () => import("./nats/options.js"),
+  postgres: () => import("./postgres/options.js"),
+  rabbitmq: () => import("./rabbitmq/options.js"),
+  mqtt: () => import("./mqtt/options.js"),
+  kafka: () => import("./kafka/options.js"),
+};
+
+export async function loadOptionsSchema(type: string): Promise<z.ZodType> {
+  const loader = optionLoaders[type];
+  if (!loader) throw new Error(`unknown backend "${type}"`);
+  return (await loader()).optionsSchema;
+}
 
 export function backendTypes(): string[] {
   return Object.keys(loaders);

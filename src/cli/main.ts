@@ -18,6 +18,8 @@ async function main(argv: string[]): Promise<number> {
   switch (cmd) {
     case "serve":
       return (await import("./serve.js")).serve(rest);
+    case "__resolve-config": // internal: prism serve validates its config in a child process (cli/config.ts)
+      return (await import("./config.js")).printResolvedConfig(rest);
     case "validate":
       return (await import("./validate.js")).validate(rest);
     case "kv":

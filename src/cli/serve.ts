@@ -13,7 +13,7 @@ import { VERSION } from "../core/version.js";
 import type { PrismConfig } from "../config/schema.js";
 import { EMBEDDED_BACKENDS, ownerOf } from "../workers/placement.js";
 import { runPrimary } from "../workers/cluster.js";
-import { reportConfigError, resolveConfig } from "./config.js";
+import { reportConfigError, resolveConfigInChild } from "./config.js";
 import { UsageError } from "./usage.js";
 
 const DRAIN_MS = 10_000;
@@ -60,7 +60,7 @@ export async function serve(argv: string[]): Promise<number> {
   });
   let config: PrismConfig;
   try {
-    config = (await resolveConfig(values.config)).config;
+    config = (await resolveConfigInChild(values.config)).config;
   } catch (e) {
     return reportConfigError(e);
   }

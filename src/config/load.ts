@@ -4,7 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
-import { isBackendType, backendTypes, loadDriver } from "../backends/registry.js";
+import { isBackendType, backendTypes, loadDriver, loadOptionsSchema } from "../backends/registry.js";
 import {
   configSchema,
   formatPath,
@@ -14,12 +14,9 @@ import {
 } from "./schema.js";
 import { REQUIRED_INTERFACES } from "../core/interfaces.js";
 
-export class ConfigError extends Error {
-  override readonly name = "ConfigError";
-  constructor(readonly problems: string[], source: string) {
-    super(problems.map((p) => `${source}: ${p}`).join("\n"));
-  }
-}
+import { ConfigError } from "./errors.js";
+
+export { ConfigError } from "./errors.js";
 
 /** `${NAME}` and `${NAME:-fallback}` inside string values. */
 function substituteEnv(value: unknown, path: PropertyKey[], problems: string[], env: NodeJS.ProcessEnv): unknown {
@@ -45,7 +42,11 @@ function zodProblems(issues: readonly { path: readonly PropertyKey[]; message: s
   return issues.map((i) => `${formatPath([...prefix, ...i.path])}: ${i.message}`);
 }
 
-/** Checks a namespace's backend type, its options and the interfaces its primitives need. Returns problems. */
+/**
+ * Checks a namespace's backend type, its options and the interfaces its
+ * primitives need; returns problems. On success `ns.backend` holds the parsed
+ * options (defaults applied), which is what the router passes to the driver.
+ */
 export async function checkNamespace(ns: NamespaceConfig, path: PropertyKey[]): Promise<string[]> {
   const problems: string[] = [];
   const { type, ...options } = ns.backend;
@@ -53,9 +54,10 @@ export async function checkNamespace(ns: NamespaceConfig, path: PropertyKey[]): 
     problems.push(`${formatPath([...path, "backend", "type"])}: unknown backend "${type}" (known: ${backendTypes().join(", ")})`);
     return problems;
   }
-  const driver = await loadDriver(type);
-  const parsed = driver.optionsSchema.safeParse(options);
+  const [driver, schema] = await Promise.all([loadDriver(type), loadOptionsSchema(type)]);
+  const parsed = schema.safeParse(options);
   if (!parsed.success) problems.push(...zodProblems(parsed.error.issues, [...path, "backend"]));
+  else ns.backend = { type, ...(parsed.data as Record<string, unknown>) };
   for (const primitive of ns.primitives) {
     for (const iface of REQUIRED_INTERFACES[primitive]) {
       if (!driver.interfaces.includes(iface)) {

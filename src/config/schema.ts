@@ -5,20 +5,12 @@
  */
 import { z } from "zod";
 import { PRIMITIVES, REQUIRED_INTERFACES, type PrimitiveName } from "../core/interfaces.js";
-import type { NamespaceLimits } from "../backends/driver.js";
+import { BACKPRESSURE_DEFAULTS, BREAKER_DEFAULTS, DEFAULT_LIMITS, RETRY_DEFAULTS, SHEDDING_DEFAULTS } from "./defaults.js";
+
+export { DEFAULT_LIMITS, limitsOf } from "./defaults.js";
 
 export const NAMESPACE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 
-export const DEFAULT_LIMITS: NamespaceLimits = {
-  maxKeyBytes: 1024,
-  maxValueBytes: 4 * 1024 * 1024,
-  defaultTtlSeconds: 0,
-  maxDeliveries: 5,
-  visibilityTimeoutSeconds: 30,
-  streamMaxCount: 0,
-  streamMaxAgeSeconds: 0,
-  streamClaimTimeoutSeconds: 30,
-};
 
 const uint = z.number().int().nonnegative();
 
@@ -61,8 +53,8 @@ export const namespaceSchema = z
 /** Circuit breaker per backend instance (src/shedding/breaker.ts). failures 0 disables it. */
 export const breakerSchema = z
   .object({
-    failures: z.number().int().nonnegative().default(5),
-    probe_after_ms: z.number().int().positive().default(30_000),
+    failures: z.number().int().nonnegative().default(BREAKER_DEFAULTS.failures),
+    probe_after_ms: z.number().int().positive().default(BREAKER_DEFAULTS.probe_after_ms),
   })
   .strict();
 
@@ -70,20 +62,20 @@ export const breakerSchema = z
 export const sheddingSchema = z
   .object({
     /** Unary calls in progress per worker at which it counts as 100% loaded (0: not used). */
-    max_in_flight: z.number().int().nonnegative().default(10_000),
+    max_in_flight: z.number().int().nonnegative().default(SHEDDING_DEFAULTS.max_in_flight),
     /** Event-loop delay in ms at which a worker counts as 100% loaded (0: not used). */
-    max_event_loop_delay_ms: z.number().int().nonnegative().default(500),
+    max_event_loop_delay_ms: z.number().int().nonnegative().default(SHEDDING_DEFAULTS.max_event_loop_delay_ms),
     /** Shedding starts at this percent of the hard limit (low first, critical last). */
-    capacity_pct: z.number().min(1).max(100).default(90),
+    capacity_pct: z.number().min(1).max(100).default(SHEDDING_DEFAULTS.capacity_pct),
   })
   .strict();
 
 /** Retries of idempotent calls on UNAVAILABLE (src/shedding/retry.ts). */
 export const retrySchema = z
   .object({
-    max_attempts: z.number().int().min(1).max(10).default(3),
+    max_attempts: z.number().int().min(1).max(10).default(RETRY_DEFAULTS.max_attempts),
     /** Tokens per call: retries add at most this fraction of extra load. */
-    budget_ratio: z.number().min(0).max(1).default(0.1),
+    budget_ratio: z.number().min(0).max(1).default(RETRY_DEFAULTS.budget_ratio),
   })
   .strict();
 
@@ -91,7 +83,7 @@ export const retrySchema = z
 export const backpressureSchema = z
   .object({
     /** disconnect: end the subscription / connection; drop: drop pub/sub messages for that subscriber and count them. */
-    policy: z.enum(["disconnect", "drop"]).default("disconnect"),
+    policy: z.enum(["disconnect", "drop"]).default(BACKPRESSURE_DEFAULTS.policy),
     /** Unsent bytes per WebSocket connection / SSE subscription beyond which the policy applies (default 16 MiB / 1 MiB). gRPC: 10,000 messages. */
     max_buffered_bytes: z.number().int().positive().optional(),
   })
@@ -135,19 +127,6 @@ export type NamespaceConfig = z.output<typeof namespaceSchema>;
 export type ServerConfig = z.output<typeof serverSchema>;
 export type PrismConfig = z.output<typeof configSchema>;
 
-export function limitsOf(ns: NamespaceConfig): NamespaceLimits {
-  const l = ns.limits ?? {};
-  return {
-    maxKeyBytes: l.max_key_bytes ?? DEFAULT_LIMITS.maxKeyBytes,
-    maxValueBytes: l.max_value_bytes ?? DEFAULT_LIMITS.maxValueBytes,
-    defaultTtlSeconds: l.default_ttl_seconds ?? DEFAULT_LIMITS.defaultTtlSeconds,
-    maxDeliveries: l.max_deliveries ?? DEFAULT_LIMITS.maxDeliveries,
-    visibilityTimeoutSeconds: l.visibility_timeout_seconds ?? DEFAULT_LIMITS.visibilityTimeoutSeconds,
-    streamMaxCount: l.stream_max_count ?? DEFAULT_LIMITS.streamMaxCount,
-    streamMaxAgeSeconds: l.stream_max_age_seconds ?? DEFAULT_LIMITS.streamMaxAgeSeconds,
-    streamClaimTimeoutSeconds: l.stream_claim_timeout_seconds ?? DEFAULT_LIMITS.streamClaimTimeoutSeconds,
-  };
-}
 
 export function requiredInterfaces(primitives: readonly PrimitiveName[]) {
   return primitives.flatMap((p) => REQUIRED_INTERFACES[p]);

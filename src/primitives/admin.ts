@@ -3,7 +3,6 @@ import type { prism } from "../gen/prism.js";
 import { errors } from "../core/errors.js";
 import type { Gateway } from "../core/gateway.js";
 import type { NamespaceRuntime } from "../router/router.js";
-import { ConfigError, parseNamespaceText } from "../config/load.js";
 import { loadAllDrivers } from "../backends/registry.js";
 
 const SECRET_KEY = /pass(word)?|secret|token|credential|private/i;
@@ -40,6 +39,8 @@ export async function getNamespace(gw: Gateway, req: prism.v1.IGetNamespaceReque
 
 export async function applyNamespace(gw: Gateway, req: prism.v1.IApplyNamespaceRequest): Promise<prism.v1.IApplyNamespaceResponse> {
   if (!req.config) throw errors.invalidArgument("config", "must hold one namespace as YAML or JSON");
+  // The validator (yaml + zod, a few MB) loads on the first ApplyNamespace, not in every serving process.
+  const { ConfigError, parseNamespaceText } = await import("../config/load.js");
   let cfg;
   try {
     cfg = await parseNamespaceText(req.config);

@@ -9,7 +9,8 @@ import type { Clock } from "../core/clock.js";
 import type { InterfaceName, PrimitiveName } from "../core/interfaces.js";
 import type { BackendDriver, BackendInstance, NamespaceLimits, NamespaceStores } from "../backends/driver.js";
 import { loadDriver } from "../backends/registry.js";
-import { limitsOf, type NamespaceConfig } from "../config/schema.js";
+import type { NamespaceConfig } from "../config/schema.js";
+import { limitsOf } from "../config/defaults.js";
 import { CircuitBreaker, DEFAULT_BREAKER, guardStores, type BreakerOptions } from "../shedding/breaker.js";
 
 export interface NamespaceRuntime {
@@ -88,7 +89,8 @@ export class Router {
     let stores: NamespaceStores = {};
     let key = "";
     if (owner === undefined) {
-      const parsed = driver.optionsSchema.parse(options);
+      // Validated and defaulted by src/config/load.ts (checkNamespace) wherever the config entered.
+      const parsed = options;
       key = `${type}:${stableJson(parsed)}`;
       let pooled = this.instances.get(key);
       if (!pooled) {

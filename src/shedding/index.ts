@@ -7,7 +7,8 @@
  * used by the ingresses).
  */
 import type { Gateway } from "../core/gateway.js";
-import { backpressureSchema, retrySchema, sheddingSchema, type ServerConfig } from "../config/schema.js";
+import type { ServerConfig } from "../config/schema.js";
+import { BACKPRESSURE_DEFAULTS, RETRY_DEFAULTS, SHEDDING_DEFAULTS } from "../config/defaults.js";
 import { Admission } from "./admission.js";
 import { Backpressure } from "./backpressure.js";
 import type { BreakerOptions } from "./breaker.js";
@@ -30,7 +31,7 @@ export function breakerOptions(server: Partial<ServerConfig>): BreakerOptions | 
 
 /** server.backpressure → the ingresses' policy. */
 export function backpressureOf(server: Partial<ServerConfig>): Backpressure {
-  const b = server.backpressure ?? backpressureSchema.parse({});
+  const b = server.backpressure ?? BACKPRESSURE_DEFAULTS;
   return new Backpressure({ policy: b.policy, maxBufferedBytes: b.max_buffered_bytes });
 }
 
@@ -43,13 +44,13 @@ export interface Shedding {
 /** Installs admission control, rate limits and retries on a gateway, from server config. */
 export function installShedding(gw: Gateway, server: Partial<ServerConfig>): Shedding {
   // Hand-built configs (tests) may lack the blocks: the schema's defaults apply.
-  const s = server.shedding ?? sheddingSchema.parse({});
+  const s = server.shedding ?? SHEDDING_DEFAULTS;
   const admission = new Admission(
     { maxInFlight: s.max_in_flight, maxEventLoopDelayMs: s.max_event_loop_delay_ms, capacityPct: s.capacity_pct },
     () => gw.inFlightCount,
   );
   gw.use(admission.middleware);
-  const r = server.retry ?? retrySchema.parse({});
+  const r = server.retry ?? RETRY_DEFAULTS;
   const retry = r.max_attempts > 1 ? new RetryPolicy({ ...DEFAULT_RETRY, maxAttempts: r.max_attempts, budgetRatio: r.budget_ratio }) : null;
   if (retry) gw.retrier = retry.invoke;
   // Metrics (src/observability) see shedding through the gateway's observer, when one is installed.

@@ -48,6 +48,18 @@ test("backend options are validated by the driver's schema", async () => {
   await assert.rejects(validateConfig({ namespaces: [{ name: "a", backend: { type: "sqlite" } }] }, "x.yaml"), /namespaces\[0\]\.backend\.path/);
 });
 
+test("validated backend options carry the schema's defaults (the router passes them to the driver as they are)", async () => {
+  const cfg = await validateConfig(
+    { namespaces: [{ name: "r", backend: { type: "redis", db: 2 } }, { name: "k", primitives: ["pubsub"], backend: { type: "kafka", brokers: "k1:9092" } }] },
+    "x.yaml",
+  );
+  assert.deepEqual(cfg.namespaces[0]!.backend, { type: "redis", url: "redis://127.0.0.1:6379", key_prefix: "prism", db: 2 });
+  // The schema's transforms ran too: one broker string becomes a list.
+  assert.deepEqual(cfg.namespaces[1]!.backend.brokers, ["k1:9092"]);
+  const ns = await parseNamespaceText("name: p\nbackend: { type: postgres }");
+  assert.equal(ns.backend.pool_max, 10);
+});
+
 test("invalid YAML is refused naming the file", async () => {
   const f = tmpFile("namespaces: [\n  - {");
   await assert.rejects(loadConfigFile(f), (e: unknown) => e instanceof ConfigError && e.message.startsWith(`${f}: invalid YAML`));

@@ -14,6 +14,7 @@ import { PrismError } from "../../src/core/errors.js";
 import { validateConfig } from "../../src/config/load.js";
 import type { BackendInstance, NamespaceLimits, PubSubMessage } from "../../src/backends/driver.js";
 import { driver } from "../../src/backends/kafka/index.js";
+import { optionsSchema } from "../../src/backends/kafka/options.js";
 import { groupId, pubsubTopic, streamTopic } from "../../src/backends/kafka/names.js";
 import { fromHeaders, toHeaders } from "../../src/backends/kafka/records.js";
 
@@ -29,16 +30,16 @@ function reason(e: unknown): string {
 
 describe("kafka: pure parts", () => {
   it("options: defaults, one broker string or a list, host:port checked, unknown keys refused", () => {
-    const d = driver.optionsSchema.parse({});
+    const d = optionsSchema.parse({});
     assert.deepEqual(d.brokers, ["127.0.0.1:9092"]);
     assert.equal(d.prefix, "prism");
-    assert.deepEqual(driver.optionsSchema.parse({ brokers: "k1:9092" }).brokers, ["k1:9092"]);
-    assert.deepEqual(driver.optionsSchema.parse({ brokers: ["k1:9092", "k2:9093"] }).brokers, ["k1:9092", "k2:9093"]);
-    assert.equal(driver.optionsSchema.safeParse({ brokers: ["k1"] }).success, false, "a port is required");
-    assert.equal(driver.optionsSchema.safeParse({ brokers: [] }).success, false);
-    assert.equal(driver.optionsSchema.safeParse({ prefix: "a.b" }).success, false);
-    assert.equal(driver.optionsSchema.safeParse({ sasl: { mechanism: "gssapi", username: "u", password: "p" } }).success, false);
-    assert.equal(driver.optionsSchema.safeParse({ bogus: true }).success, false);
+    assert.deepEqual(optionsSchema.parse({ brokers: "k1:9092" }).brokers, ["k1:9092"]);
+    assert.deepEqual(optionsSchema.parse({ brokers: ["k1:9092", "k2:9093"] }).brokers, ["k1:9092", "k2:9093"]);
+    assert.equal(optionsSchema.safeParse({ brokers: ["k1"] }).success, false, "a port is required");
+    assert.equal(optionsSchema.safeParse({ brokers: [] }).success, false);
+    assert.equal(optionsSchema.safeParse({ prefix: "a.b" }).success, false);
+    assert.equal(optionsSchema.safeParse({ sasl: { mechanism: "gssapi", username: "u", password: "p" } }).success, false);
+    assert.equal(optionsSchema.safeParse({ bogus: true }).success, false);
   });
 
   it("names: legal Kafka topics, never shared between namespaces or streams", () => {
@@ -79,7 +80,7 @@ describe("kafka: pure parts", () => {
 describe("kafka: unreachable broker", () => {
   it("create() does not throw; every call answers UNAVAILABLE promptly; health says why; close ends cleanly", async () => {
     const inst = driver.create(
-      driver.optionsSchema.parse({ brokers: ["127.0.0.1:1"], connect_timeout_ms: 300, request_timeout_ms: 1000, retries: 0 }),
+      optionsSchema.parse({ brokers: ["127.0.0.1:1"], connect_timeout_ms: 300, request_timeout_ms: 1000, retries: 0 }),
       { clock: systemClock, log: noLog },
     );
     const s = inst.namespace("down", DEFAULT_LIMITS);
@@ -115,7 +116,7 @@ describe("kafka driver (real cluster)", () => {
 
   before(() => {
     if (skip) return;
-    inst = driver.create(driver.optionsSchema.parse({ brokers, prefix, replication_factor: 1 }), { clock, log: noLog });
+    inst = driver.create(optionsSchema.parse({ brokers, prefix, replication_factor: 1 }), { clock, log: noLog });
   });
   after(() => inst?.close());
 
@@ -146,7 +147,7 @@ describe("kafka driver (real cluster)", () => {
     clock.advance(31_000);
     const again = await st.readGroup!("jobs", "w", "c2", 10, 0);
     assert.deepEqual(again.map((r) => [r.offset, r.deliveryCount]), [[2, 2], [4, 2]]);
-    const other = driver.create(driver.optionsSchema.parse({ brokers, prefix, replication_factor: 1 }), { clock, log: noLog });
+    const other = driver.create(optionsSchema.parse({ brokers, prefix, replication_factor: 1 }), { clock, log: noLog });
     try {
       const resumed = await other.namespace(name, limits).stream!.readGroup!("jobs", "w", "c3", 10, 0);
       assert.deepEqual(resumed.map((r) => r.offset), [2, 3, 4], "committed offset = the lowest unacked record");

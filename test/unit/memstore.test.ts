@@ -11,6 +11,7 @@ import { INTERFACES } from "../../src/core/interfaces.js";
 import { DEFAULT_LIMITS } from "../../src/config/schema.js";
 import type { NamespaceLimits, PubSubMessage, QueueMessage } from "../../src/backends/driver.js";
 import { driver, MemstoreInstance } from "../../src/backends/memstore/index.js";
+import { optionsSchema } from "../../src/backends/memstore/options.js";
 import { compareUtf8 } from "../../src/backends/memstore/sorted-keys.js";
 
 const enc = (s: string) => Buffer.from(s);
@@ -36,9 +37,9 @@ const deq = (visibilityTimeoutMs = 1000, maxMessages = 10, waitMs = 0, signal?: 
 describe("memstore driver", () => {
   test("claims every interface and validates options", () => {
     assert.deepEqual([...driver.interfaces].sort(), [...INTERFACES].sort());
-    assert.ok(driver.optionsSchema.safeParse({}).success);
-    assert.ok(driver.optionsSchema.safeParse({ sweep_interval_ms: 500 }).success);
-    assert.equal(driver.optionsSchema.safeParse({ bogus: 1 }).success, false);
+    assert.ok(optionsSchema.safeParse({}).success);
+    assert.ok(optionsSchema.safeParse({ sweep_interval_ms: 500 }).success);
+    assert.equal(optionsSchema.safeParse({ bogus: 1 }).success, false);
   });
 
   test("health is ok until closed", async (t) => {

@@ -12,6 +12,7 @@ import { PrismError } from "../../src/core/errors.js";
 import { validateConfig } from "../../src/config/load.js";
 import type { PubSubMessage } from "../../src/backends/driver.js";
 import { driver } from "../../src/backends/mqtt/index.js";
+import { optionsSchema } from "../../src/backends/mqtt/options.js";
 import { fromMqttTopic, namespaceBase, toMqttFilter, toMqttTopic } from "../../src/backends/mqtt/topics.js";
 import { TcpProxy } from "./tcp-proxy.js";
 
@@ -46,9 +47,9 @@ describe("mqtt: pure parts", () => {
   });
 
   it("options and config: defaults, URL scheme, pubsub only", async () => {
-    assert.equal(driver.optionsSchema.parse({}).url, "mqtt://127.0.0.1:1883");
-    assert.equal(driver.optionsSchema.safeParse({ url: "amqp://x" }).success, false);
-    assert.equal(driver.optionsSchema.safeParse({ prefix: "a/b" }).success, false);
+    assert.equal(optionsSchema.parse({}).url, "mqtt://127.0.0.1:1883");
+    assert.equal(optionsSchema.safeParse({ url: "amqp://x" }).success, false);
+    assert.equal(optionsSchema.safeParse({ prefix: "a/b" }).success, false);
     await assert.rejects(
       validateConfig({ namespaces: [{ name: "n", primitives: ["pubsub", "queue"], backend: { type: "mqtt" } }] }, "prism.yaml"),
       /backend "mqtt" does not implement queue_basic/,
@@ -58,7 +59,7 @@ describe("mqtt: pure parts", () => {
 
 describe("mqtt driver (real broker)", () => {
   it("down at start: create() does not throw; calls answer UNAVAILABLE; health says so", async () => {
-    const inst = driver.create(driver.optionsSchema.parse({ url: "mqtt://127.0.0.1:1", connect_timeout_ms: 500 }), { clock: systemClock, log: noLog });
+    const inst = driver.create(optionsSchema.parse({ url: "mqtt://127.0.0.1:1", connect_timeout_ms: 500 }), { clock: systemClock, log: noLog });
     const s = inst.namespace("down", DEFAULT_LIMITS);
     await assert.rejects(s.pubsub!.publish("a.b", b("x"), {}), (e) => reason(e) === "PRISM_ERR_BACKEND_UNAVAILABLE");
     await assert.rejects(s.pubsub!.subscribe("a.b", { onMessage() {}, onError() {} }), (e) => reason(e) === "PRISM_ERR_BACKEND_UNAVAILABLE");
@@ -67,7 +68,7 @@ describe("mqtt driver (real broker)", () => {
   });
 
   it("one instance, overlapping filters: each subscription gets each matching message once", async () => {
-    const inst = driver.create(driver.optionsSchema.parse({ url, prefix }), { clock: systemClock, log: noLog });
+    const inst = driver.create(optionsSchema.parse({ url, prefix }), { clock: systemClock, log: noLog });
     const s = inst.namespace("overlap", DEFAULT_LIMITS);
     try {
       const got: Record<string, string[]> = { star: [], gt: [], exact: [], exact2: [] };
@@ -99,7 +100,7 @@ describe("mqtt driver (real broker)", () => {
     const u = new URL(url);
     const proxy = new TcpProxy(u.hostname, Number(u.port || 1883));
     const port = await proxy.start();
-    const inst = driver.create(driver.optionsSchema.parse({ url: `mqtt://127.0.0.1:${port}`, prefix, reconnect_period_ms: 100 }), { clock: systemClock, log: noLog });
+    const inst = driver.create(optionsSchema.parse({ url: `mqtt://127.0.0.1:${port}`, prefix, reconnect_period_ms: 100 }), { clock: systemClock, log: noLog });
     const s = inst.namespace("outage", DEFAULT_LIMITS);
     try {
       const ended: Error[] = [];

@@ -17,6 +17,7 @@ import { DEFAULT_LIMITS } from "../../src/config/schema.js";
 import { PrismError } from "../../src/core/errors.js";
 import type { BackendInstance, NamespaceLimits, NamespaceStores } from "../../src/backends/driver.js";
 import { driver } from "../../src/backends/nats/index.js";
+import { optionsSchema } from "../../src/backends/nats/options.js";
 import { enc, kvKey, kvKeyDecode, Names } from "../../src/backends/nats/names.js";
 import { decodeAttributes, encodeAttributes } from "../../src/backends/nats/codec.js";
 import { ackSubjectFor, parseAckSubject } from "../../src/backends/nats/pull.js";
@@ -111,7 +112,7 @@ describe("nats driver (shared server)", () => {
 
   before(async () => {
     ok = await tcpOpen(Number(new URL(servers).port || 4222));
-    inst = driver.create(driver.optionsSchema.parse({ servers, prefix }), quiet);
+    inst = driver.create(optionsSchema.parse({ servers, prefix }), quiet);
   });
   after(async () => {
     await inst.close();
@@ -119,10 +120,10 @@ describe("nats driver (shared server)", () => {
   });
 
   it("options: defaults, arrays of servers, strict", () => {
-    assert.deepEqual(driver.optionsSchema.parse({}), { servers: "nats://127.0.0.1:4222", prefix: "prism" });
-    assert.ok(driver.optionsSchema.safeParse({ servers: ["nats://a:4222", "b:4223"] }).success);
-    assert.ok(!driver.optionsSchema.safeParse({ prefix: "has.dot" }).success, "prefix must be one subject token");
-    assert.ok(!driver.optionsSchema.safeParse({ nope: 1 }).success);
+    assert.deepEqual(optionsSchema.parse({}), { servers: "nats://127.0.0.1:4222", prefix: "prism" });
+    assert.ok(optionsSchema.safeParse({ servers: ["nats://a:4222", "b:4223"] }).success);
+    assert.ok(!optionsSchema.safeParse({ prefix: "has.dot" }).success, "prefix must be one subject token");
+    assert.ok(!optionsSchema.safeParse({ nope: 1 }).success);
   });
 
   it("health reports the round trip", async (t) => {
@@ -160,7 +161,7 @@ describe("nats driver (shared server)", () => {
 
   it("a receipt reaching another Prism process (instance) is refused as stale; the message is redelivered after its lease", async (t) => {
     if (!ok) return t.skip("no NATS");
-    const other = driver.create(driver.optionsSchema.parse({ servers, prefix }), quiet);
+    const other = driver.create(optionsSchema.parse({ servers, prefix }), quiet);
     try {
       const ns = `xproc-${randomBytes(3).toString("hex")}`;
       const q1 = stores(ns).queue!;
@@ -182,7 +183,7 @@ describe("nats driver (shared server)", () => {
 
   it("consumer groups: an ack sent through another instance takes effect (not redelivered), though it is not counted", async (t) => {
     if (!ok) return t.skip("no NATS");
-    const other = driver.create(driver.optionsSchema.parse({ servers, prefix }), quiet);
+    const other = driver.create(optionsSchema.parse({ servers, prefix }), quiet);
     try {
       const ns = `grp-${randomBytes(3).toString("hex")}`;
       const s1 = stores(ns).stream!;
@@ -238,7 +239,7 @@ describe("nats driver: outage and recovery (own nats-server)", () => {
 
   it("create() does not throw while NATS is down; calls answer UNAVAILABLE; it connects when NATS starts, and acknowledged writes survive a restart", { timeout: 60_000 }, async (t) => {
     if (!(await haveBinary("nats-server"))) return t.skip("no nats-server binary");
-    const inst = driver.create(driver.optionsSchema.parse({ servers: `nats://127.0.0.1:${port}`, prefix: "outage" }), quiet);
+    const inst = driver.create(optionsSchema.parse({ servers: `nats://127.0.0.1:${port}`, prefix: "outage" }), quiet);
     try {
       const s = inst.namespace("ns", limits);
       await rejectsWith(s.stream!.append("log", b("early"), {}), "PRISM_ERR_BACKEND_UNAVAILABLE");

@@ -11,6 +11,7 @@ import { ManualClock, systemClock, type Clock } from "../../src/core/clock.js";
 import { Code, PrismError } from "../../src/core/errors.js";
 import type { BackendInstance, NamespaceLimits, NamespaceStores, PubSubMessage } from "../../src/backends/driver.js";
 import { driver } from "../../src/backends/postgres/index.js";
+import { optionsSchema } from "../../src/backends/postgres/options.js";
 import { PgInstance } from "../../src/backends/postgres/instance.js";
 import { prefixUpperBound } from "../../src/backends/postgres/keyvalue.js";
 import { MAX_NOTIFY_BYTES } from "../../src/backends/postgres/pubsub.js";
@@ -44,7 +45,7 @@ const str = (u: Uint8Array | undefined): string => Buffer.from(u ?? []).toString
 const logs: string[] = [];
 
 function open(clock: Clock, options: Record<string, unknown>): PgInstance {
-  return driver.create(driver.optionsSchema.parse(options), { clock, log: (l, m) => logs.push(`${l} ${m}`) }) as PgInstance;
+  return driver.create(optionsSchema.parse(options), { clock, log: (l, m) => logs.push(`${l} ${m}`) }) as PgInstance;
 }
 
 let sql: pg.Client | undefined;
@@ -98,14 +99,14 @@ async function rejectsWith(p: Promise<unknown>, reason: string, message?: RegExp
 describe("postgres driver: options and claims", () => {
   test("claims every interface; options have defaults and are validated", () => {
     assert.equal(driver.interfaces.length, 14);
-    const d = driver.optionsSchema.parse({});
+    const d = optionsSchema.parse({});
     assert.equal(d.url, "postgres://postgres@127.0.0.1:5432/test");
     assert.equal(d.schema, "prism");
     assert.equal(d.pool_max, 10);
-    assert.equal(driver.optionsSchema.safeParse({ schema: "bad-name" }).success, false);
-    assert.equal(driver.optionsSchema.safeParse({ schema: 'x"; DROP' }).success, false);
-    assert.equal(driver.optionsSchema.safeParse({ pool_max: 0 }).success, false);
-    assert.equal(driver.optionsSchema.safeParse({ bogus: 1 }).success, false);
+    assert.equal(optionsSchema.safeParse({ schema: "bad-name" }).success, false);
+    assert.equal(optionsSchema.safeParse({ schema: 'x"; DROP' }).success, false);
+    assert.equal(optionsSchema.safeParse({ pool_max: 0 }).success, false);
+    assert.equal(optionsSchema.safeParse({ bogus: 1 }).success, false);
   });
 
   test("prefixUpperBound increments the last code point", () => {

@@ -15,6 +15,7 @@ import { PrismError } from "../../src/core/errors.js";
 import { validateConfig } from "../../src/config/load.js";
 import type { BackendInstance, NamespaceLimits, NamespaceStores } from "../../src/backends/driver.js";
 import { driver } from "../../src/backends/rabbitmq/index.js";
+import { optionsSchema } from "../../src/backends/rabbitmq/options.js";
 import { DelayTiers, DELAY_BITS } from "../../src/backends/rabbitmq/delay.js";
 import { decodeAttrs, encodeAttrs } from "../../src/backends/rabbitmq/codec.js";
 import { queueName, pubsubExchange } from "../../src/backends/rabbitmq/names.js";
@@ -55,12 +56,12 @@ after(() => deletePrefixed(url, prefix));
 
 describe("rabbitmq: pure parts", () => {
   it("options: defaults, URL scheme and prefix are checked", () => {
-    const d = driver.optionsSchema.parse({});
+    const d = optionsSchema.parse({});
     assert.equal(d.url, "amqp://guest:guest@127.0.0.1:5672");
     assert.equal(d.prefix, "prism");
-    assert.equal(driver.optionsSchema.safeParse({ url: "http://x" }).success, false);
-    assert.equal(driver.optionsSchema.safeParse({ prefix: "a.b" }).success, false, "a prefix with . could collide with a namespace");
-    assert.equal(driver.optionsSchema.safeParse({ nope: 1 }).success, false, "unknown options are refused");
+    assert.equal(optionsSchema.safeParse({ url: "http://x" }).success, false);
+    assert.equal(optionsSchema.safeParse({ prefix: "a.b" }).success, false, "a prefix with . could collide with a namespace");
+    assert.equal(optionsSchema.safeParse({ nope: 1 }).success, false, "unknown options are refused");
   });
 
   it("names: namespaces that prefix each other or contain dots never share a queue", () => {
@@ -100,7 +101,7 @@ describe("rabbitmq: pure parts", () => {
 
 describe("rabbitmq: down at start", () => {
   it("create() does not throw; calls answer UNAVAILABLE; health says why", async () => {
-    const inst = driver.create(driver.optionsSchema.parse({ url: "amqp://guest:guest@127.0.0.1:1", connect_timeout_ms: 500 }), { clock: systemClock, log: noLog });
+    const inst = driver.create(optionsSchema.parse({ url: "amqp://guest:guest@127.0.0.1:1", connect_timeout_ms: 500 }), { clock: systemClock, log: noLog });
     const s = inst.namespace("down", limits);
     await rejectsWith(s.queue!.enqueue("q", b("x"), {}, 0), "PRISM_ERR_BACKEND_UNAVAILABLE");
     await rejectsWith(s.queue!.dequeue("q", { maxMessages: 1, visibilityTimeoutMs: 1000, waitMs: 0 }), "PRISM_ERR_BACKEND_UNAVAILABLE");
@@ -125,7 +126,7 @@ describe("rabbitmq driver (real broker)", () => {
   };
 
   before(async () => {
-    inst = driver.create(driver.optionsSchema.parse({ url, prefix }), { clock: systemClock, log: noLog });
+    inst = driver.create(optionsSchema.parse({ url, prefix }), { clock: systemClock, log: noLog });
     raw = await connect(url);
   });
 
@@ -185,7 +186,7 @@ describe("rabbitmq driver (real broker)", () => {
 
   it("if Prism goes away holding the last allowed delivery, RabbitMQ's own delivery limit dead-letters it", async () => {
     const name = `crash-${randomBytes(2).toString("hex")}`;
-    const other = driver.create(driver.optionsSchema.parse({ url, prefix }), { clock: systemClock, log: noLog });
+    const other = driver.create(optionsSchema.parse({ url, prefix }), { clock: systemClock, log: noLog });
     const q = other.namespace(name, limits).queue!;
     await q.enqueue("jobs", b("doomed"), { k: "v" }, 0);
     const [m1] = await q.dequeue("jobs", { maxMessages: 1, visibilityTimeoutMs: 30_000, waitMs: 0 });
@@ -220,7 +221,7 @@ describe("rabbitmq: outage and recovery through a proxy", () => {
     const proxy = new TcpProxy(u.hostname, Number(u.port || 5672));
     const port = await proxy.start();
     const viaProxy = `amqp://${u.username}:${u.password}@127.0.0.1:${port}`;
-    const inst = driver.create(driver.optionsSchema.parse({ url: viaProxy, prefix, max_backoff_ms: 200 }), { clock: systemClock, log: noLog });
+    const inst = driver.create(optionsSchema.parse({ url: viaProxy, prefix, max_backoff_ms: 200 }), { clock: systemClock, log: noLog });
     const s = inst.namespace(`outage-${randomBytes(2).toString("hex")}`, limits);
     try {
       for (let i = 0; i < 5; i++) await s.queue!.enqueue("jobs", b(`m${i}`), {}, 0);

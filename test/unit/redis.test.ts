@@ -14,6 +14,7 @@ import { DEFAULT_LIMITS } from "../../src/config/schema.js";
 import { PrismError } from "../../src/core/errors.js";
 import type { BackendInstance, NamespaceLimits, NamespaceStores, PubSubMessage } from "../../src/backends/driver.js";
 import { driver } from "../../src/backends/redis/index.js";
+import { optionsSchema } from "../../src/backends/redis/options.js";
 import { decodeAttrs, decodeEnvelope, encodeAttrs, encodeEnvelope } from "../../src/backends/redis/codec.js";
 import { deleteRedisPrefix } from "../helpers/redis-cleanup.js";
 
@@ -72,7 +73,7 @@ describe("redis driver", () => {
   };
 
   before(async () => {
-    inst = driver.create(driver.optionsSchema.parse({ url, key_prefix: prefix }), { clock, log: (l, m) => logs.push(`${l} ${m}`) });
+    inst = driver.create(optionsSchema.parse({ url, key_prefix: prefix }), { clock, log: (l, m) => logs.push(`${l} ${m}`) });
     raw = new Redis(url);
   });
 
@@ -422,7 +423,7 @@ describe("redis driver", () => {
 describe("redis driver, server down", () => {
   it("create does not throw; calls fail fast with UNAVAILABLE; health reports it", async () => {
     const port = await deadPort();
-    const inst = driver.create(driver.optionsSchema.parse({ url: `redis://127.0.0.1:${port}` }), { clock: new ManualClock(), log: () => {} });
+    const inst = driver.create(optionsSchema.parse({ url: `redis://127.0.0.1:${port}` }), { clock: new ManualClock(), log: () => {} });
     const s = inst.namespace("down", limits);
     await rejectsWith(s.keyvalue!.get("k"), "PRISM_ERR_BACKEND_UNAVAILABLE");
     await rejectsWith(s.keyvalue!.set("k", b("v"), {}), "PRISM_ERR_BACKEND_UNAVAILABLE");
@@ -437,9 +438,9 @@ describe("redis driver, server down", () => {
   });
 
   it("options: defaults, and key prefixes that would break the hash tag are refused", () => {
-    assert.deepEqual(driver.optionsSchema.parse({}), { url: "redis://127.0.0.1:6379", key_prefix: "prism" });
-    assert.throws(() => driver.optionsSchema.parse({ key_prefix: "a{b}" }));
-    assert.throws(() => driver.optionsSchema.parse({ url: "http://x" }));
-    assert.throws(() => driver.optionsSchema.parse({ nope: 1 }));
+    assert.deepEqual(optionsSchema.parse({}), { url: "redis://127.0.0.1:6379", key_prefix: "prism" });
+    assert.throws(() => optionsSchema.parse({ key_prefix: "a{b}" }));
+    assert.throws(() => optionsSchema.parse({ url: "http://x" }));
+    assert.throws(() => optionsSchema.parse({ nope: 1 }));
   });
 });

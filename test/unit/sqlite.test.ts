@@ -8,6 +8,7 @@ import { ManualClock } from "../../src/core/clock.js";
 import { PrismError } from "../../src/core/errors.js";
 import type { BackendInstance, NamespaceLimits, NamespaceStores, PubSubMessage } from "../../src/backends/driver.js";
 import { driver } from "../../src/backends/sqlite/index.js";
+import { optionsSchema } from "../../src/backends/sqlite/options.js";
 import { prefixUpperBound } from "../../src/backends/sqlite/keyvalue.js";
 import { SqliteInstance } from "../../src/backends/sqlite/instance.js";
 import Database from "better-sqlite3";
@@ -30,7 +31,7 @@ const LIMITS: NamespaceLimits = {
 
 const logs: string[] = [];
 function open(path: string, clock: ManualClock): BackendInstance {
-  const opts = driver.optionsSchema.parse({ path });
+  const opts = optionsSchema.parse({ path });
   return driver.create(opts, { clock, log: (l, m) => logs.push(`${l} ${m}`) });
 }
 
@@ -59,10 +60,10 @@ describe("sqlite driver: options and claims", () => {
   test("claims every interface and validates options", () => {
     assert.ok(driver.interfaces.includes("queue_dead_letter"));
     assert.equal(driver.interfaces.length, 14);
-    assert.equal(driver.optionsSchema.safeParse({ path: "/tmp/x.db", busy_timeout_ms: 100 }).success, true);
-    assert.equal(driver.optionsSchema.safeParse({}).success, false);
-    assert.equal(driver.optionsSchema.safeParse({ path: "/tmp/x.db", bogus: 1 }).success, false);
-    assert.equal(driver.optionsSchema.safeParse({ path: "/tmp/x.db", synchronous: "off" }).success, false);
+    assert.equal(optionsSchema.safeParse({ path: "/tmp/x.db", busy_timeout_ms: 100 }).success, true);
+    assert.equal(optionsSchema.safeParse({}).success, false);
+    assert.equal(optionsSchema.safeParse({ path: "/tmp/x.db", bogus: 1 }).success, false);
+    assert.equal(optionsSchema.safeParse({ path: "/tmp/x.db", synchronous: "off" }).success, false);
   });
 
   test("prefixUpperBound increments the last code point", () => {
@@ -576,7 +577,7 @@ describe("sqlite driver: durability and health", () => {
     assert.deepEqual((await waiting).map((m) => str(m.payload)), ["from-b"]);
     await other.close();
 
-    const impatient = driver.create(driver.optionsSchema.parse({ path, busy_timeout_ms: 0 }), { clock, log: () => {} });
+    const impatient = driver.create(optionsSchema.parse({ path, busy_timeout_ms: 0 }), { clock, log: () => {} });
     const si = impatient.namespace("shared", LIMITS);
     const locker = new Database(path);
     locker.exec("BEGIN IMMEDIATE");

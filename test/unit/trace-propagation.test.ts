@@ -15,9 +15,11 @@ import { messageHeaders } from "../../src/backends/nats/codec.js";
 import { systemClock } from "../../src/core/clock.js";
 import { DEFAULT_LIMITS } from "../../src/config/schema.js";
 import { driver as rabbitDriver } from "../../src/backends/rabbitmq/index.js";
+import { optionsSchema as rabbitOptions } from "../../src/backends/rabbitmq/options.js";
 import { queueName } from "../../src/backends/rabbitmq/names.js";
 import { deletePrefixed } from "./rabbitmq-cleanup.js";
 import { driver as mqttDriver } from "../../src/backends/mqtt/index.js";
+import { optionsSchema as mqttOptions } from "../../src/backends/mqtt/options.js";
 import { namespaceBase, toMqttTopic } from "../../src/backends/mqtt/topics.js";
 import { tcpOpen } from "../helpers/private-servers.js";
 
@@ -78,7 +80,7 @@ describe("native trace headers on real brokers", () => {
   it("rabbitmq: an enqueued message has the AMQP header traceparent", { timeout: 30_000 }, async (t) => {
     if (!(await tcpOpen(5672))) return t.skip("no RabbitMQ");
     const url = process.env.PRISM_TEST_RABBITMQ_URL ?? "amqp://guest:guest@127.0.0.1:5672";
-    const inst = rabbitDriver.create(rabbitDriver.optionsSchema.parse({ url, prefix }), quiet);
+    const inst = rabbitDriver.create(rabbitOptions.parse({ url, prefix }), quiet);
     const conn = await amqpConnect(url);
     try {
       const q = inst.namespace("ns", DEFAULT_LIMITS).queue!;
@@ -101,7 +103,7 @@ describe("native trace headers on real brokers", () => {
   it("mqtt: a published message has the MQTT 5 user property traceparent", { timeout: 30_000 }, async (t) => {
     if (!(await tcpOpen(1883))) return t.skip("no MQTT broker");
     const url = process.env.PRISM_TEST_MQTT_URL ?? "mqtt://127.0.0.1:1883";
-    const inst = mqttDriver.create(mqttDriver.optionsSchema.parse({ url, prefix }), quiet);
+    const inst = mqttDriver.create(mqttOptions.parse({ url, prefix }), quiet);
     const raw = mqttConnect(url, { protocolVersion: 5 });
     try {
       await new Promise<void>((resolve, reject) => (raw.once("connect", () => resolve()), raw.once("error", reject)));

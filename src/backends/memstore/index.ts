@@ -4,7 +4,7 @@
  * instance; a namespace that is removed and re-added on the same instance
  * finds its data again. All time decisions use the injected Clock.
  */
-import { z } from "zod";
+import type { MemstoreOptions } from "./options.js";
 import { errors } from "../../core/errors.js";
 import { INTERFACES } from "../../core/interfaces.js";
 import { LocalPubSub } from "../common/local-pubsub.js";
@@ -14,13 +14,7 @@ import { MemQueue } from "./queue.js";
 import { MemStream } from "./stream.js";
 import type { NsContext } from "./wait.js";
 
-const optionsSchema = z
-  .object({
-    /** How often expired keys are removed from memory (they are invisible from their expiry on regardless). */
-    sweep_interval_ms: z.number().int().min(10).max(3_600_000).optional(),
-  })
-  .strict();
-export type MemstoreOptions = z.infer<typeof optionsSchema>;
+export type { MemstoreOptions };
 
 const DEFAULT_SWEEP_MS = 1000;
 /** Keys removed per namespace per sweep tick, so a mass expiry cannot stall the event loop. */
@@ -130,7 +124,6 @@ export const driver: BackendDriver<MemstoreOptions> = {
   description: "in-process memory: instant start, every interface, data lost on exit",
   interfaces: INTERFACES,
   inProcess: true,
-  optionsSchema,
   create(options, ctx) {
     return new MemstoreInstance(options, ctx);
   },

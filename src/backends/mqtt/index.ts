@@ -9,27 +9,12 @@
  */
 import { randomBytes } from "node:crypto";
 import { connect, type MqttClient } from "mqtt";
-import { z } from "zod";
+import type { MqttOptions } from "./options.js";
 import { errors } from "../../core/errors.js";
 import type { BackendDriver, BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores } from "../driver.js";
 import { MqttHub, MqttPubSub } from "./pubsub.js";
 
-const optionsSchema = z
-  .object({
-    url: z.string().regex(/^(mqtts?|wss?):\/\//, "must be an mqtt://, mqtts://, ws:// or wss:// URL").default("mqtt://127.0.0.1:1883"),
-    /** First MQTT topic level of everything Prism publishes; lets several deployments share one broker. */
-    prefix: z
-      .string()
-      .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 _ . -")
-      .default("prism"),
-    username: z.string().optional(),
-    password: z.string().optional(),
-    connect_timeout_ms: z.number().int().positive().max(60_000).default(3000),
-    reconnect_period_ms: z.number().int().positive().max(60_000).default(1000),
-  })
-  .strict();
-
-export type MqttOptions = z.output<typeof optionsSchema>;
+export type { MqttOptions };
 
 function display(url: string): string {
   return url.replace(/\/\/[^@/]*@/, "//");
@@ -120,6 +105,5 @@ export const driver: BackendDriver<MqttOptions> = {
   type: "mqtt",
   description: "MQTT 5 (mqtt.js, e.g. Mosquitto): PubSub with wildcards, QoS 1",
   interfaces: ["pubsub_basic", "pubsub_wildcards"],
-  optionsSchema,
   create: (options, ctx) => new MqttInstance(options, ctx),
 };

@@ -8,7 +8,7 @@
  * stream naming in names.ts; each primitive's mapping and limits in its file
  * and in README "NATS".
  */
-import { z } from "zod";
+import type { NatsOptions } from "./options.js";
 import type { BackendDriver, BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores } from "../driver.js";
 import { Link } from "./connection.js";
 import { NatsKeyValue } from "./keyvalue.js";
@@ -18,23 +18,7 @@ import { NatsPubSub } from "./pubsub.js";
 import { LeaseTable, NatsQueue } from "./queue.js";
 import { GroupTracker, NatsStream } from "./stream.js";
 
-const SERVER = z.string().regex(/^(nats|tls|wss?):\/\/[^\s]+$|^[^\s:/]+(:\d+)?$/, "must be a nats:// URL or host:port");
-
-const optionsSchema = z
-  .object({
-    servers: z.union([SERVER, z.array(SERVER).min(1)]).default("nats://127.0.0.1:4222"),
-    /** First token of every subject and stream name: lets several Prism deployments share one NATS. */
-    prefix: z
-      .string()
-      .regex(/^[A-Za-z0-9-]{1,32}$/, "must be 1-32 of A-Z a-z 0-9 -")
-      .default("prism"),
-    user: z.string().optional(),
-    pass: z.string().optional(),
-    token: z.string().optional(),
-  })
-  .strict();
-
-export type NatsOptions = z.output<typeof optionsSchema>;
+export type { NatsOptions };
 
 /** Server URLs without credentials, for logs. */
 function display(servers: string[]): string {
@@ -103,6 +87,5 @@ export const driver: BackendDriver<NatsOptions> = {
     "stream_replay",
     "stream_consumer_groups",
   ],
-  optionsSchema,
   create: (options, ctx) => new NatsInstance(options, ctx),
 };

@@ -9,7 +9,7 @@
  * subscription channel, and one for declarations (a failed declaration
  * closes its channel, and must not take leases or subscriptions with it).
  */
-import { z } from "zod";
+import type { RabbitOptions } from "./options.js";
 import type { BackendDriver, BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores } from "../driver.js";
 import type { ConfirmChannel } from "amqplib";
 import { DelayTiers } from "./delay.js";
@@ -17,20 +17,7 @@ import { AmqpLink, type Slot } from "./link.js";
 import { PubSubCore, RabbitPubSub } from "./pubsub.js";
 import { QueueCore, RabbitQueue } from "./queue.js";
 
-const optionsSchema = z
-  .object({
-    url: z.string().regex(/^amqps?:\/\//, "must be an amqp:// or amqps:// URL").default("amqp://guest:guest@127.0.0.1:5672"),
-    /** First part of every queue and exchange name; lets several Prism deployments share one vhost. */
-    prefix: z
-      .string()
-      .regex(/^[A-Za-z0-9_-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 _ -")
-      .default("prism"),
-    connect_timeout_ms: z.number().int().positive().max(60_000).default(3000),
-    max_backoff_ms: z.number().int().positive().max(60_000).default(5000),
-  })
-  .strict();
-
-export type RabbitOptions = z.output<typeof optionsSchema>;
+export type { RabbitOptions };
 
 function display(url: string): string {
   return url.replace(/\/\/[^@/]*@/, "//");
@@ -94,6 +81,5 @@ export const driver: BackendDriver<RabbitOptions> = {
   type: "rabbitmq",
   description: "RabbitMQ (amqplib): Queue on quorum queues with confirms, DLQ, delay tiers and Prism-held leases; PubSub over topic exchanges",
   interfaces: ["pubsub_basic", "pubsub_wildcards", "queue_basic", "queue_visibility", "queue_dead_letter", "queue_delayed"],
-  optionsSchema,
   create: (options, ctx) => new RabbitInstance(options, ctx),
 };

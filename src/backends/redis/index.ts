@@ -7,7 +7,7 @@
  * commands and scripts, plus one subscriber connection opened on the first
  * Subscribe. Nothing blocks a connection (long polls poll).
  */
-import { z } from "zod";
+import type { RedisOptions } from "./options.js";
 import type { BackendDriver, BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores } from "../driver.js";
 import { Link } from "./connection.js";
 import { Keys } from "./keys.js";
@@ -17,19 +17,7 @@ import { RedisQueue } from "./queue.js";
 import { SCRIPTS } from "./scripts.js";
 import { RedisStream } from "./stream.js";
 
-const optionsSchema = z
-  .object({
-    url: z.string().regex(/^rediss?:\/\//, "must be a redis:// or rediss:// URL").default("redis://127.0.0.1:6379"),
-    /** First part of every key; lets several Prism deployments share one Redis. */
-    key_prefix: z
-      .string()
-      .regex(/^[A-Za-z0-9_.:-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 _ . : -")
-      .default("prism"),
-    db: z.number().int().min(0).max(255).optional(),
-  })
-  .strict();
-
-export type RedisOptions = z.output<typeof optionsSchema>;
+export type { RedisOptions };
 
 /** The URL without credentials, for logs. */
 function display(url: string): string {
@@ -115,6 +103,5 @@ export const driver: BackendDriver<RedisOptions> = {
     "stream_replay",
     "stream_consumer_groups",
   ],
-  optionsSchema,
   create: (options, ctx) => new RedisInstance(options, ctx),
 };

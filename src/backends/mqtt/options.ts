@@ -1,0 +1,23 @@
+/**
+ * Options of the `mqtt` backend (its `backend:` block in prism.yaml, minus `type`).
+ * Kept apart from the driver so that validating a config does not load the
+ * driver, and a serving process never loads the validator (zod).
+ */
+import { z } from "zod";
+
+export const optionsSchema = z
+  .object({
+    url: z.string().regex(/^(mqtts?|wss?):\/\//, "must be an mqtt://, mqtts://, ws:// or wss:// URL").default("mqtt://127.0.0.1:1883"),
+    /** First MQTT topic level of everything Prism publishes; lets several deployments share one broker. */
+    prefix: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 _ . -")
+      .default("prism"),
+    username: z.string().optional(),
+    password: z.string().optional(),
+    connect_timeout_ms: z.number().int().positive().max(60_000).default(3000),
+    reconnect_period_ms: z.number().int().positive().max(60_000).default(1000),
+  })
+  .strict();
+
+export type MqttOptions = z.output<typeof optionsSchema>;

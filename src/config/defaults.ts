@@ -1,0 +1,38 @@
+/**
+ * Configuration defaults and derived values that serving code needs at run
+ * time, without the schema: a serving process (a cluster worker) gets its
+ * config already validated and never loads zod (schema.ts) or yaml (load.ts).
+ * schema.ts uses these same values as its defaults.
+ */
+import type { NamespaceLimits } from "../backends/driver.js";
+import type { NamespaceConfig } from "./schema.js";
+
+export const DEFAULT_LIMITS: NamespaceLimits = {
+  maxKeyBytes: 1024,
+  maxValueBytes: 4 * 1024 * 1024,
+  defaultTtlSeconds: 0,
+  maxDeliveries: 5,
+  visibilityTimeoutSeconds: 30,
+  streamMaxCount: 0,
+  streamMaxAgeSeconds: 0,
+  streamClaimTimeoutSeconds: 30,
+};
+
+export const SHEDDING_DEFAULTS = { max_in_flight: 10_000, max_event_loop_delay_ms: 500, capacity_pct: 90 };
+export const BREAKER_DEFAULTS = { failures: 5, probe_after_ms: 30_000 };
+export const RETRY_DEFAULTS = { max_attempts: 3, budget_ratio: 0.1 };
+export const BACKPRESSURE_DEFAULTS: { policy: "disconnect" | "drop"; max_buffered_bytes?: number } = { policy: "disconnect" };
+
+export function limitsOf(ns: NamespaceConfig): NamespaceLimits {
+  const l = ns.limits ?? {};
+  return {
+    maxKeyBytes: l.max_key_bytes ?? DEFAULT_LIMITS.maxKeyBytes,
+    maxValueBytes: l.max_value_bytes ?? DEFAULT_LIMITS.maxValueBytes,
+    defaultTtlSeconds: l.default_ttl_seconds ?? DEFAULT_LIMITS.defaultTtlSeconds,
+    maxDeliveries: l.max_deliveries ?? DEFAULT_LIMITS.maxDeliveries,
+    visibilityTimeoutSeconds: l.visibility_timeout_seconds ?? DEFAULT_LIMITS.visibilityTimeoutSeconds,
+    streamMaxCount: l.stream_max_count ?? DEFAULT_LIMITS.streamMaxCount,
+    streamMaxAgeSeconds: l.stream_max_age_seconds ?? DEFAULT_LIMITS.streamMaxAgeSeconds,
+    streamClaimTimeoutSeconds: l.stream_claim_timeout_seconds ?? DEFAULT_LIMITS.streamClaimTimeoutSeconds,
+  };
+}
