@@ -12,7 +12,6 @@ import { stderrLog } from "../observability/logging.js";
 import { VERSION } from "../core/version.js";
 import type { PrismConfig } from "../config/schema.js";
 import { EMBEDDED_BACKENDS, ownerOf } from "../workers/placement.js";
-import { runPrimary } from "../workers/cluster.js";
 import { reportConfigError, resolveConfigInChild } from "./config.js";
 import { UsageError } from "./usage.js";
 
@@ -70,6 +69,7 @@ export async function serve(argv: string[]): Promise<number> {
   const workers = workerCount(values.workers ?? config.server.workers);
 
   if (workers > 1) {
+    const { runPrimary } = await import("../workers/cluster.js");
     return runPrimary({
       config,
       workers,
