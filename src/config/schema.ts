@@ -95,7 +95,7 @@ export const serverSchema = z
     grpc_port: z.number().int().min(0).max(65535).default(8980),
     /**
      * gRPC server implementation: "http2" (Prism's own on node:http2, src/ingress/grpc-h2.ts: about half the CPU per call)
-     * or "grpc-js" (@grpc/grpc-js; adds gzip/deflate request decompression).
+     * or "grpc-js" (@grpc/grpc-js). Both read gzip and deflate request messages and answer uncompressed.
      */
     grpc_server: z.enum(["grpc-js", "http2"]).default("http2"),
     http_port: z.number().int().min(0).max(65535).default(8981),

@@ -12,7 +12,7 @@ import type { ServerHttp2Stream } from "node:http2";
 import type { Server, ServiceDefinition } from "@grpc/grpc-js";
 import { Code, errors, PrismError } from "../core/errors.js";
 import { findProtoDir, prismPackageDefinition } from "./grpc-reflection.js";
-import { compressedRefusal, Deframer, frame, OK_TRAILERS, RESPONSE_HEADERS, statusTrailers, TRAILERS, TRAILERS_ONLY, WITH_TRAILERS, type TrailerStream } from "./grpc-h2-wire.js";
+import { canInflate, compressedRefusal, Deframer, inflateMessageSync, frame, OK_TRAILERS, RESPONSE_HEADERS, statusTrailers, TRAILERS, TRAILERS_ONLY, WITH_TRAILERS, type TrailerStream } from "./grpc-h2-wire.js";
 
 const METHOD = "ServerReflectionInfo";
 export const REFLECTION_PATHS: ReadonlySet<string> = new Set(["v1", "v1alpha"].map((v) => `/grpc.reflection.${v}.ServerReflection/${METHOD}`));
@@ -110,11 +110,13 @@ export class ReflectionCall extends Deframer {
 
   protected frameReceived(compressed: number, body: Buffer): void {
     if (this.done) return;
-    if (compressed !== 0) return this.fail(compressedRefusal(this.encoding));
+    if (compressed !== 0 && !canInflate(this.encoding)) return this.fail(compressedRefusal(this.encoding));
     let msg: unknown;
     try {
-      msg = this.impl!.deserialize(body);
+      const bytes = compressed !== 0 ? inflateMessageSync(this.encoding!, body, this.maxMessageBytes, "grpc.reflection request") : body;
+      msg = this.impl!.deserialize(bytes);
     } catch (e) {
+      if (e instanceof PrismError) return this.fail(e);
       return this.fail(errors.malformed(`malformed grpc.reflection request: ${(e as Error).message}`));
     }
     for (const fn of this.data) fn(msg);

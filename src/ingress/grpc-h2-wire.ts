@@ -5,9 +5,12 @@
  * - Length-Prefixed-Message framing: 1-byte compressed flag, u32 BE length,
  *   message; reassembled across DATA chunks (no copy when a message lies in one chunk);
  * - the grpc-timeout header → milliseconds;
- * - grpc-message percent-encoding, and precomputed response headers / trailers.
+ * - grpc-message percent-encoding, and precomputed response headers / trailers;
+ * - request decompression (grpc-encoding gzip or deflate); responses go uncompressed,
+ *   which the protocol allows whatever the client accepts.
  */
 import { constants, type ServerHttp2Stream } from "node:http2";
+import { gunzip, gunzipSync, inflate, inflateSync, type InputType, type ZlibOptions } from "node:zlib";
 import protobuf from "protobufjs/minimal.js";
 import { Code, errors, PrismError } from "../core/errors.js";
 import type { MessageCodec } from "../core/methods.js";
@@ -173,10 +176,47 @@ export abstract class Deframer {
   }
 }
 
-/** A compressed message: Prism accepts identity only (grpc-accept-encoding tells the client). */
+/** The request encodings the server decompresses, as announced in grpc-accept-encoding. */
+export const ACCEPTED_ENCODINGS = "identity,deflate,gzip";
+
+type Inflater = (buf: InputType, options: ZlibOptions, cb: (e: Error | null, out: Buffer) => void) => void;
+const INFLATERS: Readonly<Record<string, Inflater>> = { gzip: gunzip as Inflater, deflate: inflate as Inflater };
+
+/** True when a compressed message in this grpc-encoding can be read. */
+export function canInflate(encoding: string | undefined): boolean {
+  return encoding !== undefined && Object.hasOwn(INFLATERS, encoding);
+}
+
+/**
+ * Decompresses one message (off the event loop: zlib's thread pool). The output
+ * is capped at maxBytes, so a small "zip bomb" cannot make the server allocate
+ * more than a plain message could: over the cap → RESOURCE_EXHAUSTED; bytes that
+ * do not inflate → INVALID_ARGUMENT naming the message type.
+ */
+export function inflateMessage(encoding: string, body: Buffer, maxBytes: number, typeName: string, done: (e: PrismError | null, out: Buffer) => void): void {
+  INFLATERS[encoding]!(body, { maxOutputLength: maxBytes }, (e, out) => done(e === null ? null : inflateError(e, encoding, maxBytes, typeName), out));
+}
+
+/** inflateMessage on the calling thread, for the small messages of a bidi stream whose order matters (reflection). Throws the PrismError. */
+export function inflateMessageSync(encoding: string, body: Buffer, maxBytes: number, typeName: string): Buffer {
+  try {
+    return (encoding === "gzip" ? gunzipSync : inflateSync)(body, { maxOutputLength: maxBytes });
+  } catch (e) {
+    throw inflateError(e as Error, encoding, maxBytes, typeName);
+  }
+}
+
+function inflateError(e: Error, encoding: string, maxBytes: number, typeName: string): PrismError {
+  if ((e as NodeJS.ErrnoException).code === "ERR_BUFFER_TOO_LARGE") {
+    return new PrismError(Code.RESOURCE_EXHAUSTED, "PRISM_ERR_FRAME_TOO_LARGE", `a ${encoding} message inflating beyond ${maxBytes} bytes exceeds the server limit of ${maxBytes}`);
+  }
+  return errors.malformed(`malformed ${typeName}: the ${encoding} data does not inflate (${e.message})`);
+}
+
+/** A compressed message Prism cannot read (grpc-accept-encoding tells the client what it can). */
 export function compressedRefusal(encoding: string | undefined): PrismError {
   const what = encoding === undefined || encoding === "identity" ? "a compressed message without a grpc-encoding" : `grpc-encoding "${encoding.slice(0, 40)}"`;
-  return new PrismError(Code.UNIMPLEMENTED, "PRISM_ERR_UNSUPPORTED_ENCODING", `${what} is not supported; send uncompressed messages (grpc-accept-encoding: identity)`);
+  return new PrismError(Code.UNIMPLEMENTED, "PRISM_ERR_UNSUPPORTED_ENCODING", `${what} is not supported; send gzip, deflate or uncompressed messages (grpc-accept-encoding: ${ACCEPTED_ENCODINGS})`);
 }
 
 /** Where a stream keeps the trailers its 'wantTrailers' handler sends (OK when unset). */

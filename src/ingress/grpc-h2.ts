@@ -10,8 +10,8 @@
  *   than POST → UNIMPLEMENTED; a content-type not application/grpc* → HTTP 415.
  * - Unary and server-streaming calls take exactly one request message (zero or
  *   a second one: UNIMPLEMENTED, as grpc-js); a message above maxMessageBytes:
- *   RESOURCE_EXHAUSTED; a compressed message: UNIMPLEMENTED with
- *   `grpc-accept-encoding: identity`; a stream ending inside a message or a body
+ *   RESOURCE_EXHAUSTED; a gzip or deflate message is inflated (up to that limit);
+ *   any other compression: UNIMPLEMENTED with `grpc-accept-encoding: identity,deflate,gzip`; a stream ending inside a message or a body
  *   that does not decode: INVALID_ARGUMENT ("malformed prism.v1.X: …").
  * - `grpc-timeout` → ctx.deadline (malformed: INVALID_ARGUMENT); `prism-priority`
  *   and `traceparent` → the context; RST_STREAM from the client cancels it.
@@ -35,7 +35,10 @@ import type { Listening } from "./types.js";
 import { DEFAULT_MAX_BUFFERED_MESSAGES, type GrpcOptions } from "./grpc.js";
 import { REFLECTION_PATHS, ReflectionCall } from "./grpc-h2-reflection.js";
 import {
+  ACCEPTED_ENCODINGS,
+  canInflate,
   compressedRefusal,
+  inflateMessage,
   Deframer,
   encodeFramed,
   onWantTrailers,
@@ -90,7 +93,7 @@ function onClose(this: Stream): void {
 }
 
 const UNSUPPORTED_MEDIA = Object.freeze({ [HTTP2_HEADER_STATUS]: HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE });
-const ACCEPT_IDENTITY = Object.freeze({ "grpc-accept-encoding": "identity" });
+const ACCEPT_ENCODINGS = Object.freeze({ "grpc-accept-encoding": ACCEPTED_ENCODINGS });
 
 function first(v: string | string[] | undefined): string | undefined {
   return typeof v === "string" || v === undefined ? v : v[0];
@@ -98,7 +101,7 @@ function first(v: string | string[] | undefined): string | undefined {
 
 /** Answers a call that never reached a handler: trailers-only, and nothing read. */
 function refuse(stream: ServerHttp2Stream, e: PrismError): void {
-  if (!stream.destroyed && !stream.headersSent) stream.respond(statusTrailers(e, true, e.reason === "PRISM_ERR_UNSUPPORTED_ENCODING" ? ACCEPT_IDENTITY : undefined), TRAILERS_ONLY);
+  if (!stream.destroyed && !stream.headersSent) stream.respond(statusTrailers(e, true, e.reason === "PRISM_ERR_UNSUPPORTED_ENCODING" ? ACCEPT_ENCODINGS : undefined), TRAILERS_ONLY);
   // Whatever the client still sends is read and dropped (flow control must not stall the session).
   stream.resume();
 }
@@ -128,6 +131,8 @@ function contextOf(m: MethodDef, stream: ServerHttp2Stream, headers: IncomingHtt
  */
 abstract class SingleRequestCall extends Deframer implements H2Call {
   private body: Buffer | undefined = undefined;
+  /** The request message arrived compressed (in this.encoding). */
+  private compressed = false;
   /** The call was answered (or the stream is gone): nothing more is sent. */
   protected done = false;
 
@@ -147,8 +152,11 @@ abstract class SingleRequestCall extends Deframer implements H2Call {
       return this.fail(new PrismError(Code.UNIMPLEMENTED, "PRISM_ERR_MALFORMED", `received a second request message for ${this.m.streaming ? "server-streaming" : "unary"} method ${this.m.path}`));
     }
     if (compressed !== 0) {
-      this.stopped = true;
-      return this.fail(compressedRefusal(this.encoding));
+      if (!canInflate(this.encoding)) {
+        this.stopped = true;
+        return this.fail(compressedRefusal(this.encoding));
+      }
+      this.compressed = true;
     }
     this.body = body;
   }
@@ -164,13 +172,21 @@ abstract class SingleRequestCall extends Deframer implements H2Call {
     const body = this.body;
     if (body === undefined) return this.fail(new PrismError(Code.UNIMPLEMENTED, "PRISM_ERR_MALFORMED", `received no request message for method ${this.m.path}`));
     this.body = undefined;
+    this.ctx.bytesIn = body.length;
+    if (!this.compressed) return this.decodeAndRun(body);
+    inflateMessage(this.encoding!, body, this.shared.maxMessageBytes, `prism.v1.${this.m.requestTypeName}`, (e, out) => {
+      if (e !== null) this.fail(e);
+      else if (!this.done) this.decodeAndRun(out);
+    });
+  }
+
+  private decodeAndRun(body: Buffer): void {
     let req: object;
     try {
       req = decodeStrict(this.m.requestType, body);
     } catch (e) {
       return this.fail(errors.malformed(`malformed prism.v1.${this.m.requestTypeName}: ${e instanceof Error ? e.message : String(e)}`));
     }
-    this.ctx.bytesIn = body.length;
     this.run(req);
   }
 

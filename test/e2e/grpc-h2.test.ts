@@ -10,6 +10,7 @@ import { dirname, join } from "node:path";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { deflateSync, gzipSync } from "node:zlib";
 import { connect as h2connect, type ClientHttp2Session, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http2";
 import { Client, credentials, loadPackageDefinition, Metadata, status, type ServiceError } from "@grpc/grpc-js";
 import { loadSync } from "@grpc/proto-loader";
@@ -165,16 +166,56 @@ describe("gRPC on node:http2: the wire", () => {
     assert.match(r.message!, /102400 bytes exceeds the server limit of 65536/);
   });
 
-  test("a compressed message is UNIMPLEMENTED with grpc-accept-encoding: identity", async () => {
-    const gz = await raw(session, "/prism.v1.KeyValue/Get", framed(getBody("k"), 1), { "grpc-encoding": "gzip" });
-    assert.equal(gz.status, String(status.UNIMPLEMENTED));
-    assert.equal(gz.headers["grpc-accept-encoding"], "identity");
-    assert.match(gz.message!, /grpc-encoding "gzip" is not supported/);
-    const bare = await raw(session, "/prism.v1.KeyValue/Get", framed(getBody("k"), 1));
-    assert.equal(bare.status, String(status.UNIMPLEMENTED));
+  test("gzip and deflate request messages are inflated; the answer goes uncompressed", async () => {
+    const key = `gz-${uid()}`;
+    const setBody = prism.v1.SetRequest.encode({ namespace: "default", key, value: Buffer.from("zipped") }).finish();
+    const set = await raw(session, "/prism.v1.KeyValue/Set", framed(gzipSync(setBody), 1), { "grpc-encoding": "gzip" });
+    assert.equal(set.status, "0", set.message);
+    for (const [encoding, pack] of [["gzip", gzipSync], ["deflate", deflateSync]] as const) {
+      const r = await raw(session, "/prism.v1.KeyValue/Get", framed(pack(getBody(key)), 1), { "grpc-encoding": encoding });
+      assert.equal(r.status, "0", `${encoding}: ${r.message}`);
+      const body = Buffer.concat(r.data);
+      assert.equal(body[0], 0, "the response is not compressed");
+      assert.equal(Buffer.from(prism.v1.GetResponse.decode(body.subarray(5)).value).toString(), "zipped");
+    }
     // An uncompressed message is fine whatever the grpc-encoding header says.
-    const flag0 = await raw(session, "/prism.v1.KeyValue/Get", framed(getBody("k")), { "grpc-encoding": "gzip" });
+    const flag0 = await raw(session, "/prism.v1.KeyValue/Get", framed(getBody(key)), { "grpc-encoding": "gzip" });
     assert.equal(flag0.status, "0");
+  });
+
+  test("compression Prism cannot read is UNIMPLEMENTED naming what it accepts; bad or oversized gzip is refused", async () => {
+    const snappy = await raw(session, "/prism.v1.KeyValue/Get", framed(getBody("k"), 1), { "grpc-encoding": "snappy" });
+    assert.equal(snappy.status, String(status.UNIMPLEMENTED));
+    assert.equal(snappy.headers["grpc-accept-encoding"], "identity,deflate,gzip");
+    assert.match(snappy.message!, /grpc-encoding "snappy" is not supported/);
+    const bare = await raw(session, "/prism.v1.KeyValue/Get", framed(getBody("k"), 1));
+    assert.equal(bare.status, String(status.UNIMPLEMENTED), "the compressed flag without a grpc-encoding");
+    const corrupt = await raw(session, "/prism.v1.KeyValue/Get", framed(Buffer.from("not gzip at all"), 1), { "grpc-encoding": "gzip" });
+    assert.equal(corrupt.status, String(status.INVALID_ARGUMENT));
+    assert.match(corrupt.message!, /^malformed prism\.v1\.GetRequest: the gzip data does not inflate/);
+    // ~200 bytes on the wire, 1 MiB inflated: capped at max_message_bytes (64 KiB here).
+    const bomb = gzipSync(prism.v1.SetRequest.encode({ namespace: "default", key: "b", value: Buffer.alloc(1024 * 1024) }).finish());
+    assert.ok(bomb.length < 2048);
+    const big = await raw(session, "/prism.v1.KeyValue/Set", framed(bomb, 1), { "grpc-encoding": "gzip" });
+    assert.equal(big.status, String(status.RESOURCE_EXHAUSTED));
+    assert.match(big.message!, /inflating beyond 65536 bytes/);
+    const still = await raw(session, "/prism.v1.KeyValue/Get", framed(getBody("b")));
+    assert.equal(still.status, "0", "the server keeps serving");
+    assert.equal(prism.v1.GetResponse.decode(Buffer.concat(still.data).subarray(5)).found, false, "nothing of the refused Set was written");
+  });
+
+  test("the grpc-js client with gzip compression on works end to end", async () => {
+    const client = new Client(target, credentials.createInsecure(), { "grpc.default_compression_algorithm": 2 });
+    try {
+      const key = `gzc-${uid()}`;
+      const set = await unary(client, method("KeyValue", "Set"), { namespace: "default", key, value: Buffer.from("x".repeat(4096)) });
+      assert.equal(set.err, null, set.err?.message);
+      const got = await unary(client, method("KeyValue", "Get"), { namespace: "default", key });
+      assert.equal(got.err, null, got.err?.message);
+      assert.equal(Buffer.from(got.res.value).toString(), "x".repeat(4096));
+    } finally {
+      client.close();
+    }
   });
 
   test("grpc-timeout sets the deadline; a malformed one is INVALID_ARGUMENT; the server enforces it", async () => {
