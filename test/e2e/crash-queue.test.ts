@@ -31,6 +31,11 @@ const PG = process.env.POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 const NATS = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const RUN_MS = Number(process.env.PRISM_CRASH_RUN_MS ?? 1500);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * The drain ends after this many empty 1 s long polls in a row: longer than the
+ * longest redelivery delay after the kill (leases of 2 s; NATS ack_wait 2 + 2 s).
+ */
+const DRAIN_IDLE_POLLS = 7;
 
 interface Backend {
   name: string;
@@ -94,7 +99,9 @@ function post(agent: Agent, port: number, path: string, body: object): Promise<{
 
 function configFile(b: Backend): string {
   const file = join(dir, `${b.name}.yaml`);
-  writeFileSync(file, JSON.stringify({ namespaces: [{ name: "crash", primitives: ["queue"], backend: b.backend }] }));
+  // visibility_timeout_seconds 2: NATS sizes its consumer's ack_wait from it (+2 s), and that is when the
+  // server redelivers what a killed process had leased; the drain below outwaits it (DRAIN_IDLE_POLLS).
+  writeFileSync(file, JSON.stringify({ namespaces: [{ name: "crash", primitives: ["queue"], backend: b.backend, limits: { visibility_timeout_seconds: 2 } }] }));
   return file;
 }
 
@@ -142,12 +149,13 @@ describe("crash: SIGKILL during a queue run loses no acknowledged enqueue", { ti
       agent.destroy();
       assert.ok(acked.size > 0, "some enqueues were acknowledged before the kill");
 
-      // Restart on the same config; drain (leases taken before the kill expire after 2 s and are redelivered).
+      // Restart on the same config; drain. Leases taken before the kill end after 2 s (Redis, PostgreSQL: the
+      // lease is in the backend) or when the server's ack_wait runs out (NATS: 4 s), and are redelivered.
       prism = await startPrism(["--config", cfg, "--workers", "1", "--grpc-port", "0", "--http-port", "0"]);
       agent = new Agent({ keepAlive: true, maxSockets: 4 });
       try {
         let idle = 0;
-        for (let i = 0; i < 2000 && idle < 4; i++) {
+        for (let i = 0; i < 2000 && idle < DRAIN_IDLE_POLLS; i++) {
           const r = await post(agent, prism.httpPort, "/v1/Queue/Dequeue", { namespace: "crash", queue, max_messages: 100, wait_seconds: 1 });
           assert.equal(r.status, 200, JSON.stringify(r.json));
           const msgs = r.json.messages ?? [];
