@@ -48,7 +48,9 @@ export function resolveConfigInChild(flag: string | undefined): Promise<{ config
 /** `prism __resolve-config [file]`: the resolved config as JSON on stdout. */
 export async function printResolvedConfig(argv: string[]): Promise<number> {
   try {
-    process.stdout.write(JSON.stringify(await resolveConfig(argv[0])));
+    const json = JSON.stringify(await resolveConfig(argv[0]));
+    // Wait for the write: the caller exits right after, and pipes are asynchronous on some platforms (macOS).
+    await new Promise<void>((resolve, reject) => process.stdout.write(json, (e) => (e ? reject(e) : resolve())));
     return 0;
   } catch (e) {
     return reportConfigError(e);
