@@ -13,7 +13,6 @@ import {
   type PrismConfig,
 } from "./schema.js";
 import { REQUIRED_INTERFACES } from "../core/interfaces.js";
-
 import { ConfigError } from "./errors.js";
 
 export { ConfigError } from "./errors.js";

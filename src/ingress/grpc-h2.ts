@@ -10,9 +10,10 @@
  *   than POST → UNIMPLEMENTED; a content-type not application/grpc* → HTTP 415.
  * - Unary and server-streaming calls take exactly one request message (zero or
  *   a second one: UNIMPLEMENTED, as grpc-js); a message above maxMessageBytes:
- *   RESOURCE_EXHAUSTED; a gzip or deflate message is inflated (up to that limit);
- *   any other compression: UNIMPLEMENTED with `grpc-accept-encoding: identity,deflate,gzip`; a stream ending inside a message or a body
- *   that does not decode: INVALID_ARGUMENT ("malformed prism.v1.X: …").
+ *   RESOURCE_EXHAUSTED; a gzip or deflate message is inflated (up to that
+ *   limit); any other compression: UNIMPLEMENTED with `grpc-accept-encoding:
+ *   identity,deflate,gzip`; a stream ending inside a message or a body that
+ *   does not decode: INVALID_ARGUMENT ("malformed prism.v1.X: …").
  * - `grpc-timeout` → ctx.deadline (malformed: INVALID_ARGUMENT); `prism-priority`
  *   and `traceparent` → the context; RST_STREAM from the client cancels it.
  * - Errors: grpc-status, percent-encoded grpc-message and `prism-reason`, in
