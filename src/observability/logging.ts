@@ -50,7 +50,19 @@ export function createBufferedLogger(level: Level, sink?: LogSink): { logger: Lo
   if (sink !== undefined) return { logger: createLogger(level, sink, "access"), close: () => {} };
   const dest = pino.destination({ fd: 2, sync: false, minLength: 4096 });
   const logger = pino({ level, base: baseBindings(), name: "access", timestamp: pino.stdTimeFunctions.isoTime }, dest);
-  const timer = setInterval(() => dest.flush(), FLUSH_EVERY_MS);
+  // Flush only what was written since the last flush: an empty flush still
+  // makes a write call, and an idle process should not allocate every second.
+  let written = false;
+  const write = dest.write.bind(dest);
+  dest.write = (line: string) => {
+    written = true;
+    return write(line);
+  };
+  const timer = setInterval(() => {
+    if (!written) return;
+    written = false;
+    dest.flush();
+  }, FLUSH_EVERY_MS);
   timer.unref();
   return {
     logger,

@@ -1,53 +1,70 @@
 /**
- * The worker's load signal: event-loop lag, sampled by one unref'd interval
- * (not per request). Each window keeps the largest lag seen; the reported
- * delay is the smaller of the last two windows' maxima, so a single stall
- * (a GC pause, one big synchronous batch) sheds nothing, while a loop that
- * stays behind for two windows in a row reports its lag.
+ * The worker's load signal: event-loop lag. Node's native loop-delay monitor
+ * (perf_hooks.monitorEventLoopDelay) samples the loop every `resolutionMs`
+ * without running any JavaScript; one unref'd interval per window reads the
+ * window's largest delay and resets the histogram. An idle worker therefore
+ * runs 5 JavaScript ticks a second, not 50, and allocates next to nothing:
+ * idle allocation is what makes an idle process's RSS creep as the young
+ * generation fills up between scavenges.
+ *
+ * Each window keeps the largest lag seen; the reported delay is the smaller
+ * of the last two windows' maxima, so a single stall (a GC pause, one big
+ * synchronous batch) sheds nothing, while a loop that stays behind for two
+ * windows in a row reports its lag.
  */
+import { monitorEventLoopDelay, type IntervalHistogram } from "node:perf_hooks";
+
 export class LoopLag {
+  private histogram: IntervalHistogram | undefined = undefined;
   private timer: NodeJS.Timeout | undefined = undefined;
-  private expected = 0;
-  private windowMax = 0;
   private lastWindowMax = 0;
-  private windowEnds = 0;
+  private expected = 0;
   /** Smoothed event-loop delay in ms. */
   delayMs = 0;
 
   constructor(
-    private readonly intervalMs = 20,
+    readonly resolutionMs = 20,
     private readonly windowMs = 200,
   ) {}
 
   start(): void {
     if (this.timer !== undefined) return;
-    const now = performance.now();
-    this.expected = now + this.intervalMs;
-    this.windowEnds = now + this.windowMs;
-    this.timer = setInterval(sample, this.intervalMs, this);
+    this.histogram = monitorEventLoopDelay({ resolution: this.resolutionMs });
+    this.histogram.enable();
+    this.expected = performance.now() + this.windowMs;
+    this.timer = setInterval(closeWindow, this.windowMs, this);
     this.timer.unref();
   }
 
   stop(): void {
     if (this.timer !== undefined) clearInterval(this.timer);
+    this.histogram?.disable();
     this.timer = undefined;
+    this.histogram = undefined;
   }
 
-  /** @internal the interval's tick */
-  tick(): void {
+  /** Ends a window whose largest loop lag was `windowMaxMs` (the interval calls this; tests may too). */
+  endWindow(windowMaxMs: number): void {
+    this.delayMs = Math.min(this.lastWindowMax, windowMaxMs);
+    this.lastWindowMax = windowMaxMs;
+  }
+
+  /** @internal the window interval's tick */
+  readWindow(): void {
+    const h = this.histogram;
+    if (h === undefined) return;
     const now = performance.now();
-    const lag = Math.max(0, now - this.expected);
-    this.expected = now + this.intervalMs;
-    if (lag > this.windowMax) this.windowMax = lag;
-    if (now >= this.windowEnds) {
-      this.delayMs = Math.min(this.lastWindowMax, this.windowMax);
-      this.lastWindowMax = this.windowMax;
-      this.windowMax = 0;
-      this.windowEnds = now + this.windowMs;
-    }
+    // How late this tick itself is: a loop turn longer than the window leaves the
+    // monitor at most one sample per window, and reset() drops that one.
+    let maxMs = now - this.expected;
+    this.expected = now + this.windowMs;
+    // The monitor records whole intervals between its samples (resolution + lag), in ns.
+    if (h.count > 0 && h.max / 1e6 - this.resolutionMs > maxMs) maxMs = h.max / 1e6 - this.resolutionMs;
+    h.reset();
+    this.endWindow(maxMs > 0 ? maxMs : 0);
   }
 }
 
-function sample(l: LoopLag): void {
-  l.tick();
+function closeWindow(l: LoopLag): void {
+  l.readWindow();
 }

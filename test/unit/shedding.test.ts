@@ -14,6 +14,7 @@ import { METHOD_BY_ID } from "../../src/core/methods.js";
 import { prism } from "../../src/gen/prism.js";
 import { TokenBucket } from "../../src/shedding/rate-limit.js";
 import { Admission } from "../../src/shedding/admission.js";
+import { LoopLag } from "../../src/shedding/load.js";
 import { CircuitBreaker, guardStores, isBackendFailure } from "../../src/shedding/breaker.js";
 import { RetryPolicy } from "../../src/shedding/retry.js";
 import { TimerWheel, raceDeadline } from "../../src/shedding/deadline.js";
@@ -274,5 +275,38 @@ describe("config", () => {
     assert.deepEqual(c.namespaces[0]!.breaker, { failures: 2, probe_after_ms: 30_000 });
     assert.throws(() => configSchema.parse({ namespaces: [{ name: "a", backend: { type: "memstore" }, priority_default: "urgent" }] }));
     assert.throws(() => configSchema.parse({ server: { backpressure: { policy: "queue" } } }));
+  });
+});
+
+describe("event-loop lag signal", () => {
+  it("reports the smaller of the last two windows' maxima: one stall sheds nothing, sustained lag does", () => {
+    const lag = new LoopLag();
+    lag.endWindow(0);
+    lag.endWindow(400); // one stall
+    assert.equal(lag.delayMs, 0);
+    lag.endWindow(0);
+    assert.equal(lag.delayMs, 0);
+    lag.endWindow(300);
+    lag.endWindow(250); // two windows behind in a row
+    assert.equal(lag.delayMs, 250);
+    lag.endWindow(5);
+    assert.equal(lag.delayMs, 5);
+  });
+
+  it("measures a loop kept busy across windows with Node's native delay monitor", async () => {
+    const lag = new LoopLag(10, 30);
+    lag.start();
+    try {
+      // Busy the loop for 150 ms at a time, letting timers run in between: every window sees a stall.
+      for (let i = 0; i < 4; i++) {
+        const until = performance.now() + 150;
+        while (performance.now() < until);
+        await new Promise((r) => setImmediate(r));
+      }
+      // A slower machine only makes the measured lag larger.
+      assert.ok(lag.delayMs >= 50, `delay ${lag.delayMs} ms`);
+    } finally {
+      lag.stop();
+    }
   });
 });
