@@ -8,9 +8,11 @@
  * The TypeScript SDK keeps its own copy of this format; the proto file is the
  * shared source of truth.
  */
-import protobuf from "protobufjs/minimal.js";
+import { requireCjs } from "../core/require-cjs.js";
 import type { MessageCodec } from "../core/methods.js";
 import { prism } from "../gen/prism.js";
+
+const protobuf = requireCjs("protobufjs/minimal.js") as typeof import("protobufjs/minimal.js");
 
 /** Client → server kinds. */
 export const REQUEST = 1;

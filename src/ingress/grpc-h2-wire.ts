@@ -11,9 +11,11 @@
  */
 import { constants, type ServerHttp2Stream } from "node:http2";
 import { gunzip, gunzipSync, inflate, inflateSync, type InputType, type ZlibOptions } from "node:zlib";
-import protobuf from "protobufjs/minimal.js";
+import { requireCjs } from "../core/require-cjs.js";
 import { Code, errors, PrismError } from "../core/errors.js";
 import type { MessageCodec } from "../core/methods.js";
+
+const protobuf = requireCjs("protobufjs/minimal.js") as typeof import("protobufjs/minimal.js");
 
 const { HTTP2_HEADER_STATUS, HTTP2_HEADER_CONTENT_TYPE } = constants;
 

@@ -7,12 +7,15 @@
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from "node:http";
 import type { Duplex } from "node:stream";
-import { WebSocketServer, type WebSocket, type RawData } from "ws";
+import type { WebSocket, RawData } from "ws";
+import { requireCjs } from "../core/require-cjs.js";
 import type { Gateway } from "../core/gateway.js";
 import { errors } from "../core/errors.js";
 import type { IngressOptions, Listening } from "./types.js";
 import { createHttpApp } from "./http.js";
 import { createWsApp, WS_PATH } from "./ws.js";
+
+const { WebSocketServer } = requireCjs("ws") as typeof import("ws");
 
 // ------------------------------------------------------------------ the seam
 

@@ -13,8 +13,11 @@
  * each side ignores the other's.
  */
 import cluster, { type Worker } from "node:cluster";
-import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from "prom-client";
+import type { MetricObjectWithValues, MetricValue } from "prom-client";
+import { requireCjs } from "../core/require-cjs.js";
 import type { GatewayMetrics } from "./metrics.js";
+
+const { AggregatorRegistry } = requireCjs("prom-client") as typeof import("prom-client");
 
 const COLLECT_MS = 3000;
 

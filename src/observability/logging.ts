@@ -6,7 +6,10 @@
  * destination (rare, and must not be lost when the process exits); the access
  * log uses its own buffered destination, flushed on close.
  */
-import { pino, type Logger, type DestinationStream } from "pino";
+import type { Logger, DestinationStream } from "pino";
+import { requireCjs } from "../core/require-cjs.js";
+
+const { pino } = requireCjs("pino") as typeof import("pino");
 
 export type Level = "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
 const LEVELS: ReadonlySet<string> = new Set(["fatal", "error", "warn", "info", "debug", "trace", "silent"]);

@@ -7,11 +7,14 @@
  * Backend health is collected at scrape time; event-loop delay and process
  * metrics come from prom-client's default collectors.
  */
-import { Registry, collectDefaultMetrics, type MetricObjectWithValues, type MetricValue } from "prom-client";
+import type { MetricObjectWithValues, MetricValue } from "prom-client";
+import { requireCjs } from "../core/require-cjs.js";
 import { codeName } from "../core/errors.js";
 import { METHODS, type MethodDef } from "../core/methods.js";
 import type { NamespaceRuntime, Router } from "../router/router.js";
 import { CounterFamily, GaugeFamily, HistogramFamily, type CounterSeries, type FamilyJson, type GaugeSeries, type HistogramSeries } from "./series.js";
+
+const { Registry, collectDefaultMetrics } = requireCjs("prom-client") as typeof import("prom-client");
 
 /** Seconds: 100 µs … 10 s. */
 export const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
