@@ -10,30 +10,34 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
 import { ROOT, memstoreYaml, startPrism } from "./lib/spawn.js";
+import { SERVER_NODE_FLAGS } from "../src/workers/node-flags.js";
 import { sleep } from "./lib/ws-load.js";
 
 const dist = (p: string) => pathToFileURL(join(ROOT, "dist", p)).href;
 
-/** Cumulative: step i imports everything of steps 0..i. */
+/** Cumulative: step i imports everything of steps 0..i. Every step runs with the server's node flags. */
 export const STEPS: { name: string; imports: string[] }[] = [
   { name: "node (empty process)", imports: [] },
   { name: "+ node:http, node:http2, node:cluster, node:worker_threads (built-ins)", imports: ["node:http", "node:http2", "node:cluster", "node:worker_threads"] },
-  { name: "+ ws, bufferutil", imports: ["ws", "bufferutil"] },
+  // CommonJS packages are require()d, as the server does (src/core/require-cjs.ts).
+  { name: "+ ws, bufferutil", imports: ["cjs:ws", "cjs:bufferutil"] },
   { name: "+ protobufjs + generated codecs (src/gen/prism.js)", imports: [dist("src/gen/prism.js")] },
-  { name: "+ prom-client", imports: ["prom-client"] },
-  { name: "+ pino", imports: ["pino"] },
+  { name: "+ prom-client", imports: ["cjs:prom-client"] },
+  { name: "+ pino", imports: ["cjs:pino"] },
   // Not loaded by a serving process: grpc-js (only with server.grpc_server: grpc-js), zod and yaml (config is validated in a child process, or by the primary).
   { name: "+ all Prism modules a server loads (dist/src/server.js)", imports: [dist("src/server.js")] },
   { name: "+ memstore driver", imports: [dist("src/backends/memstore/index.js")] },
 ];
 
 function measure(imports: string[]): Mem {
-  const code = `${imports.map((m, i) => `await import(${JSON.stringify(m)}).then((x) => (globalThis.k${i} = x));`).join("\n")}
+  const load = (m: string) => (m.startsWith("cjs:") ? `Promise.resolve(require(${JSON.stringify(m.slice(4))}))` : `import(${JSON.stringify(m)})`);
+  const code = `const require = (await import("node:module")).createRequire(${JSON.stringify(pathToFileURL(join(ROOT, "package.json")).href)});
+${imports.map((m, i) => `await ${load(m)}.then((x) => (globalThis.k${i} = x));`).join("\n")}
 for (let i = 0; i < 3; i++) { global.gc(); await new Promise((r) => setTimeout(r, 50)); }
 const st = (await import("node:fs")).readFileSync("/proc/self/status", "utf8");
 const kb = (k) => Number(st.split("\\n").find((l) => l.startsWith(k + ":")).split(/ +|\\t/).filter(Boolean)[1]) * 1024;
 const m = process.memoryUsage(); process.stdout.write(JSON.stringify({ rss: m.rss, heap: m.heapUsed, anon: kb("RssAnon"), file: kb("RssFile") }));`;
-  return JSON.parse(execFileSync(process.execPath, ["--expose-gc", "--input-type=module", "-e", code], { cwd: ROOT }).toString()) as Mem;
+  return JSON.parse(execFileSync(process.execPath, [...SERVER_NODE_FLAGS, "--expose-gc", "--input-type=module", "-e", code], { cwd: ROOT }).toString()) as Mem;
 }
 
 interface Mem {

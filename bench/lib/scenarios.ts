@@ -13,6 +13,7 @@ import { pidsByComm, runPgDirect, runRedisDirect } from "./direct.js";
 import { round3 } from "./hist.js";
 import { runWorkerLoad } from "./worker-load.js";
 import type { Row } from "./report.js";
+import { SERVER_NODE_FLAGS } from "../../src/workers/node-flags.js";
 
 export interface BenchOptions {
   seconds: number;
@@ -564,7 +565,7 @@ export async function idleRss(o: BenchOptions): Promise<Row> {
       met: value <= 60,
       command: cmd(id),
       note:
-        `settled: --workers 1 ${split(one)}; --workers 2 workers ${workers.map((w) => mb(w.rss)).join(" / ")} MB, largest ${split(worst)}, primary ${mb(primary.rss)} MB; ` +
+        `settled: --workers 1 (started as npm start starts it: node ${SERVER_NODE_FLAGS.join(" ")}) ${split(one)}; --workers 2 workers ${workers.map((w) => mb(w.rss)).join(" / ")} MB, largest ${split(worst)}, primary ${mb(primary.rss)} MB; ` +
         `bare ws echo (node + ws, the floor) ${split(floor)}; --workers 1 at 2 s (before V8's memory reducer) ${mb(early.rss)} MB. ` +
         "File-backed pages (mostly the node binary) are shared by every worker on the machine; private pages are each worker's own cost",
     };

@@ -7,6 +7,7 @@ import { mkdtempSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { SERVER_NODE_FLAGS } from "../../src/workers/node-flags.js";
 
 export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
 const SERVERS = fileURLToPath(new URL("../servers/", import.meta.url));
@@ -65,7 +66,8 @@ export function startBaseline(file: "ws-echo" | "ws-echo-corked" | "ws-broadcast
 }
 
 /**
- * `prism serve --workers N` on ephemeral ports with the given YAML config.
+ * `prism serve --workers N` on ephemeral ports with the given YAML config,
+ * started as `npm start` starts it (with SERVER_NODE_FLAGS).
  * `nodeArgs` go to node itself (e.g. --cpu-prof).
  */
 export function startPrism(yaml: string, opts: { workers?: number; nodeArgs?: string[]; cwd?: string } = {}): Promise<ServerProcess> {
@@ -75,7 +77,7 @@ export function startPrism(yaml: string, opts: { workers?: number; nodeArgs?: st
   const workers = opts.workers ?? 1;
   // Cluster workers cannot share port 0: pick fixed ephemeral-range ports then.
   const grpc = workers > 1 ? 20000 + Math.floor(Math.random() * 20000) : 0;
-  const args = [...(opts.nodeArgs ?? []), join(ROOT, "bin/prism.js"), "serve", "--workers", String(workers), "--config", file, "--grpc-port", String(grpc), "--http-port", String(grpc ? grpc + 1 : 0)];
+  const args = [...SERVER_NODE_FLAGS, ...(opts.nodeArgs ?? []), join(ROOT, "bin/prism.js"), "serve", "--workers", String(workers), "--config", file, "--grpc-port", String(grpc), "--http-port", String(grpc ? grpc + 1 : 0)];
   return startProcess(`prism(workers=${workers})`, args, /listening grpc=(?<grpc>\d+) http=(?<http>\d+)/, { cleanup: () => rmSync(dir, { recursive: true, force: true }) });
 }
 

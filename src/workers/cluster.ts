@@ -22,6 +22,7 @@ import type { NamespaceConfig, PrismConfig } from "../config/schema.js";
 import type { Log } from "../server.js";
 import { servePrimaryMetrics } from "../observability/cluster-metrics.js";
 import { meshSocketPath, type ToPrimary, type ToWorker, type WireError, type WorkerInit } from "./ipc.js";
+import { serverNodeFlags } from "./node-flags.js";
 
 const DRAIN_MS = 10_000;
 const EXIT_MS = 12_000;
@@ -83,7 +84,7 @@ export async function runPrimary(opts: ClusterOptions): Promise<number> {
   let done!: (code: number) => void;
   const finished = new Promise<number>((r) => (done = r));
 
-  cluster.setupPrimary({ exec: opts.exec, args: opts.args ?? [], silent: false });
+  cluster.setupPrimary({ exec: opts.exec, args: opts.args ?? [], execArgv: [...process.execArgv, ...serverNodeFlags(process.execArgv)], silent: false });
   // GET /metrics on any worker answers for all of them (src/observability/cluster-metrics.ts).
   servePrimaryMetrics();
 
@@ -104,10 +105,6 @@ export async function runPrimary(opts: ClusterOptions): Promise<number> {
       PRISM_WORKER_INDEX: String(index),
       PRISM_WORKERS: String(opts.workers),
       PRISM_PRIMARY_PID: String(process.pid),
-      // One glibc malloc arena: otherwise V8's background threads each keep an arena
-      // whose freed memory stays resident (1-5 MB per idle worker, varying run to run).
-      // Measured: idle workers 56-60 MB instead of 58-62, same throughput. The user's value wins.
-      MALLOC_ARENA_MAX: process.env.MALLOC_ARENA_MAX ?? "1",
     });
     slots[index] = { worker, live: false, startedAt: Date.now() };
     worker.on("message", (msg: ToPrimary) => onMessage(index, worker, msg));

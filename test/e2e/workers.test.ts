@@ -12,6 +12,7 @@ import { randomUUID } from "node:crypto";
 import { connect, type Prism } from "@prism/client";
 import { freePort, startPrism, type PrismProcess } from "./serve-process.js";
 import { ownerOf } from "../../src/workers/placement.js";
+import { SERVER_NODE_FLAGS } from "../../src/workers/node-flags.js";
 
 const tag = randomUUID().slice(0, 8);
 const MEM = `wk-mem-${tag}`;
@@ -200,6 +201,13 @@ function workerPid(primary: number, index: number): number {
   }
   throw new Error(`no worker ${index} under pid ${primary}`);
 }
+
+test("workers start with the server's node flags (one V8 background thread)", () => {
+  for (const index of [0, 1]) {
+    const argv = readFileSync(`/proc/${workerPid(srv.child.pid!, index)}/cmdline`, "utf8").split("\0");
+    for (const flag of SERVER_NODE_FLAGS) assert.ok(argv.includes(flag), `worker ${index}: ${argv.join(" ")}`);
+  }
+});
 
 // Last: it kills a worker (its clients are gone afterwards).
 test("when the owner worker dies, forwarded calls fail with UNAVAILABLE, then it is re-forked with empty memstore state", async () => {
