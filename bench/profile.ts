@@ -2,7 +2,8 @@
  * Profiles Prism (`node --cpu-prof`) under the WebSocket KeyValue Get load and
  * prints the functions with the most self time. The .cpuprofile is kept
  * (open it in Chrome DevTools or speedscope for a flame graph).
- *   node dist/bench/profile.js [--seconds N] [--scenario get|redis|fanout|queue|queue-redis] [--top N]
+ *   node dist/bench/profile.js [--seconds N] [--scenario get|http|redis|fanout|queue|queue-redis] [--top N]
+ * http: wrk -t1 -c64 on the raw KeyValue GET route (the http-kv-get-memstore bench scenario).
  * fanout: 1 publisher → 10 subscribers on memstore; queue: 4 producers, 4 consumers (bench/lib/queue-worker.ts).
  * --metrics on|off (memstore scenarios): server.metrics, with server.access_log_sample 0.
  */
@@ -15,6 +16,7 @@ import { benchKey, frame, getBody, kvMix } from "./lib/frames.js";
 import { ROOT, memstoreYaml, startPrism } from "./lib/spawn.js";
 import { runWsLoad, type Measurement } from "./lib/ws-load.js";
 import { runWorkerLoad } from "./lib/worker-load.js";
+import { runWrk } from "./lib/tools.js";
 import { dropRedisPrefix } from "./lib/scenarios.js";
 
 interface ProfileNode {
@@ -68,6 +70,9 @@ async function main(): Promise<void> {
     } else if (scenario === "queue" || scenario === "queue-redis") {
       const data = { url, namespace: ns, queue: `prof${Date.now()}`, producers: 4, consumers: 4, window: 256, consumerDepth: 2, maxMessages: 16, waitSeconds: 1, payloadBytes: 64 };
       m = await runWorkerLoad({ file: new URL("./lib/queue-worker.js", import.meta.url), data: [data], seconds, warmupSeconds: 1, serverPids: [p.pid] });
+    } else if (scenario === "http") {
+      await fetch(`http://127.0.0.1:${p.ports.http}/v1/ns/${ns}/kv/${encodeURIComponent(benchKey(1))}`, { method: "PUT", body: "x".repeat(64) });
+      m = await runWrk({ url: `http://127.0.0.1:${p.ports.http}/v1/ns/${ns}/kv/${encodeURIComponent(benchKey(1))}`, conns: 64, seconds, warmupSeconds: 1, serverPids: [p.pid] });
     } else {
       for (let i = 0; i < 100; i++) await fetch(`http://127.0.0.1:${p.ports.http}/v1/ns/${ns}/kv/${encodeURIComponent(benchKey(i))}`, { method: "PUT", body: "x".repeat(64) });
       const templates = redis ? Array.from({ length: 100 }, (_, i) => frame(pb.v1.Method.KV_GET, getBody(ns, benchKey(i)))) : kvMix(ns, 100, 100);

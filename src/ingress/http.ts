@@ -71,6 +71,7 @@ function sendJson(ex: HttpExchange, status: number, body: string): number {
 }
 
 function decodeSegment(raw: string, field: string): string {
+  if (raw.indexOf("%") < 0) return raw;
   try {
     return decodeURIComponent(raw);
   } catch {

@@ -4,7 +4,7 @@
  */
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { request, type IncomingMessage } from "node:http";
+import { Agent, request, type IncomingMessage } from "node:http";
 import { randomBytes, randomUUID } from "node:crypto";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { defaultConfig } from "../../src/config/load.js";
@@ -375,6 +375,39 @@ test("x-prism-timeout-ms bounds a long poll (504); bad context headers are 400 n
   }
   const ok = await fetch(`${base}/v1/Admin/Health`, { method: "POST", headers: { "x-prism-priority": "low", traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01" } });
   assert.equal(ok.status, 200);
+});
+
+test("a long poll on a kept-alive connection that served earlier requests is cancelled when that connection closes", async () => {
+  // Disconnects are tracked per connection (src/ingress/transport.ts): the earlier, answered exchanges
+  // on the socket must not hide the one in progress.
+  const seen: import("../../src/core/context.js").RequestContext[] = [];
+  server.gateway.use((ctx) => {
+    if (ctx.ingress === "http" && ctx.method.name === "Dequeue") seen.push(ctx);
+  });
+  const agent = new Agent({ keepAlive: true, maxSockets: 1 });
+  const send = (method: string, path: string, body?: string) =>
+    new Promise<{ status: number; socket: unknown; req: ReturnType<typeof request> }>((resolve, reject) => {
+      const req = request(base + path, { method, agent }, (res) => {
+        res.resume();
+        res.on("end", () => resolve({ status: res.statusCode!, socket: req.socket, req }));
+      });
+      req.on("error", reject);
+      req.end(body);
+    });
+  const key = `ka-${uid}`;
+  const first = await send("PUT", `/v1/ns/default/kv/${key}`, "v");
+  assert.equal(first.status, 200);
+  for (let i = 0; i < 3; i++) assert.equal((await send("GET", `/v1/ns/default/kv/${key}`)).status, 200);
+  const queue = `ka-gone-${uid}`;
+  const poll = request(base + "/v1/Queue/Dequeue", { method: "POST", agent });
+  poll.on("error", () => {});
+  poll.end(JSON.stringify({ namespace: "default", queue, wait_seconds: 20 }));
+  while (seen.length === 0) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(poll.reusedSocket, true, "the long poll rode the kept-alive connection");
+  poll.destroy();
+  for (let i = 0; i < 400 && !seen[0]!.cancelled; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(seen[0]!.cancelled, true);
+  agent.destroy();
 });
 
 test("a client that disconnects during a long poll cancels it", async () => {
