@@ -28,6 +28,13 @@ export class RequestContext {
   obsNs: object | undefined = undefined;
   /** The observer's other per-call state (a trace span); undefined otherwise. */
   obs: object | undefined = undefined;
+  /**
+   * The gateway's list of calls in progress (src/core/gateway.ts), linked
+   * through the contexts themselves: a Set of contexts cost more than the
+   * rest of the gateway (its table is rebuilt as it empties and refills).
+   */
+  liveNext: RequestContext | null = null;
+  livePrev: RequestContext | null = null;
   private controller: AbortController | undefined = undefined;
   private cancelledReason: Error | undefined = undefined;
 

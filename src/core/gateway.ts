@@ -101,14 +101,47 @@ export class Gateway {
     return ns;
   }
 
-  /** Calls in progress; drain() waits for them and cancels the blocking ones (long polls). */
-  private readonly inFlight = new Set<RequestContext>();
+  /**
+   * Calls in progress, a list linked through RequestContext.liveNext/livePrev
+   * (no allocation per call); drain() waits for them and cancels the blocking
+   * ones (long polls).
+   */
+  private liveHead: RequestContext | null = null;
+  private liveCount = 0;
   private draining = false;
   private onIdle: (() => void) | undefined = undefined;
 
   /** How many unary calls are in progress. */
   get inFlightCount(): number {
-    return this.inFlight.size;
+    return this.liveCount;
+  }
+
+  private track(ctx: RequestContext): void {
+    if (ctx.livePrev !== null || this.liveHead === ctx) return; // already in progress here
+    const head = this.liveHead;
+    ctx.liveNext = head;
+    if (head !== null) head.livePrev = ctx;
+    this.liveHead = ctx;
+    this.liveCount++;
+  }
+
+  private untrack(ctx: RequestContext): void {
+    const prev = ctx.livePrev;
+    const next = ctx.liveNext;
+    if (prev !== null) prev.liveNext = next;
+    else if (this.liveHead === ctx) this.liveHead = next;
+    else return; // not in progress here
+    if (next !== null) next.livePrev = prev;
+    ctx.liveNext = null;
+    ctx.livePrev = null;
+    this.liveCount--;
+  }
+
+  /** The calls in progress (a copy: cancelling one may settle it). */
+  private live(): RequestContext[] {
+    const out: RequestContext[] = [];
+    for (let c = this.liveHead; c !== null; c = c.liveNext) out.push(c);
+    return out;
   }
 
   /**
@@ -119,8 +152,8 @@ export class Gateway {
    */
   async drain(graceMs: number): Promise<void> {
     this.draining = true;
-    for (const ctx of this.inFlight) ctx.cancel(errors.shuttingDown());
-    if (this.inFlight.size === 0) return;
+    for (const ctx of this.live()) ctx.cancel(errors.shuttingDown());
+    if (this.liveCount === 0) return;
     await new Promise<void>((resolve) => {
       const t = setTimeout(resolve, graceMs);
       t.unref?.();
@@ -135,7 +168,7 @@ export class Gateway {
   async unary(ctx: RequestContext, req: any): Promise<object> {
     // Peers' forwarded calls (mesh) are still served while draining: they finish their own in-flight work.
     if (this.draining && ctx.ingress !== "mesh") throw errors.shuttingDown();
-    this.inFlight.add(ctx);
+    this.track(ctx);
     const o = this.observer;
     if (o !== undefined) o.start(ctx);
     try {
@@ -146,8 +179,8 @@ export class Gateway {
       if (o !== undefined) o.end(ctx, req, toPrismError(e).code);
       throw e;
     } finally {
-      this.inFlight.delete(ctx);
-      if (this.onIdle !== undefined && this.inFlight.size === 0) this.onIdle();
+      this.untrack(ctx);
+      if (this.onIdle !== undefined && this.liveCount === 0) this.onIdle();
     }
   }
 
