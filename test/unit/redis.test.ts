@@ -17,6 +17,7 @@ import { driver } from "../../src/backends/redis/index.js";
 import { optionsSchema } from "../../src/backends/redis/options.js";
 import { decodeAttrs, decodeEnvelope, encodeAttrs, encodeEnvelope } from "../../src/backends/redis/codec.js";
 import { deleteRedisPrefix } from "../helpers/redis-cleanup.js";
+import { TcpProxy } from "./tcp-proxy.js";
 
 const url = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const prefix = `prism-unit-${process.pid}-${randomBytes(3).toString("hex")}`;
@@ -178,6 +179,76 @@ describe("redis driver", () => {
     assert.ok(after - before < 50, `${after - before} script calls for ${n + 1} Gets`);
     const many = await kv.batchGet!(Array.from({ length: n }, (_, i) => `k${i}`));
     assert.deepEqual(many.map((r) => r && Buffer.from(r.value).toString()), Array.from({ length: n }, (_, i) => `v${i}`));
+  });
+
+  it("with a batch of Gets in flight, the Gets that follow wait for its reply and then leave together", { timeout: 15_000 }, async () => {
+    const u = new URL(url);
+    const proxy = new TcpProxy(u.hostname, Number(u.port || 6379));
+    const pport = await proxy.start();
+    const viaProxy = driver.create(optionsSchema.parse({ url: `redis://${u.hostname}:${pport}`, key_prefix: prefix }), { clock, log: () => {} });
+    const turn = () => new Promise((r) => setImmediate(r));
+    // ioredis sends a script's first call on a connection as EVAL, the next ones as EVALSHA.
+    const scriptCalls = () => (proxy.sent.match(/\r\n(\$4\r\neval|\$7\r\nevalsha)\r\n/gi) ?? []).length;
+    try {
+      const kv = viaProxy.namespace("held", limits).keyvalue!;
+      const n = 90;
+      const versions = await kv.batchSet!(Array.from({ length: n }, (_, i) => ({ key: `k${i}`, value: b(`v${i}`) })), undefined);
+      const before = scriptCalls();
+      proxy.holdReplies();
+      const first = kv.get("k0");
+      for (let i = 0; i < 400 && scriptCalls() === before; i++) await new Promise((r) => setTimeout(r, 5));
+      assert.equal(scriptCalls() - before, 1, "a lone Get leaves without waiting for anything");
+      // 89 more Gets over three loop turns while the first batch waits for its reply.
+      const rest: Promise<unknown>[] = [];
+      for (let t = 0; t < 3; t++) {
+        for (let i = 1 + t * 30; i < Math.min(n, 31 + t * 30); i++) rest.push(kv.get(`k${i}`));
+        await turn();
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      assert.equal(scriptCalls() - before, 1, "nothing else is sent while the batch is in flight");
+      proxy.releaseReplies();
+      const got = [await first, ...(await Promise.all(rest))];
+      for (let i = 0; i < n; i++) assert.deepEqual(got[i], { value: b(`v${i}`), version: versions[i] }, `k${i}`);
+      assert.equal(scriptCalls() - before, 2, "the held Gets left in one script call");
+    } finally {
+      proxy.releaseReplies();
+      await viaProxy.close();
+      await proxy.close();
+    }
+  });
+
+  it("a batch in flight that fails releases the held Gets (UNAVAILABLE), and Gets work again after the outage", { timeout: 15_000 }, async () => {
+    const u = new URL(url);
+    const proxy = new TcpProxy(u.hostname, Number(u.port || 6379));
+    const pport = await proxy.start();
+    const viaProxy = driver.create(optionsSchema.parse({ url: `redis://${u.hostname}:${pport}`, key_prefix: prefix }), { clock, log: () => {} });
+    const turn = () => new Promise((r) => setImmediate(r));
+    try {
+      const kv = viaProxy.namespace("heldfail", limits).keyvalue!;
+      const v = await kv.set("a", b("A"), {});
+      proxy.holdReplies();
+      const sentBefore = proxy.sent.length;
+      const first = kv.get("a");
+      for (let i = 0; i < 400 && proxy.sent.length === sentBefore; i++) await new Promise((r) => setTimeout(r, 5));
+      const held = kv.get("a");
+      await turn();
+      await proxy.cut();
+      await rejectsWith(first, "PRISM_ERR_BACKEND_UNAVAILABLE");
+      await rejectsWith(held, "PRISM_ERR_BACKEND_UNAVAILABLE");
+      proxy.releaseReplies();
+      await proxy.restore();
+      let again: unknown;
+      for (let i = 0; i < 200; i++) {
+        again = await kv.get("a").catch((e: unknown) => e);
+        if (!(again instanceof Error)) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.deepEqual(again, { value: b("A"), version: v });
+    } finally {
+      proxy.releaseReplies();
+      await viaProxy.close();
+      await proxy.close();
+    }
   });
 
   it("a Get issued before a write in the same turn reads the value before it", async () => {

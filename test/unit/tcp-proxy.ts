@@ -1,13 +1,19 @@
 /**
  * A TCP proxy on an ephemeral port, for outage tests: `cut()` drops every
  * connection and refuses new ones (the backend looks down), `restore()`
- * accepts again. The real server keeps running, so nothing else is disturbed.
+ * accepts again. `holdReplies()` stops forwarding the server's bytes (a slow
+ * backend) until `releaseReplies()`; `sent` counts what clients sent. The real
+ * server keeps running, so nothing else is disturbed.
  */
 import { createServer, connect, type Server, type Socket } from "node:net";
 
 export class TcpProxy {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
+  private readonly upstreams = new Set<Socket>();
+  private holding = false;
+  /** Everything clients sent through the proxy, as latin1 text (for counting commands). */
+  sent = "";
   port = 0;
 
   constructor(
@@ -23,6 +29,10 @@ export class TcpProxy {
         s.on("close", () => this.sockets.delete(s));
         s.on("error", () => {});
       }
+      this.upstreams.add(upstream);
+      upstream.on("close", () => this.upstreams.delete(upstream));
+      if (this.holding) upstream.pause();
+      client.on("data", (c: Buffer) => (this.sent += c.toString("latin1")));
       client.pipe(upstream).pipe(client);
       client.on("close", () => upstream.destroy());
       upstream.on("close", () => client.destroy());
@@ -40,6 +50,17 @@ export class TcpProxy {
     for (const sock of this.sockets) sock.destroy();
     this.sockets.clear();
     if (s) await new Promise((r) => s.close(r));
+  }
+
+  /** The server's replies stay in the proxy until releaseReplies(). */
+  holdReplies(): void {
+    this.holding = true;
+    for (const u of this.upstreams) u.pause();
+  }
+
+  releaseReplies(): void {
+    this.holding = false;
+    for (const u of this.upstreams) u.resume();
   }
 
   /** Listens again on the same port. */
