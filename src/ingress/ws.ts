@@ -12,6 +12,7 @@
  */
 import { Code, errors, toPrismError, type PrismError } from "../core/errors.js";
 import { decodeStrict } from "../core/decode.js";
+import { IdTable } from "../core/id-table.js";
 import { RequestContext } from "../core/context.js";
 import { METHOD_BY_ID, type MessageCodec, type MethodDef } from "../core/methods.js";
 import type { Gateway } from "../core/gateway.js";
@@ -106,8 +107,8 @@ class WsStream implements SubscriptionSink {
 
 class Session implements WsSession {
   private readonly header = new FrameHeader();
-  /** Unary calls in flight, by request id. */
-  private readonly calls = new Map<number, RequestContext>();
+  /** Unary calls in flight, by request id (an IdTable: it empties and refills every loop turn under load). */
+  private readonly calls = new IdTable<RequestContext>();
   private readonly streams = new Map<number, WsStream>();
   private closed_ = false;
 

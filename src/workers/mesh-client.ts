@@ -6,6 +6,7 @@
  * calls with UNAVAILABLE at once: nothing waits for a dead owner.
  */
 import { connect, type Socket } from "node:net";
+import { IdTable } from "../core/id-table.js";
 import { prism } from "../gen/prism.js";
 import { Code, PrismError, errors } from "../core/errors.js";
 import type { RequestContext } from "../core/context.js";
@@ -55,7 +56,8 @@ class PeerLink {
   private socket: Socket | undefined;
   private out: TickWriter | undefined;
   private nextId = 1;
-  private readonly unaries = new Map<number, PendingUnary>();
+  /** By request id; an IdTable, not a Map: it empties and refills every loop turn under load (src/core/id-table.ts). */
+  private readonly unaries = new IdTable<PendingUnary>();
   private readonly streams = new Map<number, PendingStream>();
 
   constructor(

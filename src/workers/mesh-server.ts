@@ -5,6 +5,7 @@
  * public WebSocket; responses go back in any order, batched per tick.
  */
 import { createServer, type Server, type Socket } from "node:net";
+import { IdTable } from "../core/id-table.js";
 import { decodeStrict } from "../core/decode.js";
 import { rmSync } from "node:fs";
 import { prism } from "../gen/prism.js";
@@ -46,7 +47,8 @@ function errorFrame(id: number, err: unknown): Buffer {
 /** One peer connection: its in-flight calls (for cancellation) and live subscriptions. */
 class MeshConnection {
   private readonly out: TickWriter;
-  private readonly calls = new Map<number, RequestContext>();
+  /** By request id; an IdTable, not a Map: it empties and refills every loop turn under load (src/core/id-table.ts). */
+  private readonly calls = new IdTable<RequestContext>();
   private readonly subs = new Map<number, Subscription | null>();
   private closed = false;
 
