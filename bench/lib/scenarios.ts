@@ -342,6 +342,8 @@ export async function wsFixedRate(o: BenchOptions): Promise<Row> {
   const rate = 1000;
   const templates = kvMix(NS, KEYS, 100);
   const seconds = Math.max(o.seconds, 5);
+  // A p99 from ~5000 samples moves by tenths of a ms between rounds on a shared VM; each side keeps its lowest.
+  const rounds = Math.max(o.rounds, 4);
   const load = (url: string, pid: number) => runWsLoad({ url, conns: 4, depth: 0, threads: 1, templates, seconds, warmupSeconds: o.warmupSeconds, rate, serverPids: [pid] });
   // Latency side of paired(): alternate, keep each side's lowest p99 (noise from other tenants only adds).
   const b = await startBaseline("ws-echo");
@@ -352,8 +354,8 @@ export async function wsFixedRate(o: BenchOptions): Promise<Row> {
   try {
     p = await startPrism(memstoreYaml(NS));
     await seed(p.ports.http!, NS);
-    for (let r = 0; r < o.rounds; r++) {
-      o.log(`${id}: round ${r + 1}/${o.rounds}`);
+    for (let r = 0; r < rounds; r++) {
+      o.log(`${id}: round ${r + 1}/${rounds}`);
       const mb_ = await load(`ws://127.0.0.1:${b.ports.port}/`, b.pid);
       checkErrors(`${id} echo`, mb_);
       if (!baseline || mb_.latency.p99 < baseline.latency.p99) baseline = mb_;
@@ -376,7 +378,7 @@ export async function wsFixedRate(o: BenchOptions): Promise<Row> {
     baseline: baseline!,
     target: "<=0.3 ms added to p99",
     command: cmd(id),
-    note: `4 connections, 1 client thread, lowest p99 of ${o.rounds} alternating rounds per side`,
+    note: `4 connections, 1 client thread (it paces sends by spinning, not by a 1 ms timer), lowest p99 of ${rounds} alternating rounds per side`,
   });
   delete row.ratio;
   row.met = row.addedP99Ms! <= 0.3;

@@ -119,7 +119,13 @@ function openLoop(conns: WebSocket[]): void {
       send(conns[sent % conns.length]!, templates[sent % templates.length]!, id);
       sent++;
     }
-    setTimeout(tick, 1);
+    // Sends leave on time, not on the timer's: setTimeout(1) fires 1-2 ms late on a busy VM, and in an
+    // open loop that lateness lands in every latency measured from the intended send time (it made
+    // the p99 of both sides mostly timer jitter). Within 2 ms of the next send the loop keeps turning
+    // (setImmediate, so replies are still read every turn): this client thread spins at up to 100% CPU.
+    const wait = t0 + sent * intervalMs - performance.now();
+    if (wait > 2) setTimeout(tick, wait - 1.5);
+    else setImmediate(tick);
   };
   tick();
 }
