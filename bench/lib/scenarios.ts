@@ -351,6 +351,7 @@ export async function wsFixedRate(o: BenchOptions): Promise<Row> {
   let baseline: Measurement | undefined;
   let prism: Measurement | undefined;
   let rss = 0;
+  let inside: number[] | undefined;
   try {
     p = await startPrism(memstoreYaml(NS));
     await seed(p.ports.http!, NS);
@@ -364,10 +365,12 @@ export async function wsFixedRate(o: BenchOptions): Promise<Row> {
       if (!prism || mp.latency.p99 < prism.latency.p99) prism = mp;
     }
     rss = rssBytes(p.pid);
+    inside = histogramQuantiles(await (await fetch(`http://127.0.0.1:${p.ports.http}/metrics`)).text(), "prism_request_duration_seconds", 'method="KeyValue/Get"', [0.5, 0.99]);
   } finally {
     await p?.stop();
     await b.stop();
   }
+  const insideNote = inside ? `; Prism's own time per Get (gateway histogram prism_request_duration_seconds, all rounds): p50 <= ${inside[0]} ms, p99 <= ${inside[1]} ms (bucket bounds)` : "";
   const row = ratioRow({
     id,
     title: `KeyValue Get at a fixed ${rate} req/s (open loop, CO-corrected), WebSocket, memstore`,
@@ -378,11 +381,35 @@ export async function wsFixedRate(o: BenchOptions): Promise<Row> {
     baseline: baseline!,
     target: "<=0.3 ms added to p99",
     command: cmd(id),
-    note: `4 connections, 1 client thread (it paces sends by spinning, not by a 1 ms timer), lowest p99 of ${rounds} alternating rounds per side`,
+    note: `4 connections, 1 client thread (it paces sends by spinning, not by a 1 ms timer), lowest p99 of ${rounds} alternating rounds per side${insideNote}`,
   });
   delete row.ratio;
   row.met = row.addedP99Ms! <= 0.3;
   return row;
+}
+
+/**
+ * Upper bounds (ms) of the buckets holding quantiles `qs` of a Prometheus
+ * histogram in exposition text, summed over the series whose labels contain
+ * `match`; undefined when it has no observations.
+ */
+export function histogramQuantiles(text: string, name: string, match: string, qs: number[]): number[] | undefined {
+  const byLe = new Map<number, number>();
+  const re = new RegExp(`^${name}_bucket\\{([^}]*)\\} (\\S+)$`, "gm");
+  for (const m of text.matchAll(re)) {
+    if (!m[1]!.includes(match)) continue;
+    const le = /le="([^"]+)"/.exec(m[1]!)?.[1];
+    if (le === undefined) continue;
+    const bound = le === "+Inf" ? Infinity : Number(le);
+    byLe.set(bound, (byLe.get(bound) ?? 0) + Number(m[2]));
+  }
+  const buckets = [...byLe].sort((a, b) => a[0] - b[0]);
+  const total = buckets.at(-1)?.[1] ?? 0;
+  if (total === 0) return undefined;
+  return qs.map((q) => {
+    const b = buckets.find(([, count]) => count >= q * total)!;
+    return Number.isFinite(b[0]) ? Math.round(b[0] * 1e6) / 1e3 : Infinity;
+  });
 }
 
 // ------------------------------------------------------------------ gRPC

@@ -55,3 +55,25 @@ test("the metrics-overhead scenario's server keys are valid prism.yaml (server.m
   }
   assert.equal(memstoreYaml("x").startsWith("namespaces:"), true);
 });
+
+test("histogramQuantiles: bucket bounds of the quantiles, summed over the matching series only", async () => {
+  const { histogramQuantiles } = await import("../../bench/lib/scenarios.js");
+  const text = [
+    "# HELP prism_request_duration_seconds x",
+    'prism_request_duration_seconds_bucket{namespace="a",method="KeyValue/Get",le="0.0001"} 900',
+    'prism_request_duration_seconds_bucket{namespace="a",method="KeyValue/Get",le="0.00025"} 985',
+    'prism_request_duration_seconds_bucket{namespace="a",method="KeyValue/Get",le="0.0005"} 995',
+    'prism_request_duration_seconds_bucket{namespace="a",method="KeyValue/Get",le="+Inf"} 1000',
+    'prism_request_duration_seconds_bucket{namespace="b",method="KeyValue/Get",le="0.0001"} 0',
+    'prism_request_duration_seconds_bucket{namespace="b",method="KeyValue/Get",le="0.00025"} 0',
+    'prism_request_duration_seconds_bucket{namespace="b",method="KeyValue/Get",le="0.0005"} 0',
+    'prism_request_duration_seconds_bucket{namespace="b",method="KeyValue/Get",le="+Inf"} 1000',
+    'prism_request_duration_seconds_bucket{namespace="a",method="KeyValue/Set",le="0.0001"} 0',
+    'prism_request_duration_seconds_bucket{namespace="a",method="KeyValue/Set",le="+Inf"} 50',
+  ].join("\n");
+  // Namespace a alone: 90% within 0.1 ms, 99.5% within 0.5 ms.
+  assert.deepEqual(histogramQuantiles(text, "prism_request_duration_seconds", 'namespace="a",method="KeyValue/Get"', [0.5, 0.99]), [0.1, 0.5]);
+  // Both namespaces: half of 2000 within 0.1 ms; the p99 is past the last finite bucket.
+  assert.deepEqual(histogramQuantiles(text, "prism_request_duration_seconds", 'method="KeyValue/Get"', [0.45, 0.5, 0.99]), [0.1, Infinity, Infinity]);
+  assert.equal(histogramQuantiles(text, "prism_request_duration_seconds", 'method="Queue/Ack"', [0.5]), undefined);
+});
