@@ -8,8 +8,8 @@
  * table as it empties and grows it again as it refills, each step a runtime
  * call that copies the table. The CPU profile of the WebSocket Get path put
  * ~0.45 µs per request on the Map's set/delete lines. This table only grows
- * (to twice the peak in flight, bounded by the connection's in-flight limit),
- * so steady churn allocates nothing.
+ * (to 2-4 times the peak in flight, bounded by the connection's in-flight
+ * limit), so steady churn allocates nothing.
  */
 const MIN_CAPACITY = 16;
 
@@ -127,9 +127,8 @@ export class IdTable<T extends object> {
     const grow = this.live * 4 > oldVals.length;
     const cap = grow ? oldVals.length * 2 : oldVals.length;
     if (!grow && this.spareVals !== null) {
-      this.keys = this.spareKeys!;
+      this.keys = this.spareKeys!; // emptied when it was set aside (below)
       this.vals = this.spareVals;
-      this.vals.fill(undefined);
     } else {
       this.keys = new Uint32Array(cap);
       this.vals = new Array<T | typeof DELETED | undefined>(cap).fill(undefined);
@@ -147,5 +146,7 @@ export class IdTable<T extends object> {
       this.keys[i] = id;
       this.vals[i] = v;
     }
+    // The spare must not keep answered calls' values alive until the next rehash.
+    if (!grow) oldVals.fill(undefined);
   }
 }
