@@ -17,6 +17,7 @@ import { prefixUpperBound } from "../../src/backends/postgres/keyvalue.js";
 import { MAX_NOTIFY_BYTES } from "../../src/backends/postgres/pubsub.js";
 import { startServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
+import { TcpProxy } from "./tcp-proxy.js";
 
 const URL_ = process.env.POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const DOWN_URL = "postgres://postgres@127.0.0.1:1/test";
@@ -548,5 +549,40 @@ describe("postgres driver: stream", () => {
     await new Promise((r) => setTimeout(r, 100));
     const o = await s.append("jobs", b("c"), {});
     assert.deepEqual((await waiting).map((r) => r.offset), [o]);
+  });
+});
+
+describe("postgres driver: Gets of one loop turn", () => {
+  test("share one statement; each caller gets its own key's record (absent, expired and repeated keys too); a lone Get uses the single-key statement", async (t) => {
+    if (skip) return t.skip(skip);
+    // Count the executions of each prepared statement on the wire: a Bind message is 'B', its length,
+    // the (empty) portal name and the statement name.
+    const target = new URL(URL_);
+    const proxy = new TcpProxy(target.hostname, Number(target.port || 5432));
+    const port = await proxy.start();
+    t.after(() => proxy.close());
+    const clock = new ManualClock(Date.now());
+    const inst = open(clock, { url: `postgres://postgres@127.0.0.1:${port}/test`, schema: sharedSchema });
+    t.after(() => inst.close());
+    const kv = (inst.namespace(`gets_${run}`, LIMITS) as Stores).keyvalue;
+    const binds = (name: string) => (proxy.sent.match(new RegExp(`B[\\s\\S]{4}\\x00${name}\\x00`, "g")) ?? []).length;
+
+    const n = 40;
+    const versions = await kv.batchSet!(Array.from({ length: n }, (_, i) => ({ key: `k${i}`, value: b(`v${i}`) })), undefined);
+    await kv.set("short", b("lived"), { ttlMs: 1000 });
+    clock.advance(2000);
+
+    const before = { one: binds("kv_get"), many: binds("kv_bget") };
+    const keys = [...Array.from({ length: n }, (_, i) => `k${i}`), "absent", "short", "k7"];
+    const got = await Promise.all(keys.map((k) => kv.get(k)));
+    for (let i = 0; i < n; i++) assert.deepEqual(got[i] && { value: str(got[i]!.value), version: got[i]!.version }, { value: `v${i}`, version: versions[i] }, `k${i}`);
+    assert.equal(got[n], null, "absent");
+    assert.equal(got[n + 1], null, "expired");
+    assert.equal(str(got[n + 2]!.value), "v7", "a key asked twice in one batch");
+    assert.deepEqual({ one: binds("kv_get") - before.one, many: binds("kv_bget") - before.many }, { one: 0, many: 1 });
+
+    const lone = await kv.get("k3");
+    assert.equal(str(lone!.value), "v3");
+    assert.deepEqual({ one: binds("kv_get") - before.one, many: binds("kv_bget") - before.many }, { one: 1, many: 1 });
   });
 });

@@ -11,6 +11,7 @@ import type { Clock } from "../../core/clock.js";
 import type { Bytes, KeyValueStore, KvRecord, ScanPage, SetOptions } from "../driver.js";
 import type { PgInstance } from "./instance.js";
 import { buf } from "./sql.js";
+import { PgGetBatcher } from "./get-batch.js";
 
 /** SQL text for one schema, built once per instance. `L(t)`: row t is live at $now. */
 export class KvSql {
@@ -96,6 +97,8 @@ export function prefixUpperBound(prefix: string): string | null {
 
 export class PgKeyValue implements KeyValueStore {
   private readonly sql: KvSql;
+  /** The Gets of one loop turn in one statement (get-batch.ts). */
+  private readonly gets: PgGetBatcher;
 
   constructor(
     private readonly ns: string,
@@ -103,9 +106,14 @@ export class PgKeyValue implements KeyValueStore {
     private readonly clock: Clock,
   ) {
     this.sql = db.kvSql;
+    this.gets = new PgGetBatcher({ getOne: (key) => this.getOne(key), getMany: (keys) => this.batchGet(keys) });
   }
 
-  async get(key: string): Promise<KvRecord | null> {
+  get(key: string): Promise<KvRecord | null> {
+    return this.gets.get(key);
+  }
+
+  private async getOne(key: string): Promise<KvRecord | null> {
     const r = await this.db.query<KvRecord>("kv_get", this.sql.get, [this.ns, key, this.clock.now()]);
     return r.rows[0] ?? null;
   }
