@@ -2,10 +2,11 @@
  * The scenarios: each starts its own Prism process and its own baseline
  * process, measures both with the same client and concurrency, and returns a Row.
  */
+import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { prism as pb } from "../../src/gen/prism.js";
-import { benchKey, benchValue, frame, getBody, kvMix } from "./frames.js";
-import { memstoreYaml, startBaseline, startPrism, type ServerProcess } from "./spawn.js";
+import { benchKey, benchValue, frame, getBody, kvMix, setBody } from "./frames.js";
+import { ROOT, memstoreYaml, startBaseline, startPrism, type ServerProcess } from "./spawn.js";
 import { childPids, rssBytes, rssParts } from "./proc.js";
 import { runWsLoad, sleep, type Measurement } from "./ws-load.js";
 import { runH2load, runWrk, hasTool } from "./tools.js";
@@ -463,6 +464,47 @@ export async function grpcGet(o: BenchOptions): Promise<Row> {
   return row;
 }
 
+/**
+ * KeyValue Get/Set 90/10 over gRPC: h2load cycles each connection through nine Get URLs and one
+ * Set URL with one body, a SetRequest (namespace, key, 64-byte value). As a GetRequest the same
+ * bytes read as (namespace, key) with the value an unknown field, which protobuf skips.
+ */
+export async function grpcGetSet(o: BenchOptions): Promise<Row> {
+  const id = "grpc-kv-getset-memstore";
+  if (!(await hasTool("h2load"))) throw new Error("h2load is not installed (apt-get install -y nghttp2-client)");
+  const body = setBody(NS, benchKey(1), benchValue());
+  const urls = (port: number) => [...Array.from({ length: 9 }, () => `http://127.0.0.1:${port}/prism.v1.KeyValue/Get`), `http://127.0.0.1:${port}/prism.v1.KeyValue/Set`];
+  const load = (port: number, pid: number) => runH2load({ url: urls(port), body, conns: 16, streams: 32, seconds: o.seconds, warmupSeconds: o.warmupSeconds, serverPids: [pid] });
+  const { baseline, prism, rssMb } = await paired(
+    o,
+    id,
+    { start: () => startBaseline("grpc-echo"), measure: (e) => load(e!.ports.port!, e!.pid) },
+    {
+      yaml: memstoreYaml(NS),
+      ns: NS,
+      measure: async (p) => {
+        await verifyGrpcSet(p.ports.grpc!, body);
+        await verifyGrpcGet(p.ports.grpc!, body);
+        return load(p.ports.grpc!, p.pid);
+      },
+    },
+  );
+  return ratioRow({ id, title: "KeyValue Get/Set 90/10, gRPC (h2load -c16 -m32), memstore", kind: "throughput", prism, prismRssMb: rssMb, baselineName: "grpc-js echo", baseline, command: cmd(id) });
+}
+
+/** One real Set (grpc-js client) with the body h2load sends: OK with a version. */
+async function verifyGrpcSet(port: number, body: Uint8Array): Promise<void> {
+  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
+  try {
+    const resp = await new Promise<Buffer>((resolve, reject) =>
+      client.makeUnaryRequest("/prism.v1.KeyValue/Set", (b: Buffer) => b, (b: Buffer) => b, Buffer.from(body), (err, r) => (err ? reject(err) : resolve(r!))),
+    );
+    if (!(Number(pb.v1.SetResponse.decode(resp).version) > 0)) throw new Error("gRPC KeyValue/Set: no version in the response");
+  } finally {
+    client.close();
+  }
+}
+
 // ------------------------------------------------------------------ HTTP
 
 export async function httpGet(o: BenchOptions): Promise<Row> {
@@ -478,6 +520,21 @@ export async function httpGet(o: BenchOptions): Promise<Row> {
   const row = ratioRow({ id, title: "KeyValue Get, HTTP raw route (wrk -t1 -c64), memstore", kind: "throughput", prism, prismRssMb: rssMb, baselineName: "node:http hello", baseline, target: ">=0.60x node:http hello", command: cmd(id) });
   row.met = row.ratio! >= 0.6;
   return row;
+}
+
+/** KeyValue Get/Set 90/10 over HTTP: bench/wrk/getset.lua makes every 10th request a PUT of 64 bytes. */
+export async function httpGetSet(o: BenchOptions): Promise<Row> {
+  const id = "http-kv-getset-memstore";
+  if (!(await hasTool("wrk"))) throw new Error("wrk is not installed (apt-get install -y wrk)");
+  const script = join(ROOT, "bench/wrk/getset.lua");
+  const load = (url: string, pid: number) => runWrk({ url, conns: 64, seconds: o.seconds, warmupSeconds: o.warmupSeconds, serverPids: [pid], script });
+  const { baseline, prism, rssMb } = await paired(
+    o,
+    id,
+    { start: () => startBaseline("http-hello"), measure: (e) => load(`http://127.0.0.1:${e!.ports.port}/`, e!.pid) },
+    { yaml: memstoreYaml(NS), ns: NS, measure: (p) => load(`http://127.0.0.1:${p.ports.http}/v1/ns/${NS}/kv/${encodeURIComponent(benchKey(1))}`, p.pid) },
+  );
+  return ratioRow({ id, title: "KeyValue Get/Set 90/10, HTTP raw route (wrk -t1 -c64 -s bench/wrk/getset.lua), memstore", kind: "throughput", prism, prismRssMb: rssMb, baselineName: "node:http hello", baseline, command: cmd(id) });
 }
 
 // ------------------------------------------------------------------ through Prism to a networked backend
@@ -638,7 +695,9 @@ export const SCENARIOS: Record<string, (o: BenchOptions) => Promise<Row | Row[]>
   "ws-queue-memstore": queueMemstore,
   "ws-queue-redis": queueRedis,
   "grpc-kv-get-memstore": grpcGet,
+  "grpc-kv-getset-memstore": grpcGetSet,
   "http-kv-get-memstore": httpGet,
+  "http-kv-getset-memstore": httpGetSet,
   "ws-kv-get-redis": redisGet,
   "ws-kv-get-postgres": pgGet,
   "ws-kv-get-1000rps": wsFixedRate,

@@ -31,7 +31,8 @@ export function grpcBody(message: Uint8Array): Buffer {
 }
 
 export interface H2loadOptions {
-  url: string;
+  /** One URL, or several: each connection cycles through them in order (h2load). */
+  url: string | string[];
   body: Uint8Array;
   conns: number;
   streams: number;
@@ -54,7 +55,7 @@ export async function runH2load(o: H2loadOptions): Promise<Measurement> {
     const args = (secs: number, log?: string) => [
       "-c", String(o.conns), "-m", String(o.streams), "-t", "1", "-D", String(secs),
       "-d", bodyFile, "-H", "content-type: application/grpc", "-H", "te: trailers",
-      ...(log ? [`--log-file=${log}`] : []), o.url,
+      ...(log ? [`--log-file=${log}`] : []), ...(Array.isArray(o.url) ? o.url : [o.url]),
     ];
     if (o.warmupSeconds ?? 1) await run("h2load", args(o.warmupSeconds ?? 1), { maxBuffer: 1 << 24 });
     const cpu = new CpuWindow(o.serverPids);
@@ -101,11 +102,14 @@ export interface WrkOptions {
   seconds: number;
   warmupSeconds?: number;
   serverPids: number[];
+  /** A wrk Lua script (-s), e.g. bench/wrk/getset.lua. */
+  script?: string;
 }
 
 /** wrk -t1 with --latency (p50/p90/p99 from wrk; p99.9 and max not reported by it: max is). */
 export async function runWrk(o: WrkOptions): Promise<Measurement> {
-  const args = (secs: number) => ["-t1", `-c${o.conns}`, `-d${Math.max(1, Math.round(secs))}s`, "--latency", o.url]; // wrk takes whole seconds
+  const script = o.script ? ["-s", o.script] : [];
+  const args = (secs: number) => ["-t1", `-c${o.conns}`, `-d${Math.max(1, Math.round(secs))}s`, "--latency", ...script, o.url]; // wrk takes whole seconds
   if (o.warmupSeconds ?? 1) await run("wrk", args(o.warmupSeconds ?? 1));
   const cpu = new CpuWindow(o.serverPids);
   cpu.start();
