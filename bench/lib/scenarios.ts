@@ -415,17 +415,26 @@ export function histogramQuantiles(text: string, name: string, match: string, qs
 
 // ------------------------------------------------------------------ gRPC
 
-/** One real gRPC call (grpc-js client) to check that the request h2load sends is answered with OK and found=true. */
-async function verifyGrpcGet(port: number, body: Uint8Array): Promise<void> {
+/** One real unary gRPC call (grpc-js client) with the body h2load sends; resolves to the response bytes. */
+async function grpcCall(port: number, method: "Get" | "Set", body: Uint8Array): Promise<Buffer> {
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   try {
-    const resp = await new Promise<Buffer>((resolve, reject) =>
-      client.makeUnaryRequest("/prism.v1.KeyValue/Get", (b: Buffer) => b, (b: Buffer) => b, Buffer.from(body), (err, r) => (err ? reject(err) : resolve(r!))),
+    return await new Promise<Buffer>((resolve, reject) =>
+      client.makeUnaryRequest(`/prism.v1.KeyValue/${method}`, (b: Buffer) => b, (b: Buffer) => b, Buffer.from(body), (err, r) => (err ? reject(err) : resolve(r!))),
     );
-    if (!pb.v1.GetResponse.decode(resp).found) throw new Error("gRPC KeyValue/Get: key not found");
   } finally {
     client.close();
   }
+}
+
+/** Checks that the request h2load sends is answered with OK and found=true. */
+async function verifyGrpcGet(port: number, body: Uint8Array): Promise<void> {
+  if (!pb.v1.GetResponse.decode(await grpcCall(port, "Get", body)).found) throw new Error("gRPC KeyValue/Get: key not found");
+}
+
+/** Checks that the Set h2load sends is answered with OK and a version. */
+async function verifyGrpcSet(port: number, body: Uint8Array): Promise<void> {
+  if (!(Number(pb.v1.SetResponse.decode(await grpcCall(port, "Set", body)).version) > 0)) throw new Error("gRPC KeyValue/Set: no version in the response");
 }
 
 export async function grpcGet(o: BenchOptions): Promise<Row> {
@@ -490,19 +499,6 @@ export async function grpcGetSet(o: BenchOptions): Promise<Row> {
     },
   );
   return ratioRow({ id, title: "KeyValue Get/Set 90/10, gRPC (h2load -c16 -m32), memstore", kind: "throughput", prism, prismRssMb: rssMb, baselineName: "grpc-js echo", baseline, command: cmd(id) });
-}
-
-/** One real Set (grpc-js client) with the body h2load sends: OK with a version. */
-async function verifyGrpcSet(port: number, body: Uint8Array): Promise<void> {
-  const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
-  try {
-    const resp = await new Promise<Buffer>((resolve, reject) =>
-      client.makeUnaryRequest("/prism.v1.KeyValue/Set", (b: Buffer) => b, (b: Buffer) => b, Buffer.from(body), (err, r) => (err ? reject(err) : resolve(r!))),
-    );
-    if (!(Number(pb.v1.SetResponse.decode(resp).version) > 0)) throw new Error("gRPC KeyValue/Set: no version in the response");
-  } finally {
-    client.close();
-  }
 }
 
 // ------------------------------------------------------------------ HTTP

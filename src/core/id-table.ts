@@ -45,15 +45,21 @@ export class IdTable<T extends object> {
     return (Math.imul(id, 0x9e3779b1) >>> 0) & this.mask;
   }
 
-  get(id: number): T | undefined {
+  /** The slot holding `id`, or -1. */
+  private find(id: number): number {
     id >>>= 0;
     const keys = this.keys;
     const vals = this.vals;
     for (let i = this.slot(id); ; i = (i + 1) & this.mask) {
       const v = vals[i];
-      if (v === undefined) return undefined;
-      if (v !== DELETED && keys[i] === id) return v;
+      if (v === undefined) return -1;
+      if (v !== DELETED && keys[i] === id) return i;
     }
+  }
+
+  get(id: number): T | undefined {
+    const i = this.find(id);
+    return i < 0 ? undefined : (this.vals[i] as T);
   }
 
   has(id: number): boolean {
@@ -89,18 +95,11 @@ export class IdTable<T extends object> {
   }
 
   delete(id: number): boolean {
-    id >>>= 0;
-    const keys = this.keys;
-    const vals = this.vals;
-    for (let i = this.slot(id); ; i = (i + 1) & this.mask) {
-      const v = vals[i];
-      if (v === undefined) return false;
-      if (v !== DELETED && keys[i] === id) {
-        vals[i] = DELETED;
-        this.live--;
-        return true;
-      }
-    }
+    const i = this.find(id);
+    if (i < 0) return false;
+    this.vals[i] = DELETED;
+    this.live--;
+    return true;
   }
 
   /** The values in no particular order (a copy: the caller may delete while it iterates). */

@@ -181,11 +181,22 @@ describe("redis driver", () => {
     assert.deepEqual(many.map((r) => r && Buffer.from(r.value).toString()), Array.from({ length: n }, (_, i) => `v${i}`));
   });
 
-  it("with a batch of Gets in flight, the Gets that follow wait for its reply and then leave together", { timeout: 15_000 }, async () => {
+  /** A driver instance whose Redis connection runs through a TcpProxy (replies can be held). */
+  const behindProxy = async () => {
     const u = new URL(url);
     const proxy = new TcpProxy(u.hostname, Number(u.port || 6379));
     const pport = await proxy.start();
     const viaProxy = driver.create(optionsSchema.parse({ url: `redis://${u.hostname}:${pport}`, key_prefix: prefix }), { clock, log: () => {} });
+    return { proxy, viaProxy };
+  };
+  const closeBehindProxy = async (proxy: TcpProxy, viaProxy: BackendInstance) => {
+    proxy.releaseReplies();
+    await viaProxy.close();
+    await proxy.close();
+  };
+
+  it("with a batch of Gets in flight, the Gets that follow wait for its reply and then leave together", { timeout: 15_000 }, async () => {
+    const { proxy, viaProxy } = await behindProxy();
     const turn = () => new Promise((r) => setImmediate(r));
     // ioredis sends a script's first call on a connection as EVAL, the next ones as EVALSHA.
     const scriptCalls = () => (proxy.sent.match(/\r\n(\$4\r\neval|\$7\r\nevalsha)\r\n/gi) ?? []).length;
@@ -211,17 +222,12 @@ describe("redis driver", () => {
       for (let i = 0; i < n; i++) assert.deepEqual(got[i], { value: b(`v${i}`), version: versions[i] }, `k${i}`);
       assert.equal(scriptCalls() - before, 2, "the held Gets left in one script call");
     } finally {
-      proxy.releaseReplies();
-      await viaProxy.close();
-      await proxy.close();
+      await closeBehindProxy(proxy, viaProxy);
     }
   });
 
   it("a batch in flight that fails releases the held Gets (UNAVAILABLE), and Gets work again after the outage", { timeout: 15_000 }, async () => {
-    const u = new URL(url);
-    const proxy = new TcpProxy(u.hostname, Number(u.port || 6379));
-    const pport = await proxy.start();
-    const viaProxy = driver.create(optionsSchema.parse({ url: `redis://${u.hostname}:${pport}`, key_prefix: prefix }), { clock, log: () => {} });
+    const { proxy, viaProxy } = await behindProxy();
     const turn = () => new Promise((r) => setImmediate(r));
     try {
       const kv = viaProxy.namespace("heldfail", limits).keyvalue!;
@@ -245,9 +251,7 @@ describe("redis driver", () => {
       }
       assert.deepEqual(again, { value: b("A"), version: v });
     } finally {
-      proxy.releaseReplies();
-      await viaProxy.close();
-      await proxy.close();
+      await closeBehindProxy(proxy, viaProxy);
     }
   });
 
