@@ -14,6 +14,11 @@ import type { Listening } from "./ingress/types.js";
 import { setupObservability, type LogSink } from "./observability/index.js";
 import { stderrLog, type Log } from "./observability/logging.js";
 import { VERSION } from "./core/version.js";
+import { resolve } from "node:path";
+import { ControlAgent } from "./control/agent.js";
+import { openConfigStore } from "./control/stores.js";
+import { configStoreSpec } from "./control/store-spec.js";
+import type { ResolvedNamespace } from "./config/resolve.js";
 
 export { VERSION } from "./core/version.js";
 export { stderrLog, type Log } from "./observability/logging.js";
@@ -32,7 +37,10 @@ export interface ServerOptions {
   workerIndex?: number;
   placement?: Placement;
   forwarder?: Forwarder;
+  /** Namespace changes go here (a cluster worker: to the primary). Absent: this process runs its own control agent on server.config_store. */
   control?: ControlPlane;
+  /** Namespaces already resolved by the primary (cluster workers); otherwise the agent applies config.namespaces and the store's. */
+  namespaces?: ResolvedNamespace[];
   /** How long shutdown waits for calls in progress (default 10 s). */
   drainGraceMs?: number;
   /** Skip an ingress (e.g. a worker that serves only the mesh). */
@@ -49,6 +57,8 @@ export interface ServerOptions {
 export interface RunningServer {
   readonly gateway: Gateway;
   readonly router: Router;
+  /** This process's control agent (absent in cluster workers). */
+  readonly agent?: ControlAgent;
   readonly grpcPort: number;
   readonly httpPort: number;
   readonly host: string;
@@ -63,7 +73,26 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const server = opts.config.server;
   const host = opts.host ?? server.host;
   const router = new Router(clock, log, opts.placement, { breaker: breakerOptions(server) });
-  for (const ns of opts.config.namespaces) await router.apply(ns);
+  let control = opts.control;
+  let agent: ControlAgent | undefined;
+  if (opts.namespaces) for (const r of opts.namespaces) await router.apply(r);
+  if (!control) {
+    const store = await openConfigStore(configStoreSpec(server));
+    agent = new ControlAgent({
+      store,
+      sink: { apply: async (r) => void (await router.apply(r)), delete: async (n) => void (await router.delete(n)) },
+      log,
+      paths: { dataDir: resolve(server.data_dir), allowedPaths: server.allowed_paths.map((p) => resolve(p)) },
+    });
+    try {
+      await agent.start({ backends: opts.config.backends ?? {}, namespaces: opts.config.namespaces });
+    } catch (e) {
+      await agent.close().catch(() => {});
+      await router.close();
+      throw e;
+    }
+    control = agent;
+  }
   const obs = await setupObservability({
     server,
     router,
@@ -77,7 +106,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     version: VERSION,
     workers: opts.workers ?? 1,
     workerIndex: opts.workerIndex,
-    control: opts.control,
+    control,
     forwarder: opts.forwarder,
   });
   // Admission control, rate limits and retries (src/shedding); the slow-subscriber policy goes to the ingresses.
@@ -100,6 +129,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     return {
       gateway,
       router,
+      agent,
       host,
       grpcPort: grpc?.port ?? 0,
       httpPort: http?.port ?? 0,
@@ -107,6 +137,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       close: () =>
         (closed ??= (async () => {
           await drain();
+          await agent?.close();
           await router.close();
           shedding.close();
           await obs.close();
@@ -114,6 +145,7 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     };
   } catch (e) {
     await Promise.all(listeners.map((l) => l.close().catch(() => {})));
+    await agent?.close().catch(() => {});
     await router.close();
     shedding.close();
     await obs.close();

@@ -22,7 +22,10 @@ export interface ServerProcess {
 }
 
 export function startProcess(name: string, args: string[], listening: RegExp, opts: { env?: NodeJS.ProcessEnv; cleanup?: () => void; timeoutMs?: number } = {}): Promise<ServerProcess> {
-  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, PRISM_QUIET: "1", ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
+  // Each server its own data directory (config store), so runs never see each other's namespaces.
+  const dataDir = mkdtempSync(join(tmpdir(), "prism-bench-data-"));
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, PRISM_QUIET: "1", PRISM_DATA_DIR: dataDir, ...opts.env }, stdio: ["ignore", "pipe", "pipe"] });
+  child.once("exit", () => rmSync(dataDir, { recursive: true, force: true }));
   let out = "";
   let err = "";
   const exited = new Promise<void>((r) => child.once("exit", () => r()));

@@ -47,10 +47,39 @@ export interface DriverContext {
   log: (level: "info" | "warn" | "error", msg: string) => void;
 }
 
+/**
+ * What a driver documents about one primitive it serves, next to its interface
+ * claims; `needs:` and the automatic backend choice (src/control/needs.ts) read
+ * nothing else. A property left out is "not declared" and never satisfies a need.
+ */
+export interface PrimitiveProperties {
+  /** Acknowledged writes survive a restart of the backend and of Prism. */
+  durable?: boolean;
+  /** Data can expire by age (KeyValue: the keyvalue_ttl claim decides instead). */
+  ttl?: boolean;
+  /** Messages / records of one queue, topic or stream reach consumers in the order they were accepted. */
+  ordering?: boolean;
+  /** Delivery guarantees it gives (queue, pubsub, stream). */
+  delivery?: readonly ("at-least-once" | "at-most-once")[];
+  /** Largest value / payload it stores, in bytes, with its default server settings. */
+  maxValueBytes?: number;
+  /** strong: a read sees every acknowledged write; eventual: it may lag. */
+  consistency?: "strong" | "eventual";
+  /** p99 latency in ms measured by a bench/ scenario (named in `measured`), and the rate it was measured at. */
+  latencyP99Ms?: number;
+  throughputRps?: number;
+  /** Where latencyP99Ms / throughputRps come from (bench scenario and run). */
+  measured?: string;
+}
+
+export type BackendProperties = Partial<Record<"keyvalue" | "pubsub" | "queue" | "stream", PrimitiveProperties>>;
+
 export interface BackendDriver<Options = unknown> {
   readonly type: string;
   readonly description: string;
   readonly interfaces: readonly InterfaceName[];
+  /** Documented properties per primitive (see PrimitiveProperties). */
+  readonly properties: BackendProperties;
   /**
    * Set when the claims could not be verified by the acceptance suites on the
    * machine that builds Prism (e.g. no broker can run there): says why and how

@@ -22,7 +22,7 @@ const loaders: Record<string, Loader> = {
  * Each backend's options schema (zod), apart from its driver: config validation
  * loads these, serving processes load only drivers, and never zod.
  */
-const optionLoaders: Record<string, () => Promise<{ optionsSchema: z.ZodType }>> = {
+const optionLoaders: Record<string, () => Promise<{ optionsSchema: z.ZodType; fileOptions?: readonly string[] }>> = {
   memstore: () => import("./memstore/options.js"),
   sqlite: () => import("./sqlite/options.js"),
   redis: () => import("./redis/options.js"),
@@ -37,6 +37,13 @@ export async function loadOptionsSchema(type: string): Promise<z.ZodType> {
   const loader = optionLoaders[type];
   if (!loader) throw new Error(`unknown backend "${type}"`);
   return (await loader()).optionsSchema;
+}
+
+/** The option names of a backend that name files or directories (src/config/paths.ts confines them). */
+export async function loadFileOptions(type: string): Promise<readonly string[]> {
+  const loader = optionLoaders[type];
+  if (!loader) throw new Error(`unknown backend "${type}"`);
+  return (await loader()).fileOptions ?? [];
 }
 
 export function backendTypes(): string[] {

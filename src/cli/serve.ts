@@ -14,6 +14,8 @@ import type { PrismConfig } from "../config/schema.js";
 import { EMBEDDED_BACKENDS, ownerOf } from "../workers/placement.js";
 import { reportConfigError, resolveConfigInChild } from "./config.js";
 import { UsageError } from "./usage.js";
+import { resolve } from "node:path";
+import { withDefaultStore } from "../control/store-spec.js";
 
 const DRAIN_MS = 10_000;
 
@@ -31,14 +33,29 @@ function workerCount(v: string | number): number {
   return n;
 }
 
+/** How prism.yaml names a backend: an inline type, an instance, or the automatic choice. */
+function describeRef(ref: unknown, config: PrismConfig): { text: string; type?: string } {
+  if (typeof ref === "string") return { text: `${ref} (${config.backends[ref]?.type ?? "?"})`, type: config.backends[ref]?.type };
+  if (ref && typeof ref === "object" && (ref as { auto?: unknown }).auto === true) return { text: "auto" };
+  const type = String((ref as { type?: unknown } | undefined)?.type ?? "?");
+  return { text: type, type };
+}
+
 /** The lines printed once serving. */
 export function banner(config: PrismConfig, host: string, grpcPort: number, httpPort: number, workers: number): string {
+  const store = config.server.config_store;
   const lines = [
     `prism ${VERSION} serving gRPC ${host}:${grpcPort}, HTTP/WebSocket ${host}:${httpPort} (${workers} worker${workers === 1 ? "" : "s"})`,
+    `data directory ${config.server.data_dir}; config store ${store?.type === "sqlite" ? `sqlite ${resolve(config.server.data_dir, store.path)}` : store?.type === "postgres" ? `postgres ${store.url.replace(/(\/\/[^:/@]*:)[^@/]*@/, "$1***@")}` : "memory"}`,
   ];
+  for (const [name, b] of Object.entries(config.backends)) lines.push(`backend ${name}: ${b.type}`);
   for (const ns of config.namespaces) {
-    const owner = workers > 1 && EMBEDDED_BACKENDS.has(ns.backend.type) ? ` (state on worker ${ownerOf(ns.name, workers)})` : "";
-    lines.push(`namespace ${ns.name}: ${ns.primitives.join(", ")} on ${ns.backend.type}${owner}`);
+    const refs = Object.entries(ns.slots ?? {}).map(([slot, ref]) => ({ slot, ...describeRef(ref, config) }));
+    if (ns.backend !== undefined) refs.push({ slot: "", ...describeRef(ns.backend, config) });
+    const embedded = refs.some((r) => r.type !== undefined && EMBEDDED_BACKENDS.has(r.type));
+    const owner = workers > 1 && embedded ? ` (state on worker ${ownerOf(ns.name, workers)})` : "";
+    const on = refs.map((r) => (r.slot ? `${r.slot}=${r.text}` : r.text)).join(", ");
+    lines.push(`namespace ${ns.name}: ${ns.pattern ? `pattern ${ns.pattern}` : ns.primitives.join(", ")} on ${on}${owner}`);
   }
   lines.push(`listening grpc=${grpcPort} http=${httpPort}`);
   return lines.join("\n") + "\n";
@@ -63,6 +80,8 @@ export async function serve(argv: string[]): Promise<number> {
   } catch (e) {
     return reportConfigError(e);
   }
+  // prism serve keeps Admin changes in a SQLite file under data_dir unless prism.yaml names a store.
+  config = { ...config, server: withDefaultStore(config.server) };
   const host = values.host ?? config.server.host;
   const grpcPort = port(values["grpc-port"], "--grpc-port") ?? config.server.grpc_port;
   const httpPort = port(values["http-port"], "--http-port") ?? config.server.http_port;

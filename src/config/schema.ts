@@ -5,11 +5,14 @@
  */
 import { z } from "zod";
 import { PRIMITIVES, REQUIRED_INTERFACES, type PrimitiveName } from "../core/interfaces.js";
+import { patternByName } from "../patterns/registry.js";
 import { BACKPRESSURE_DEFAULTS, BREAKER_DEFAULTS, DEFAULT_LIMITS, RETRY_DEFAULTS, SHEDDING_DEFAULTS } from "./defaults.js";
 
 export { DEFAULT_LIMITS, limitsOf } from "./defaults.js";
 
 export const NAMESPACE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
+/** Names of backend instances (`backends:` keys) and slots. */
+export const INSTANCE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 
 const uint = z.number().int().nonnegative();
@@ -31,11 +34,36 @@ export const backendSchema = z
   .object({ type: z.string() })
   .catchall(z.unknown());
 
+/** What a namespace asks of its backends (src/control/needs.ts checks them against the drivers' declared properties). */
+export const needsSchema = z
+  .object({
+    latency_p99_ms: z.number().positive().optional(),
+    throughput_rps: z.number().positive().optional(),
+    ttl: z.enum(["required", "optional"]).optional(),
+    persistence: z.enum(["required", "optional"]).optional(),
+    ordering: z.enum(["required", "optional"]).optional(),
+    delivery: z.enum(["at-least-once", "at-most-once"]).optional(),
+    max_value_bytes: z.number().int().positive().optional(),
+    consistency: z.enum(["strong", "eventual"]).optional(),
+  })
+  .strict();
+
 export const namespaceSchema = z
   .object({
     name: z.string().regex(NAMESPACE_NAME, "must be 1-128 of A-Z a-z 0-9 _ . - starting with a letter or digit"),
-    primitives: z.array(z.enum(PRIMITIVES)).min(1).default([...PRIMITIVES]),
-    backend: backendSchema,
+    /** Without `pattern`: the primitives served (default: all four, or the slots' names). src/config/load.ts derives it. */
+    primitives: z.array(z.enum(PRIMITIVES)).min(1).optional(),
+    /** A pattern of src/patterns/registry.ts; absent: the listed primitives, each its own one-slot pattern. */
+    pattern: z.string().min(1).optional(),
+    /**
+     * The backend of every slot not bound in `slots`: an instance name from `backends:`,
+     * `{ auto: true }` (chosen by `needs`), or an inline `{ type, ...options }` (a private instance).
+     * Checked by src/config/load.ts (checkNamespace), which names the exact problem.
+     */
+    backend: z.unknown().optional(),
+    /** Slot name → backend, in the same three forms as `backend`. */
+    slots: z.record(z.string().regex(INSTANCE_NAME, "slot names are 1-64 of A-Z a-z 0-9 _ . -"), z.unknown()).optional(),
+    needs: needsSchema.optional(),
     limits: limitsSchema.default({}),
     /** Priority of calls that do not say (src/shedding). */
     priority_default: z.enum(["critical", "high", "normal", "low"]).optional(),
@@ -48,7 +76,22 @@ export const namespaceSchema = z
     /** Access-log options (src/observability). log_keys false: the access log omits this namespace's keys. */
     observability: z.object({ log_keys: z.boolean().default(true) }).strict().optional(),
   })
-  .strict();
+  .strict()
+  .transform((ns) => ({ ...ns, primitives: ns.primitives ?? derivePrimitives(ns) }));
+
+/**
+ * The primitives a namespace serves when it does not list them: its pattern's;
+ * else the primitives its slots name, when it has no backend for the rest; else all four.
+ */
+function derivePrimitives(ns: { pattern?: string; backend?: unknown; slots?: Record<string, unknown> }): PrimitiveName[] {
+  if (ns.pattern !== undefined) {
+    const p = patternByName(ns.pattern);
+    return p ? [...p.serves] : [];
+  }
+  const named = Object.keys(ns.slots ?? {});
+  if (named.length && ns.backend === undefined) return PRIMITIVES.filter((p) => named.includes(p));
+  return [...PRIMITIVES];
+}
 
 /** Circuit breaker per backend instance (src/shedding/breaker.ts). failures 0 disables it. */
 export const breakerSchema = z
@@ -89,9 +132,23 @@ export const backpressureSchema = z
   })
   .strict();
 
+/** Where namespaces and backend instances applied through Admin are kept (src/control/store.ts). */
+export const configStoreSchema = z.discriminatedUnion("type", [
+  z.object({ type: z.literal("sqlite"), path: z.string().min(1).default("config.db") }).strict(),
+  z.object({ type: z.literal("postgres"), url: z.string().min(1), table: z.string().regex(/^[a-z_][a-z0-9_]{0,40}$/).optional() }).strict(),
+  /** Kept in this process only: lost on restart, never shared (tests, embedders). */
+  z.object({ type: z.literal("memory") }).strict(),
+]);
+
 export const serverSchema = z
   .object({
     host: z.string().default("127.0.0.1"),
+    /** Every file of an embedded backend and the default config store live under it (created on first use). */
+    data_dir: z.string().min(1).default("prism-data"),
+    /** Files or directories outside data_dir that file options may name (only from the operator's prism.yaml). */
+    allowed_paths: z.array(z.string().min(1)).default([]),
+    /** Default for `prism serve`: { type: sqlite, path: config.db } inside data_dir. In-process servers without one keep config in memory. */
+    config_store: configStoreSchema.optional(),
     grpc_port: z.number().int().min(0).max(65535).default(8980),
     /**
      * gRPC server implementation: "http2" (Prism's own on node:http2, src/ingress/grpc-h2.ts: about half the CPU per call)
@@ -118,14 +175,36 @@ export const serverSchema = z
 export const configSchema = z
   .object({
     server: serverSchema.default(serverSchema.parse({})),
+    /** Named backend instances, shared by the namespaces that name them (one pool, one breaker each). */
+    backends: z.record(z.string().regex(INSTANCE_NAME, "backend instance names are 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit"), backendSchema).default({}),
     namespaces: z.array(namespaceSchema).default([]),
   })
   .strict();
 
+/** An inline backend or a backend instance: its type and its options (validated by the driver's schema). */
+export type BackendSpec = { type: string } & Record<string, unknown>;
+/** How a slot names its backend: an instance name, automatic choice, or an inline private instance. */
+export type BackendRef = string | { auto: true } | BackendSpec;
+
 export type NamespaceConfigInput = z.input<typeof namespaceSchema>;
-export type NamespaceConfig = z.output<typeof namespaceSchema>;
+/**
+ * A validated namespace (src/config/load.ts): `primitives` derived, inline
+ * backends' options parsed with defaults. `backend` and the values of `slots`
+ * are BackendRefs (typed loosely so that existing code reading an inline
+ * `backend.type` keeps compiling; src/control/resolve.ts reads them through backendRefOf).
+ */
+export type NamespaceConfig = Omit<z.output<typeof namespaceSchema>, "primitives" | "backend" | "slots"> & {
+  primitives: PrimitiveName[];
+  backend?: any;
+  slots?: Record<string, any>;
+};
+export type NeedsConfig = z.output<typeof needsSchema>;
+export type ConfigStoreConfig = z.output<typeof configStoreSchema>;
 export type ServerConfig = z.output<typeof serverSchema>;
-export type PrismConfig = z.output<typeof configSchema>;
+export type PrismConfig = Omit<z.output<typeof configSchema>, "namespaces" | "backends"> & {
+  namespaces: NamespaceConfig[];
+  backends: Record<string, BackendSpec>;
+};
 
 
 export function requiredInterfaces(primitives: readonly PrimitiveName[]) {

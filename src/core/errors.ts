@@ -89,6 +89,11 @@ export const errors = {
   invalidArgument: (field: string, why: string) =>
     new PrismError(Code.INVALID_ARGUMENT, "PRISM_ERR_INVALID_ARGUMENT", `${field}: ${why}`),
   malformed: (what: string) => new PrismError(Code.INVALID_ARGUMENT, "PRISM_ERR_MALFORMED", what),
+  /** A backend instance (Admin.DeleteBackend / ApplyBackend, prism.yaml references) that is not declared. */
+  unknownBackendInstance: (name: string) =>
+    new PrismError(Code.NOT_FOUND, "PRISM_ERR_UNKNOWN_BACKEND", `backend instance "${name}" is not declared`),
+  /** A change the current configuration does not allow (deleting an instance that namespaces use). */
+  configConflict: (why: string) => new PrismError(Code.FAILED_PRECONDITION, "PRISM_ERR_CONFIG_CONFLICT", why),
   unknownNamespace: (ns: string) =>
     new PrismError(Code.NOT_FOUND, "PRISM_ERR_UNKNOWN_NAMESPACE", `namespace "${ns}" is not configured`),
   unknownMethod: (method: string) =>

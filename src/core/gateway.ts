@@ -16,7 +16,8 @@ import type { MethodDef, NsHandler } from "./methods.js";
 import { raceDeadline } from "../shedding/deadline.js";
 import type { Router, NamespaceRuntime } from "../router/router.js";
 import type { Subscription, SubscriptionSink } from "../backends/driver.js";
-import type { NamespaceConfig } from "../config/schema.js";
+import type { ResolvedNamespace } from "../config/resolve.js";
+export type { PathPolicy } from "../config/paths.js";
 
 /** Runs before the namespace handler; throw a PrismError to refuse the call. */
 export type Middleware = (ctx: RequestContext, ns: NamespaceRuntime | undefined) => void;
@@ -49,10 +50,46 @@ export interface GatewayObserver {
 
 export type BackendCall = (ns: NamespaceRuntime, req: any, ctx: RequestContext) => Promise<object>;
 
-/** Applies namespace changes. Single process: the router. Several workers: every worker, through the primary. */
+export interface ApplyNamespaceResult {
+  /** As applied (or, dry run, as it would be). */
+  namespace: ResolvedNamespace;
+  created: boolean;
+  /** The store revision of the change (dry run: the current one). */
+  revision: number;
+  applied: boolean;
+}
+
+export interface BackendInstanceInfo {
+  name: string;
+  type: string;
+  /** Driver options (Admin redacts secrets before answering). */
+  options: Record<string, unknown>;
+  /** Namespaces using it. */
+  namespaces: string[];
+  revision: number;
+}
+
+export interface ApplyBackendResult {
+  backend: BackendInstanceInfo;
+  created: boolean;
+  revision: number;
+  applied: boolean;
+  /** Namespaces re-applied on the new definition. */
+  namespaces: string[];
+}
+
+/**
+ * Namespace and backend-instance changes (Admin). One process: its control
+ * agent (src/control/agent.ts) writes the config store and applies to the
+ * router. Several workers: the primary's agent, reached over IPC.
+ */
 export interface ControlPlane {
-  apply(ns: NamespaceConfig): Promise<boolean>;
-  delete(name: string): Promise<boolean>;
+  /** `entry`: a namespace object, or its YAML/JSON text (the older `config` field). */
+  applyNamespace(entry: unknown, opts?: { dryRun?: boolean }): Promise<ApplyNamespaceResult>;
+  deleteNamespace(name: string): Promise<{ deleted: boolean; revision: number }>;
+  applyBackend(name: string, spec: unknown, opts?: { dryRun?: boolean }): Promise<ApplyBackendResult>;
+  deleteBackend(name: string): Promise<{ deleted: boolean; revision: number }>;
+  listBackendInstances(): Promise<BackendInstanceInfo[]>;
 }
 
 export interface GatewayOptions {
@@ -61,7 +98,7 @@ export interface GatewayOptions {
   workers: number;
   /** This worker's index (0-based) when several serve; 0 otherwise. */
   workerIndex?: number;
-  control?: ControlPlane;
+  control: ControlPlane;
   forwarder?: Forwarder;
   observer?: GatewayObserver;
 }
@@ -81,7 +118,7 @@ export class Gateway {
     this.version = opts.version;
     this.workers = opts.workers;
     this.workerIndex = opts.workerIndex ?? 0;
-    this.control = opts.control ?? { apply: (c) => opts.router.apply(c), delete: (n) => opts.router.delete(n) };
+    this.control = opts.control;
     this.forwarder = opts.forwarder;
     this.observer = opts.observer;
   }

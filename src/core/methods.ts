@@ -110,6 +110,10 @@ export const METHODS: readonly MethodDef[] = [
   def(M.ADMIN_DELETE_NAMESPACE, "Admin", "DeleteNamespace", "DeleteNamespaceRequest", "DeleteNamespaceResponse", { admin: admin.deleteNamespace }),
   def(M.ADMIN_LIST_BACKENDS, "Admin", "ListBackends", "ListBackendsRequest", "ListBackendsResponse", { admin: admin.listBackends, idempotent: true }),
   def(M.ADMIN_HEALTH, "Admin", "Health", "HealthRequest", "HealthResponse", { admin: admin.health, idempotent: true }),
+  def(M.ADMIN_APPLY_BACKEND, "Admin", "ApplyBackend", "ApplyBackendRequest", "ApplyBackendResponse", { admin: admin.applyBackend }),
+  def(M.ADMIN_DELETE_BACKEND, "Admin", "DeleteBackend", "DeleteBackendRequest", "DeleteBackendResponse", { admin: admin.deleteBackend }),
+  def(M.ADMIN_LIST_BACKEND_INSTANCES, "Admin", "ListBackendInstances", "ListBackendInstancesRequest", "ListBackendInstancesResponse", { admin: admin.listBackendInstances, idempotent: true }),
+  def(M.ADMIN_LIST_PATTERNS, "Admin", "ListPatterns", "ListPatternsRequest", "ListPatternsResponse", { admin: admin.listPatterns, idempotent: true }),
 ];
 
 /** Indexed by WebSocket method id (a dense array: one bounds check per frame). */

@@ -15,6 +15,7 @@ import { fileURLToPath } from "node:url";
 import type protobuf from "protobufjs";
 import { errors } from "../core/errors.js";
 import { METHODS, type MessageCodec } from "../core/methods.js";
+import { jsonToStruct } from "../core/struct.js";
 
 // ------------------------------------------------------------------ reflection
 
@@ -240,6 +241,8 @@ function scalar(fp: FieldPlan, kind: ScalarKind, v: unknown, path: string): unkn
 
 function message(plan: MessagePlan, v: unknown, path: string): Record<string, unknown> {
   if (v === null || typeof v !== "object" || Array.isArray(v)) bad(path || "request body", `a JSON object (${plan.fullName})`, v);
+  // proto3 JSON maps google.protobuf.Struct to any JSON object.
+  if (plan.fullName === "google.protobuf.Struct") return jsonToStruct(v as Record<string, unknown>) as Record<string, unknown>;
   const out: Record<string, unknown> = {};
   for (const name in v as Record<string, unknown>) {
     const value = (v as Record<string, unknown>)[name];

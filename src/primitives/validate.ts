@@ -1,6 +1,7 @@
 /** Shared argument checks. Each error names the field and the limit. */
 import { errors } from "../core/errors.js";
 import type { InterfaceName } from "../core/interfaces.js";
+import { primitiveOf } from "../patterns/registry.js";
 import type { NamespaceRuntime } from "../router/router.js";
 
 export function requireKey(ns: NamespaceRuntime, key: string, field = "key"): void {
@@ -51,7 +52,12 @@ export function requirePattern(pattern: string, field = "pattern"): boolean {
 }
 
 export function requireInterface(ns: NamespaceRuntime, iface: InterfaceName): void {
-  if (!ns.interfaces.has(iface)) throw errors.interfaceMissing(ns.name, ns.backendType, iface);
+  if (!ns.interfaces.has(iface)) {
+    const p = primitiveOf(iface);
+    const slot = ns.slots.find((s) => s.primitive === p);
+    const backend = slot === undefined ? ns.backendType : slot.instance ? `${slot.instance}" (${slot.backendType}) in slot "${slot.slot}` : slot.backendType;
+    throw errors.interfaceMissing(ns.name, backend, iface);
+  }
 }
 
 /** A bounded count: 0 means the default; above max is refused. */

@@ -1,27 +1,48 @@
 /**
- * The namespace router: namespace name → its runtime (config, limits, the
- * backend's claimed interfaces, the stores). Backend instances are shared by
- * namespaces whose backend block is identical (one pool per Redis URL, one
- * handle per SQLite file). Applying or deleting a namespace swaps one map
- * entry: calls already running finish on the runtime they started with.
+ * The namespace router: namespace name → its runtime (config, limits, its
+ * slots and their backends' claimed interfaces, the stores). Backend instances
+ * are pooled by their options: every namespace naming one instance (or with an
+ * identical inline backend) shares one connection pool / file handle and one
+ * circuit breaker. Applying or deleting a namespace swaps one map entry: calls
+ * already running finish on the runtime they started with.
  */
 import type { Clock } from "../core/clock.js";
 import type { InterfaceName, PrimitiveName } from "../core/interfaces.js";
 import type { BackendDriver, BackendInstance, NamespaceLimits, NamespaceStores } from "../backends/driver.js";
 import { loadDriver } from "../backends/registry.js";
 import type { NamespaceConfig } from "../config/schema.js";
+import type { ResolvedNamespace } from "../config/resolve.js";
 import { limitsOf } from "../config/defaults.js";
+import { primitiveOf } from "../patterns/registry.js";
 import { CircuitBreaker, DEFAULT_BREAKER, guardStores, type BreakerOptions } from "../shedding/breaker.js";
+
+/** One slot of a namespace: the backend instance that serves it. */
+export interface SlotRuntime {
+  readonly slot: string;
+  readonly primitive: PrimitiveName;
+  /** The instance's name ("" for an inline backend). */
+  readonly instance: string;
+  readonly backendType: string;
+  readonly interfaces: ReadonlySet<InterfaceName>;
+  /** This namespace's stores on the slot's instance (guarded by the instance's breaker); empty when another worker owns the state. */
+  readonly stores: NamespaceStores;
+}
 
 export interface NamespaceRuntime {
   readonly name: string;
   readonly config: NamespaceConfig;
+  /** Pattern, slots and the backend choice explained (src/config/resolve.ts). */
+  readonly resolved: ResolvedNamespace;
   readonly limits: NamespaceLimits;
+  /** The backend type; several slots on different types: "redis+postgres" (metric label, errors). */
   readonly backendType: string;
+  /** Per primitive, the interfaces its slot's backend claims (one lookup per optional-interface check). */
   readonly interfaces: ReadonlySet<InterfaceName>;
   readonly primitives: ReadonlySet<PrimitiveName>;
+  /** Per primitive, the store of the slot serving it. */
   readonly stores: NamespaceStores;
-  /** The driver's BackendDriver.inProcess: calls are not retried (src/core/gateway.ts). */
+  readonly slots: readonly SlotRuntime[];
+  /** Every slot's driver is in-process (memstore): calls are not retried (src/core/gateway.ts). */
   readonly inProcess?: boolean;
   /**
    * Metric series of this runtime by method id, cached by src/observability
@@ -36,7 +57,7 @@ export interface NamespaceRuntime {
 }
 
 /** Where a namespace's state lives. The default: here. src/workers supplies one for multi-worker embedded backends. */
-export type Placement = (ns: NamespaceConfig) => number | undefined;
+export type Placement = (ns: ResolvedNamespace) => number | undefined;
 
 interface PooledInstance {
   instance: BackendInstance;
@@ -48,6 +69,8 @@ interface PooledInstance {
 export interface RouterOptions {
   /** Circuit breaker defaults (server.breaker); a namespace's `breaker` block overrides them for its instance. */
   breaker?: BreakerOptions;
+  /** How long an instance no namespace holds stays open for the calls still running on it (default 10 s). */
+  releaseGraceMs?: number;
 }
 
 function stableJson(v: unknown): string {
@@ -60,10 +83,15 @@ function stableJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
+/** Per namespace: the pool keys of the instances it holds (one ref each). */
+type Held = string[];
+
 export class Router {
   private readonly namespaces = new Map<string, NamespaceRuntime>();
   private readonly instances = new Map<string, PooledInstance>();
-  private readonly instanceKeyOf = new Map<string, string>();
+  private readonly held = new Map<string, Held>();
+  private readonly retiring = new Map<string, { timer: ReturnType<typeof setTimeout>; close(): void }>();
+  private closing = false;
 
   constructor(
     private readonly clock: Clock,
@@ -80,86 +108,169 @@ export class Router {
     return [...this.namespaces.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
   }
 
-  /** Applies a validated namespace config; returns true when it is new. */
-  async apply(config: NamespaceConfig): Promise<boolean> {
-    const { type, ...options } = config.backend;
-    const driver: BackendDriver<any> = await loadDriver(type);
+  get size(): number {
+    return this.namespaces.size;
+  }
+
+  /** Applies a resolved namespace (src/config/resolve.ts); returns true when it is new. */
+  async apply(resolved: ResolvedNamespace): Promise<boolean> {
+    const config = resolved.config;
     const limits = limitsOf(config);
-    const owner = this.placement(config);
-    let stores: NamespaceStores = {};
-    let key = "";
-    if (owner === undefined) {
-      // Validated and defaulted by src/config/load.ts (checkNamespace) wherever the config entered.
-      const parsed = options;
-      key = `${type}:${stableJson(parsed)}`;
-      let pooled = this.instances.get(key);
-      if (!pooled) {
-        pooled = {
-          instance: driver.create(parsed, { clock: this.clock, log: (l, m) => this.log(l, `[${type}] ${m}`) }),
-          refs: 0,
-          breaker: new CircuitBreaker(`${type} (namespace ${config.name})`, this.options.breaker ?? DEFAULT_BREAKER, this.clock),
-        };
-        this.instances.set(key, pooled);
+    const owner = this.placement(resolved);
+    const held: Held = [];
+    const storesByKey = new Map<string, NamespaceStores>();
+    const slots: SlotRuntime[] = [];
+    const stores: { -readonly [K in keyof NamespaceStores]: NamespaceStores[K] } = {};
+    const interfaces = new Set<InterfaceName>();
+    const closers: (() => Promise<void>)[] = [];
+    const served = new Set<PrimitiveName>();
+    for (const s of resolved.slots) {
+      const driver: BackendDriver<any> = await loadDriver(s.type);
+      let slotStores: NamespaceStores = {};
+      if (owner === undefined) {
+        const key = `${s.type}:${stableJson(s.options)}`;
+        let ns = storesByKey.get(key);
+        if (ns === undefined) {
+          const pooled = this.pooled(key, s.type, s.instance, s.options, driver, config.name);
+          held.push(key);
+          if (config.breaker) pooled.breaker.options = { failures: config.breaker.failures, probeAfterMs: config.breaker.probe_after_ms };
+          pooled.breaker.namespaces.add(config.name);
+          const raw = pooled.instance.namespace(config.name, limits);
+          if (raw.close) closers.push(() => raw.close!());
+          ns = guardStores(raw, pooled.breaker);
+          storesByKey.set(key, ns);
+        }
+        slotStores = ns;
       }
-      pooled.refs++;
-      if (config.breaker) pooled.breaker.options = { failures: config.breaker.failures, probeAfterMs: config.breaker.probe_after_ms };
-      pooled.breaker.namespaces.add(config.name);
-      stores = guardStores(pooled.instance.namespace(config.name, limits), pooled.breaker);
+      const claimed = new Set<InterfaceName>(driver.interfaces);
+      slots.push({ slot: s.slot, primitive: s.primitive, instance: s.instance, backendType: s.type, interfaces: claimed, stores: slotStores });
+      // A primitive is served by the first slot of its family: its store and its interface claims.
+      if (!served.has(s.primitive)) {
+        served.add(s.primitive);
+        if (owner === undefined) (stores as Record<string, unknown>)[s.primitive] = slotStores[s.primitive];
+        for (const i of driver.interfaces) if (primitiveOf(i) === s.primitive) interfaces.add(i);
+      }
     }
+    if (closers.length) stores.close = async () => void (await Promise.all(closers.map((c) => c().catch(() => {}))));
+    const types = [...new Set(resolved.slots.map((s) => s.type))];
     const runtime: NamespaceRuntime = {
       name: config.name,
       config,
+      resolved,
       limits,
-      backendType: type,
-      interfaces: new Set(driver.interfaces),
+      backendType: types.join("+"),
+      interfaces,
       primitives: new Set(config.primitives),
       stores,
+      slots,
       owner,
-      inProcess: driver.inProcess === true,
+      inProcess: resolved.slots.length > 0 && resolved.slots.every((s) => s.inProcess),
       metricSeries: undefined,
     };
     const previous = this.namespaces.get(config.name);
-    const previousKey = this.instanceKeyOf.get(config.name);
+    const previousHeld = this.held.get(config.name);
     this.namespaces.set(config.name, runtime);
-    this.instanceKeyOf.set(config.name, key);
-    if (previous) await this.release(previous, previousKey);
+    this.held.set(config.name, held);
+    if (previous) await this.release(previous, previousHeld ?? []);
     return !previous;
+  }
+
+  private pooled(key: string, type: string, instance: string, options: Record<string, unknown>, driver: BackendDriver<any>, firstNamespace: string): PooledInstance {
+    let pooled = this.instances.get(key);
+    const retiring = this.retiring.get(key);
+    if (retiring) {
+      clearTimeout(retiring.timer);
+      this.retiring.delete(key);
+    }
+    if (!pooled) {
+      const label = instance ? `${instance} (${type})` : type;
+      pooled = {
+        instance: driver.create(options, { clock: this.clock, log: (l, m) => this.log(l, `[${label}] ${m}`) }),
+        refs: 0,
+        breaker: new CircuitBreaker(instance ? label : `${type} (namespace ${firstNamespace})`, this.options.breaker ?? DEFAULT_BREAKER, this.clock),
+      };
+      this.instances.set(key, pooled);
+    }
+    pooled.refs++;
+    return pooled;
   }
 
   async delete(name: string): Promise<boolean> {
     const previous = this.namespaces.get(name);
     if (!previous) return false;
-    const key = this.instanceKeyOf.get(name);
+    const held = this.held.get(name) ?? [];
     this.namespaces.delete(name);
-    this.instanceKeyOf.delete(name);
-    await this.release(previous, key);
+    this.held.delete(name);
+    await this.release(previous, held);
     return true;
   }
 
-  private async release(rt: NamespaceRuntime, key: string | undefined): Promise<void> {
+  private async release(rt: NamespaceRuntime, held: Held): Promise<void> {
     await rt.stores.close?.().catch(() => {});
-    if (!key) return;
-    const pooled = this.instances.get(key);
-    if (pooled && rt.name !== "" && this.instanceKeyOf.get(rt.name) !== key) pooled.breaker.namespaces.delete(rt.name);
-    if (pooled && --pooled.refs <= 0) {
-      this.instances.delete(key);
-      await pooled.instance.close().catch((e) => this.log("warn", `closing ${key}: ${(e as Error).message}`));
+    const now = this.held.get(rt.name) ?? [];
+    for (const key of held) {
+      const pooled = this.instances.get(key);
+      if (!pooled) continue;
+      if (!now.includes(key)) pooled.breaker.namespaces.delete(rt.name);
+      if (--pooled.refs <= 0) this.retire(key, pooled);
     }
   }
 
-  /** The circuit breaker of the instance behind a namespace (Admin Health). */
-  breakerOf(name: string): CircuitBreaker | undefined {
-    const key = this.instanceKeyOf.get(name);
+  /**
+   * An instance no namespace holds any more closes after a grace period, so
+   * calls that started on the previous configuration of a namespace finish on
+   * it; a namespace taking it up again meanwhile keeps it open.
+   */
+  private retire(key: string, pooled: PooledInstance): void {
+    const grace = this.closing ? 0 : (this.options.releaseGraceMs ?? 10_000);
+    const close = () => {
+      if (pooled.refs > 0 || this.instances.get(key) !== pooled) return;
+      this.instances.delete(key);
+      this.retiring.delete(key);
+      pooled.instance.close().catch((e) => this.log("warn", `closing ${key}: ${(e as Error).message}`));
+    };
+    if (grace === 0) return close();
+    const t = setTimeout(close, grace);
+    t.unref?.();
+    this.retiring.set(key, { timer: t, close });
+  }
+
+  /** The circuit breaker of the (first) instance behind a namespace (Admin Health). */
+  breakerOf(name: string, slot = 0): CircuitBreaker | undefined {
+    const key = this.keyOf(name, slot);
     return key ? this.instances.get(key)?.breaker : undefined;
   }
 
-  /** The instance behind a namespace (health checks). */
-  instanceOf(name: string): BackendInstance | undefined {
-    const key = this.instanceKeyOf.get(name);
+  /** The instance behind a namespace's slot (health checks). */
+  instanceOf(name: string, slot = 0): BackendInstance | undefined {
+    const key = this.keyOf(name, slot);
     return key ? this.instances.get(key)?.instance : undefined;
   }
 
+  private keyOf(name: string, slot: number): string | undefined {
+    const rt = this.namespaces.get(name);
+    const s = rt?.resolved.slots[slot];
+    return s && rt.owner === undefined ? `${s.type}:${stableJson(s.options)}` : undefined;
+  }
+
+  /** Distinct backend instances open in this process. */
+  get instanceCount(): number {
+    return this.instances.size;
+  }
+
   async close(): Promise<void> {
+    this.closing = true;
     for (const name of [...this.namespaces.keys()]) await this.delete(name);
+    const closes: Promise<void>[] = [];
+    for (const [key, r] of this.retiring) {
+      clearTimeout(r.timer);
+      const pooled = this.instances.get(key);
+      if (pooled && pooled.refs <= 0) {
+        this.instances.delete(key);
+        closes.push(pooled.instance.close().catch(() => {}));
+      }
+    }
+    this.retiring.clear();
+    await Promise.all(closes);
   }
 }

@@ -18,10 +18,15 @@
 import cluster, { type Worker } from "node:cluster";
 import { rmSync } from "node:fs";
 import { createServer } from "node:net";
-import type { NamespaceConfig, PrismConfig } from "../config/schema.js";
+import { resolve } from "node:path";
+import type { PrismConfig } from "../config/schema.js";
+import { ControlAgent } from "../control/agent.js";
+import { openConfigStore } from "../control/stores.js";
+import { configStoreSpec } from "../control/store-spec.js";
+import { toPrismError } from "../core/errors.js";
 import type { Log } from "../server.js";
 import { servePrimaryMetrics } from "../observability/cluster-metrics.js";
-import { meshSocketPath, type ToPrimary, type ToWorker, type WireError, type WorkerInit } from "./ipc.js";
+import { CONTROL_OPS, meshSocketPath, type ToPrimary, type ToWorker, type WireError, type WorkerInit } from "./ipc.js";
 import { serverNodeFlags } from "./node-flags.js";
 
 const DRAIN_MS = 10_000;
@@ -61,11 +66,9 @@ interface Slot {
 }
 
 interface Broadcast {
-  from: Worker;
-  originId: number;
   waiting: Set<number>;
-  result: boolean;
   error: WireError | undefined;
+  done(): void;
 }
 
 /** Runs the primary until SIGTERM/SIGINT; resolves with the exit code. */
@@ -73,8 +76,6 @@ export async function runPrimary(opts: ClusterOptions): Promise<number> {
   const { log } = opts;
   const grpcPort = opts.grpcPort || (await freePort(opts.host));
   const httpPort = opts.httpPort || (await freePort(opts.host));
-  // The current namespace set: the config's, then every applied change. Re-forked workers start from it.
-  const namespaces = new Map<string, NamespaceConfig>(opts.config.namespaces.map((n) => [n.name, n]));
   const slots: (Slot | undefined)[] = [];
   const listening = new Set<number>();
   const broadcasts = new Map<number, Broadcast>();
@@ -92,7 +93,9 @@ export async function runPrimary(opts: ClusterOptions): Promise<number> {
 
   function init(): WorkerInit {
     return {
-      config: { ...opts.config, namespaces: [...namespaces.values()] },
+      config: opts.config,
+      // The current namespace set, as the control agent applied it: re-forked workers start from it.
+      namespaces: agent.appliedNamespaces(),
       workers: opts.workers,
       host: opts.host,
       grpcPort,
@@ -118,30 +121,53 @@ export async function runPrimary(opts: ClusterOptions): Promise<number> {
   function settle(id: number, b: Broadcast): void {
     if (b.waiting.size > 0) return;
     broadcasts.delete(id);
-    sendTo(b.from, b.error ? { t: "ctl-done", id: b.originId, ok: false, error: b.error } : { t: "ctl-done", id: b.originId, ok: true, result: b.result });
+    if (b.error) log("error", `a worker could not apply a namespace change: ${b.error.message}`);
+    b.done();
   }
 
-  function control(from: Worker, msg: Extract<ToPrimary, { t: "ctl" }>): void {
+  /** Sends a namespace change to every live worker; resolves when all acknowledged (or died). */
+  function broadcast(make: (id: number) => ToWorker): Promise<void> {
     const id = nextBroadcast++;
-    let result: boolean;
-    let out: ToWorker;
-    if (msg.op === "apply") {
-      result = !namespaces.has(msg.config.name);
-      namespaces.set(msg.config.name, msg.config);
-      out = { t: "apply", id, config: msg.config };
-    } else {
-      result = namespaces.delete(msg.name);
-      out = { t: "delete", id, name: msg.name };
-    }
-    const b: Broadcast = { from, originId: msg.id, waiting: new Set(), result, error: undefined };
-    broadcasts.set(id, b);
-    for (const [i, s] of slots.entries()) {
-      if (s?.live && s.worker.isConnected()) {
-        b.waiting.add(i);
-        s.worker.send(out);
+    return new Promise<void>((resolve) => {
+      const b: Broadcast = { waiting: new Set(), error: undefined, done: resolve };
+      broadcasts.set(id, b);
+      const out = make(id);
+      for (const [i, s] of slots.entries()) {
+        if (s?.live && s.worker.isConnected()) {
+          b.waiting.add(i);
+          s.worker.send(out);
+        }
       }
+      settle(id, b);
+    });
+  }
+
+  // The control agent of this gateway: the config store, seeded from prism.yaml, applied to every worker.
+  const store = await openConfigStore(configStoreSpec(opts.config.server));
+  const agent = new ControlAgent({
+    store,
+    log,
+    paths: { dataDir: resolve(opts.config.server.data_dir), allowedPaths: opts.config.server.allowed_paths.map((p) => resolve(p)) },
+    sink: {
+      apply: (r) => broadcast((id) => ({ t: "apply", id, resolved: r })),
+      delete: (name) => broadcast((id) => ({ t: "delete", id, name })),
+    },
+  });
+  await agent.start({ backends: opts.config.backends, namespaces: opts.config.namespaces });
+
+  /** An Admin change from a worker: the agent runs it; the worker gets its result. */
+  function control(from: Worker, msg: Extract<ToPrimary, { t: "ctl" }>): void {
+    if (!CONTROL_OPS.includes(msg.op)) {
+      sendTo(from, { t: "ctl-done", id: msg.id, ok: false, error: { code: 12, reason: "PRISM_ERR_UNKNOWN_METHOD", message: `unknown control op ${msg.op}` } });
+      return;
     }
-    settle(id, b);
+    (agent[msg.op] as (...a: unknown[]) => Promise<unknown>).apply(agent, msg.args).then(
+      (result) => sendTo(from, { t: "ctl-done", id: msg.id, ok: true, result }),
+      (e) => {
+        const p = toPrismError(e);
+        sendTo(from, { t: "ctl-done", id: msg.id, ok: false, error: { code: p.code, reason: p.reason, message: p.message } });
+      },
+    );
   }
 
   function onMessage(index: number, worker: Worker, msg: ToPrimary): void {
@@ -233,6 +259,7 @@ export async function runPrimary(opts: ClusterOptions): Promise<number> {
       if (s) s.worker.process.kill("SIGKILL");
       rmSync(meshSocketPath(process.pid, i), { force: true });
     }
+    await agent.close().catch(() => {});
     done(code);
   }
 

@@ -2,9 +2,10 @@
  * Which worker owns a namespace's state. Embedded backends keep their state
  * inside one process, so exactly one worker may hold it; networked backends
  * are their own coherence point and every worker talks to them directly.
+ * A namespace with any slot on an embedded backend is owned by one worker.
  */
 import type { Placement } from "../router/router.js";
-import type { NamespaceConfig } from "../config/schema.js";
+import type { ResolvedNamespace } from "../config/resolve.js";
 
 /** Backends whose state lives in the process that opened them. */
 export const EMBEDDED_BACKENDS: ReadonlySet<string> = new Set(["memstore", "sqlite"]);
@@ -19,11 +20,15 @@ export function ownerOf(namespace: string, workers: number): number {
   return (h >>> 0) % workers;
 }
 
+export function isEmbedded(r: ResolvedNamespace): boolean {
+  return r.slots.some((s) => EMBEDDED_BACKENDS.has(s.type));
+}
+
 /** The placement of worker `self` among `workers`: the owner's index, or undefined when the call is served here. */
 export function workerPlacement(self: number, workers: number): Placement {
-  return (ns: NamespaceConfig) => {
-    if (workers <= 1 || !EMBEDDED_BACKENDS.has(ns.backend.type)) return undefined;
-    const owner = ownerOf(ns.name, workers);
+  return (r: ResolvedNamespace) => {
+    if (workers <= 1 || !isEmbedded(r)) return undefined;
+    const owner = ownerOf(r.config.name, workers);
     return owner === self ? undefined : owner;
   };
 }

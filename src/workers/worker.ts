@@ -5,12 +5,12 @@
  */
 import { startServer, stderrLog, type RunningServer } from "../server.js";
 import { PrismError, errors, toPrismError, type Code } from "../core/errors.js";
-import type { ControlPlane } from "../core/gateway.js";
-import type { NamespaceConfig } from "../config/schema.js";
+import type { ApplyBackendResult, ApplyNamespaceResult, BackendInstanceInfo, ControlPlane } from "../core/gateway.js";
+import type { ResolvedNamespace } from "../config/resolve.js";
 import { workerPlacement } from "./placement.js";
 import { MeshForwarder } from "./mesh-client.js";
 import { startMeshServer, type MeshServer } from "./mesh-server.js";
-import { meshSocketPath, type ToPrimary, type ToWorker, type WireError, type WorkerInit } from "./ipc.js";
+import { meshSocketPath, type ControlOp, type ToPrimary, type ToWorker, type WireError, type WorkerInit } from "./ipc.js";
 
 const DRAIN_MS = 10_000;
 /** Room for the frame header and its optional fields (traceparent) around a request body. */
@@ -26,33 +26,41 @@ function toWire(e: unknown): WireError {
   return { code: p.code, reason: p.reason, message: p.message };
 }
 
-/** Namespace changes go to the primary, which applies them to every worker (this one included) and replies when all did. */
+/** Admin changes go to the primary, whose control agent writes the store and applies them to every worker (this one included). */
 class IpcControlPlane implements ControlPlane {
   private nextId = 1;
-  private readonly waiting = new Map<number, { resolve(v: boolean): void; reject(e: Error): void }>();
+  private readonly waiting = new Map<number, { resolve(v: any): void; reject(e: Error): void }>();
 
-  private call(msg: { op: "apply"; config: NamespaceConfig } | { op: "delete"; name: string }): Promise<boolean> {
+  private call<T>(op: ControlOp, args: unknown[]): Promise<T> {
     if (!process.connected) return Promise.reject(errors.unavailable("the primary process is gone"));
     const id = this.nextId++;
-    return new Promise((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       this.waiting.set(id, { resolve, reject });
-      send({ t: "ctl", id, ...msg } as ToPrimary);
+      send({ t: "ctl", id, op, args });
     });
   }
 
-  apply(config: NamespaceConfig): Promise<boolean> {
-    return this.call({ op: "apply", config });
+  applyNamespace(entry: unknown, opts?: { dryRun?: boolean }) {
+    return this.call<ApplyNamespaceResult>("applyNamespace", [entry, opts ?? {}]);
+  }
+  deleteNamespace(name: string) {
+    return this.call<{ deleted: boolean; revision: number }>("deleteNamespace", [name]);
+  }
+  applyBackend(name: string, spec: unknown, opts?: { dryRun?: boolean }) {
+    return this.call<ApplyBackendResult>("applyBackend", [name, spec, opts ?? {}]);
+  }
+  deleteBackend(name: string) {
+    return this.call<{ deleted: boolean; revision: number }>("deleteBackend", [name]);
+  }
+  listBackendInstances() {
+    return this.call<BackendInstanceInfo[]>("listBackendInstances", []);
   }
 
-  delete(name: string): Promise<boolean> {
-    return this.call({ op: "delete", name });
-  }
-
-  done(id: number, ok: boolean, result: boolean | undefined, error: WireError | undefined): void {
+  done(id: number, ok: boolean, result: unknown, error: WireError | undefined): void {
     const w = this.waiting.get(id);
     if (!w) return;
     this.waiting.delete(id);
-    if (ok) w.resolve(!!result);
+    if (ok) w.resolve(result);
     else w.reject(new PrismError(error!.code as Code, error!.reason, error!.message));
   }
 
@@ -93,6 +101,7 @@ export function runWorker(): void {
       host: init.host,
       grpcPort: init.grpcPort,
       httpPort: init.httpPort,
+      namespaces: init.namespaces,
       workers: init.workers,
       workerIndex: index,
       placement: workerPlacement(index, init.workers),
@@ -105,10 +114,10 @@ export function runWorker(): void {
     send({ t: "listening", grpcPort: server.grpcPort, httpPort: server.httpPort });
   }
 
-  async function onApply(id: number, config: NamespaceConfig): Promise<void> {
+  async function onApply(id: number, resolved: ResolvedNamespace): Promise<void> {
     try {
-      const created = await server!.router.apply(config);
-      send({ t: "ack", id, ok: true, created });
+      await server!.router.apply(resolved);
+      send({ t: "ack", id, ok: true });
     } catch (e) {
       send({ t: "ack", id, ok: false, error: toWire(e) });
     }
@@ -116,8 +125,8 @@ export function runWorker(): void {
 
   async function onDelete(id: number, name: string): Promise<void> {
     try {
-      const deleted = await server!.router.delete(name);
-      send({ t: "ack", id, ok: true, created: deleted });
+      await server!.router.delete(name);
+      send({ t: "ack", id, ok: true });
     } catch (e) {
       send({ t: "ack", id, ok: false, error: toWire(e) });
     }
@@ -133,7 +142,7 @@ export function runWorker(): void {
         });
         return;
       case "apply":
-        void onApply(msg.id, msg.config);
+        void onApply(msg.id, msg.resolved);
         return;
       case "delete":
         void onDelete(msg.id, msg.name);

@@ -46,6 +46,7 @@
  */
 import { describe, it, before, after } from "node:test";
 import { randomBytes } from "node:crypto";
+import { tmpdir } from "node:os";
 import { setTimeout as sleep } from "node:timers/promises";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
@@ -192,7 +193,8 @@ export function runAcceptance(fixture: BackendFixture, opts: { transports?: Tran
         before(async () => {
           const clock = fixture.clock === "manual" ? new ManualClock() : undefined;
           ctx.clock = clock;
-          const config = await validateConfig({ namespaces: [] }, "acceptance");
+          // Fixtures keep their files (sqlite) in the temp directory: the operator's allowed_paths lets Admin name them.
+          const config = await validateConfig({ server: { allowed_paths: [tmpdir()] }, namespaces: [] }, "acceptance");
           ctx.server = await startServer({ config, clock, grpcPort: 0, httpPort: 0, log: () => {} });
           ctx.client = await connect(url(transport, ctx.server));
         });

@@ -13,7 +13,7 @@ test("prism validate: a good file is ok, a bad one names file, path and reason (
     const good = join(dir, "good.yaml");
     writeFileSync(
       good,
-      `namespaces:\n  - name: a\n    backend: { type: memstore }\n  - name: b\n    primitives: [keyvalue, queue]\n    backend: { type: sqlite, path: ${JSON.stringify(join(dir, "b.db"))} }\n`,
+      `server:\n  data_dir: ${JSON.stringify(dir)}\nnamespaces:\n  - name: a\n    backend: { type: memstore }\n  - name: b\n    primitives: [keyvalue, queue]\n    backend: { type: sqlite, path: b.db }\n`,
     );
     const ok = await runPrism(["validate", good]);
     assert.equal(ok.code, 0, ok.stderr);

@@ -1,5 +1,8 @@
 /** Runs `node bin/prism.js …` as a child process for the end-to-end tests. */
 import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 export const ROOT = fileURLToPath(new URL("../../../", import.meta.url));
@@ -20,9 +23,14 @@ export interface PrismProcess {
   stop(signal?: NodeJS.Signals): Promise<number | string>;
 }
 
+export function freshDataDir(): string {
+  return mkdtempSync(join(tmpdir(), "prism-data-"));
+}
+
 /** Spawns `prism serve …` and resolves once it prints its `listening` line. */
 export function startPrism(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<PrismProcess> {
-  const env: NodeJS.ProcessEnv = { ...process.env, PRISM_QUIET: "1", ...opts.env };
+  // A data directory of its own (config store, embedded files), unless the caller or its prism.yaml names one.
+  const env: NodeJS.ProcessEnv = { ...process.env, PRISM_QUIET: "1", PRISM_DATA_DIR: freshDataDir(), ...opts.env };
   delete env.PRISM_CONFIG;
   if (opts.env?.PRISM_CONFIG) env.PRISM_CONFIG = opts.env.PRISM_CONFIG;
   const child = spawn(process.execPath, [PRISM_BIN, "serve", ...args], { cwd: opts.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
@@ -62,7 +70,7 @@ export function startPrism(args: string[], opts: { cwd?: string; env?: NodeJS.Pr
 
 /** Runs a CLI command to completion. */
 export function runPrism(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const env = { ...process.env, PRISM_QUIET: "1", ...opts.env };
+  const env = { ...process.env, PRISM_QUIET: "1", PRISM_DATA_DIR: freshDataDir(), ...opts.env };
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [PRISM_BIN, ...args], { cwd: opts.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
     let stdout = "";

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { connect, Code, PrismError } from "@prism/client";
 import { startServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
@@ -14,7 +14,7 @@ import { RequestContext } from "../../src/core/context.js";
 import { METHOD_BY_PATH } from "../../src/core/methods.js";
 
 async function config(file: string) {
-  return validateConfig({ namespaces: [{ name: "jobs", backend: { type: "sqlite", path: file } }] }, "shutdown-test");
+  return validateConfig({ server: { data_dir: dirname(file) }, namespaces: [{ name: "jobs", backend: { type: "sqlite", path: basename(file) } }] }, "shutdown-test");
 }
 
 // The poll waits up to 20 s: only the drain can end it (empty) within the 15 s timeout.

@@ -21,7 +21,7 @@ test("acknowledged keys and queue messages survive SIGKILL mid-stream", async ()
   const ns = `dur-${randomUUID().slice(0, 8)}`;
   const queue = "jobs";
   const cfg = join(dir, "prism.yaml");
-  writeFileSync(cfg, `namespaces:\n  - name: ${ns}\n    backend: { type: sqlite, path: ${JSON.stringify(join(dir, "data.db"))} }\n`);
+  writeFileSync(cfg, `server:\n  data_dir: ${JSON.stringify(dir)}\nnamespaces:\n  - name: ${ns}\n    backend: { type: sqlite, path: data.db }\n`);
   const args = ["--workers", "1", "--config", cfg, "--grpc-port", "0", "--http-port", "0"];
   try {
     const first = await startPrism(args);

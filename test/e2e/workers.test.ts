@@ -36,13 +36,15 @@ before(async () => {
   writeFileSync(
     cfg,
     [
+      "server:",
+      `  data_dir: ${JSON.stringify(dir)}`,
       "namespaces:",
       `  - name: ${MEM}`,
       "    backend: { type: memstore }",
       `  - name: ${MEM2}`,
       "    backend: { type: memstore }",
       `  - name: ${SQL}`,
-      `    backend: { type: sqlite, path: ${JSON.stringify(join(dir, "state.db"))} }`,
+      "    backend: { type: sqlite, path: state.db }",
     ].join("\n"),
   );
   const [grpcPort, httpPort] = [await freePort(), await freePort()];

@@ -67,7 +67,8 @@ test("invalid YAML is refused naming the file", async () => {
 
 test("${ENV} substitution, with fallback, and a missing variable named", async () => {
   const cfg = await validateConfig(
-    { namespaces: [{ name: "a", backend: { type: "sqlite", path: "${PRISM_T_DIR}/a.db" } }, { name: "b", backend: { type: "sqlite", path: "${PRISM_T_NOPE:-/tmp}/b.db" } }] },
+    // Absolute paths: the operator allows them (src/config/paths.ts refuses them otherwise).
+    { server: { allowed_paths: ["/data", "/tmp"] }, namespaces: [{ name: "a", backend: { type: "sqlite", path: "${PRISM_T_DIR}/a.db" } }, { name: "b", backend: { type: "sqlite", path: "${PRISM_T_NOPE:-/tmp}/b.db" } }] },
     "x.yaml",
     { PRISM_T_DIR: "/data" },
   );

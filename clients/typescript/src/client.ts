@@ -7,7 +7,7 @@
 import { prism as pb } from "./gen/prism.js";
 import { Code, PrismError } from "./errors.js";
 import { METHODS, methodInfo, type MethodInfo } from "./methods.js";
-import { attrs, bytes, num, toBytes, toPlain } from "./convert.js";
+import { attrs, bytes, num, toBytes, toPlain, toStruct } from "./convert.js";
 import { SubscriptionImpl, type PubSubMessage, type Subscription } from "./subscription.js";
 import type { Transport } from "./transport.js";
 
@@ -45,6 +45,10 @@ const AD_APPLY = m("Admin/ApplyNamespace");
 const AD_DELETE = m("Admin/DeleteNamespace");
 const AD_BACKENDS = m("Admin/ListBackends");
 const AD_HEALTH = m("Admin/Health");
+const AD_APPLY_BACKEND = m("Admin/ApplyBackend");
+const AD_DELETE_BACKEND = m("Admin/DeleteBackend");
+const AD_INSTANCES = m("Admin/ListBackendInstances");
+const AD_PATTERNS = m("Admin/ListPatterns");
 
 // ---------------------------------------------------------------- KeyValue
 
@@ -367,6 +371,17 @@ export class Stream {
 
 // ---------------------------------------------------------------- Admin
 
+/** One slot of a namespace and the backend instance serving it. */
+export interface SlotInfo {
+  slot: string;
+  /** "" for an inline backend. */
+  instance: string;
+  backendType: string;
+  interfaces: string[];
+  /** Chosen by the namespace's needs. */
+  auto: boolean;
+}
+
 /** A configured namespace. `configJson`: its effective config, secrets redacted. */
 export interface NamespaceInfo {
   name: string;
@@ -374,6 +389,13 @@ export interface NamespaceInfo {
   backendType: string;
   interfaces: string[];
   configJson: string;
+  /** "" for a namespace of plain primitives. */
+  pattern: string;
+  slots: SlotInfo[];
+  /** The config store revision that last wrote it. */
+  revision: number;
+  /** Why each slot has its backend (with an automatic choice: every instance rejected and why). */
+  explanation: string[];
 }
 
 function toNamespaceInfo(n: pb.v1.INamespaceInfo | null | undefined): NamespaceInfo {
@@ -383,7 +405,38 @@ function toNamespaceInfo(n: pb.v1.INamespaceInfo | null | undefined): NamespaceI
     backendType: n?.backendType ?? "",
     interfaces: [...(n?.interfaces ?? [])],
     configJson: n?.configJson ?? "",
+    pattern: n?.pattern ?? "",
+    slots: (n?.slots ?? []).map((s) => ({
+      slot: s.slot ?? "",
+      instance: s.instance ?? "",
+      backendType: s.backendType ?? "",
+      interfaces: [...(s.interfaces ?? [])],
+      auto: !!s.auto,
+    })),
+    revision: num(n?.revision),
+    explanation: [...(n?.explanation ?? [])],
   };
+}
+
+/** A named backend instance. `optionsJson`: its options, secrets redacted. */
+export interface BackendInstanceInfo {
+  name: string;
+  type: string;
+  optionsJson: string;
+  namespaces: string[];
+  revision: number;
+}
+
+function toInstanceInfo(b: pb.v1.IBackendInstanceInfo | null | undefined): BackendInstanceInfo {
+  return { name: b?.name ?? "", type: b?.type ?? "", optionsJson: b?.optionsJson ?? "", namespaces: [...(b?.namespaces ?? [])], revision: num(b?.revision) };
+}
+
+/** A pattern and its slots' interface requirements. */
+export interface PatternInfo {
+  name: string;
+  description: string;
+  serves: string[];
+  slots: { name: string; description: string; requires: string[]; optional: string[]; recommended: string[] }[];
 }
 
 /** Health of the gateway and of each namespace's backend. */
@@ -410,19 +463,60 @@ export class Admin {
   }
 
   /**
-   * Validates and applies one namespace (YAML/JSON text, or an object of the
-   * shape of a prism.yaml `namespaces:` entry) without restart.
+   * Validates, stores and applies one namespace (an object of the shape of a
+   * prism.yaml `namespaces:` entry, or its YAML/JSON text) without restart.
+   * `dryRun`: only the validation and the backend choice.
    */
-  async applyNamespace(config: string | object): Promise<{ namespace: NamespaceInfo; created: boolean }> {
-    const text = typeof config === "string" ? config : JSON.stringify(config);
-    const res = await this.t.unary(AD_APPLY, { config: text });
-    return { namespace: toNamespaceInfo(res.namespace), created: !!res.created };
+  async applyNamespace(
+    config: string | object,
+    opts: { dryRun?: boolean } = {},
+  ): Promise<{ namespace: NamespaceInfo; created: boolean; revision: number; applied: boolean }> {
+    const req = typeof config === "string" ? { config } : { namespace: toStruct(config as Record<string, unknown>) };
+    const res = await this.t.unary(AD_APPLY, { ...req, dryRun: opts.dryRun === true });
+    return { namespace: toNamespaceInfo(res.namespace), created: !!res.created, revision: num(res.revision), applied: !!res.applied };
   }
 
   /** Removes the namespace; false when it did not exist. */
   async deleteNamespace(name: string): Promise<boolean> {
     const res = await this.t.unary(AD_DELETE, { name });
     return !!res.deleted;
+  }
+
+  /** Declares or changes a named backend instance ({ type, ...options }); namespaces using it move to the new definition. */
+  async applyBackend(
+    name: string,
+    backend: { type: string } & Record<string, unknown>,
+    opts: { dryRun?: boolean } = {},
+  ): Promise<{ backend: BackendInstanceInfo; created: boolean; revision: number; applied: boolean; namespaces: string[] }> {
+    const res = await this.t.unary(AD_APPLY_BACKEND, { name, backend: toStruct(backend), dryRun: opts.dryRun === true });
+    return { backend: toInstanceInfo(res.backend), created: !!res.created, revision: num(res.revision), applied: !!res.applied, namespaces: [...(res.namespaces ?? [])] };
+  }
+
+  /** Removes a backend instance; FAILED_PRECONDITION while namespaces use it. */
+  async deleteBackend(name: string): Promise<boolean> {
+    const res = await this.t.unary(AD_DELETE_BACKEND, { name });
+    return !!res.deleted;
+  }
+
+  async listBackendInstances(): Promise<BackendInstanceInfo[]> {
+    const res = await this.t.unary(AD_INSTANCES, {});
+    return (res.backends as pb.v1.IBackendInstanceInfo[]).map(toInstanceInfo);
+  }
+
+  async listPatterns(): Promise<PatternInfo[]> {
+    const res = await this.t.unary(AD_PATTERNS, {});
+    return (res.patterns as pb.v1.IPatternInfo[]).map((p) => ({
+      name: p.name ?? "",
+      description: p.description ?? "",
+      serves: [...(p.serves ?? [])],
+      slots: (p.slots ?? []).map((s) => ({
+        name: s.name ?? "",
+        description: s.description ?? "",
+        requires: [...(s.requires ?? [])],
+        optional: [...(s.optional ?? [])],
+        recommended: [...(s.recommended ?? [])],
+      })),
+    }));
   }
 
   async listBackends(): Promise<{ type: string; interfaces: string[]; description: string }[]> {

@@ -51,3 +51,41 @@ function normalize(v: unknown): unknown {
   for (const k of Object.keys(o)) o[k] = normalize(o[k]);
   return o;
 }
+
+/** google.protobuf.Struct as protobufjs objects hold it. */
+export interface StructObject {
+  fields: Record<string, unknown>;
+}
+
+function toValue(v: unknown): unknown {
+  if (v === null || v === undefined) return { nullValue: 0 };
+  if (typeof v === "string") return { stringValue: v };
+  if (typeof v === "number") return { numberValue: v };
+  if (typeof v === "boolean") return { boolValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  return { structValue: toStruct(v as Record<string, unknown>) };
+}
+
+/** A plain JSON object → google.protobuf.Struct (Admin entries over gRPC and WebSocket). */
+export function toStruct(o: Record<string, unknown>): StructObject {
+  const fields: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(o)) fields[k] = toValue(v);
+  return { fields };
+}
+
+function fromValue(v: any): unknown {
+  if (!v) return null;
+  if (v.structValue != null) return fromStruct(v.structValue);
+  if (v.listValue != null) return (v.listValue.values ?? []).map(fromValue);
+  if (v.stringValue != null) return v.stringValue;
+  if (v.numberValue != null) return v.numberValue;
+  if (v.boolValue != null) return v.boolValue;
+  return null;
+}
+
+/** google.protobuf.Struct → plain JSON (proto3 JSON writes a Struct as the object itself). */
+export function fromStruct(s: { fields?: Record<string, unknown> | null } | null | undefined): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(s?.fields ?? {})) out[k] = fromValue(v);
+  return out;
+}

@@ -7,6 +7,10 @@ import { prism } from "./gen/prism.js";
 import { Code, PrismError, codeFromHttpStatus, unavailable } from "./errors.js";
 import type { MethodInfo } from "./methods.js";
 import { type ConnectOptions, type StreamHandle, type StreamSink, type Transport } from "./transport.js";
+import { fromStruct } from "./convert.js";
+
+/** Request fields of type google.protobuf.Struct, by method name. */
+const STRUCT_FIELDS: Record<string, string> = { ApplyNamespace: "namespace", ApplyBackend: "backend" };
 
 /** proto3 JSON for requests: base64 bytes, numbers for 64-bit ints. */
 const TO_JSON = { longs: Number, bytes: String } as const;
@@ -64,7 +68,11 @@ export class HttpTransport implements Transport {
     const type = method.requestType;
     let body: string;
     try {
-      body = JSON.stringify(type.toObject(type.fromObject(request as Record<string, unknown>), TO_JSON));
+      const json = type.toObject(type.fromObject(request as Record<string, unknown>), TO_JSON);
+      // proto3 JSON writes a google.protobuf.Struct as the plain object (Admin entries).
+      const structField = STRUCT_FIELDS[method.name];
+      if (structField && json[structField]) json[structField] = fromStruct(json[structField]);
+      body = JSON.stringify(json);
     } catch (e) {
       throw new PrismError(Code.INVALID_ARGUMENT, `${method.service}/${method.name}: cannot encode request: ${(e as Error).message}`);
     }

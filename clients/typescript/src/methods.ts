@@ -62,6 +62,10 @@ const TABLE: [number, ServiceName, string, string, string][] = [
   [M.ADMIN_DELETE_NAMESPACE, "Admin", "DeleteNamespace", "DeleteNamespaceRequest", "DeleteNamespaceResponse"],
   [M.ADMIN_LIST_BACKENDS, "Admin", "ListBackends", "ListBackendsRequest", "ListBackendsResponse"],
   [M.ADMIN_HEALTH, "Admin", "Health", "HealthRequest", "HealthResponse"],
+  [M.ADMIN_APPLY_BACKEND, "Admin", "ApplyBackend", "ApplyBackendRequest", "ApplyBackendResponse"],
+  [M.ADMIN_DELETE_BACKEND, "Admin", "DeleteBackend", "DeleteBackendRequest", "DeleteBackendResponse"],
+  [M.ADMIN_LIST_BACKEND_INSTANCES, "Admin", "ListBackendInstances", "ListBackendInstancesRequest", "ListBackendInstancesResponse"],
+  [M.ADMIN_LIST_PATTERNS, "Admin", "ListPatterns", "ListPatternsRequest", "ListPatternsResponse"],
 ];
 
 /** Every method, keyed by `"Service/Method"` (e.g. `"KeyValue/Get"`). */

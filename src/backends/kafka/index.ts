@@ -83,5 +83,10 @@ export const driver: BackendDriver<KafkaOptions> = {
   interfaces: ["pubsub_basic", "pubsub_wildcards", "stream_basic", "stream_replay", "stream_consumer_groups"],
   unverified:
     "no Kafka broker runs on the build machine: these claims pass only when the suites run against a real cluster (PRISM_TEST_KAFKA_BROKERS=host:9092 node scripts/run-tests.mjs acceptance/kafka unit/kafka)",
+  properties: {
+    // Replicated log; 1 MB is the broker's default message.max.bytes.
+    pubsub: { durable: true, ordering: true, delivery: ["at-least-once"], maxValueBytes: 1_000_000 },
+    stream: { durable: true, ttl: true, ordering: true, delivery: ["at-least-once"], maxValueBytes: 1_000_000 },
+  },
   create: (options, ctx) => new KafkaInstance(options, ctx),
 };

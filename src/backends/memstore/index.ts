@@ -14,6 +14,8 @@ import { MemQueue } from "./queue.js";
 import { MemStream } from "./stream.js";
 import type { NsContext } from "./wait.js";
 
+const MiB = 1024 * 1024;
+
 export type { MemstoreOptions };
 
 const DEFAULT_SWEEP_MS = 1000;
@@ -124,6 +126,13 @@ export const driver: BackendDriver<MemstoreOptions> = {
   description: "in-process memory: instant start, every interface, data lost on exit",
   interfaces: INTERFACES,
   inProcess: true,
+  properties: {
+    // In this process's memory: gone when Prism stops. Values up to Prism's own ceiling (limits.max_value_bytes, 64 MiB).
+    keyvalue: { durable: false, consistency: "strong", maxValueBytes: 64 * MiB, latencyP99Ms: 3, throughputRps: 400_000, measured: "bench ws-kv-get-memstore (README table: 430.5K/s, p99 2.53 ms)" },
+    pubsub: { durable: false, ordering: true, delivery: ["at-most-once"], maxValueBytes: 64 * MiB },
+    queue: { durable: false, ordering: true, delivery: ["at-least-once"], maxValueBytes: 64 * MiB, consistency: "strong", latencyP99Ms: 3, throughputRps: 120_000, measured: "bench ws-queue-memstore (README table: 126.6K/s, p99 2.95 ms)" },
+    stream: { durable: false, ttl: true, ordering: true, delivery: ["at-least-once"], maxValueBytes: 64 * MiB, consistency: "strong" },
+  },
   create(options, ctx) {
     return new MemstoreInstance(options, ctx);
   },

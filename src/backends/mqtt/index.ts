@@ -14,6 +14,8 @@ import { errors } from "../../core/errors.js";
 import type { BackendDriver, BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores } from "../driver.js";
 import { MqttHub, MqttPubSub } from "./pubsub.js";
 
+const MiB = 1024 * 1024;
+
 export type { MqttOptions };
 
 function display(url: string): string {
@@ -105,5 +107,9 @@ export const driver: BackendDriver<MqttOptions> = {
   type: "mqtt",
   description: "MQTT 5 (mqtt.js, e.g. Mosquitto): PubSub with wildcards, QoS 1",
   interfaces: ["pubsub_basic", "pubsub_wildcards"],
+  properties: {
+    // QoS 1 to the broker; a subscriber that is not connected misses messages (no persistent session). 256 MB: the protocol's ceiling.
+    pubsub: { durable: false, ordering: true, delivery: ["at-least-once"], maxValueBytes: 256 * MiB },
+  },
   create: (options, ctx) => new MqttInstance(options, ctx),
 };

@@ -18,6 +18,8 @@ import { NatsPubSub } from "./pubsub.js";
 import { LeaseTable, NatsQueue } from "./queue.js";
 import { GroupTracker, NatsStream } from "./stream.js";
 
+const MiB = 1024 * 1024;
+
 export type { NatsOptions };
 
 /** Server URLs without credentials, for logs. */
@@ -87,5 +89,12 @@ export const driver: BackendDriver<NatsOptions> = {
     "stream_replay",
     "stream_consumer_groups",
   ],
+  properties: {
+    // JetStream (file storage) for KeyValue, Queue and Stream; core NATS for PubSub. 1 MiB is the server's default max_payload.
+    keyvalue: { durable: true, maxValueBytes: 1 * MiB },
+    pubsub: { durable: false, ordering: true, delivery: ["at-most-once"], maxValueBytes: 1 * MiB },
+    queue: { durable: true, delivery: ["at-least-once"], maxValueBytes: 1 * MiB },
+    stream: { durable: true, ttl: true, ordering: true, delivery: ["at-least-once"], maxValueBytes: 1 * MiB },
+  },
   create: (options, ctx) => new NatsInstance(options, ctx),
 };

@@ -17,6 +17,8 @@ import { AmqpLink, type Slot } from "./link.js";
 import { PubSubCore, RabbitPubSub } from "./pubsub.js";
 import { QueueCore, RabbitQueue } from "./queue.js";
 
+const MiB = 1024 * 1024;
+
 export type { RabbitOptions };
 
 function display(url: string): string {
@@ -81,5 +83,10 @@ export const driver: BackendDriver<RabbitOptions> = {
   type: "rabbitmq",
   description: "RabbitMQ (amqplib): Queue on quorum queues with confirms, DLQ, delay tiers and Prism-held leases; PubSub over topic exchanges",
   interfaces: ["pubsub_basic", "pubsub_wildcards", "queue_basic", "queue_visibility", "queue_dead_letter", "queue_delayed"],
+  properties: {
+    // Quorum queues with publisher confirms; topic exchanges for PubSub. 128 MiB is the server's default max_message_size.
+    pubsub: { durable: false, delivery: ["at-most-once"], maxValueBytes: 128 * MiB },
+    queue: { durable: true, delivery: ["at-least-once"], maxValueBytes: 128 * MiB },
+  },
   create: (options, ctx) => new RabbitInstance(options, ctx),
 };

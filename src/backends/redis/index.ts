@@ -17,6 +17,8 @@ import { RedisQueue } from "./queue.js";
 import { SCRIPTS } from "./scripts.js";
 import { RedisStream } from "./stream.js";
 
+const MiB = 1024 * 1024;
+
 export type { RedisOptions };
 
 /** The URL without credentials, for logs. */
@@ -103,5 +105,13 @@ export const driver: BackendDriver<RedisOptions> = {
     "stream_replay",
     "stream_consumer_groups",
   ],
+  properties: {
+    // Durability depends on the server's appendonly/save settings, which Prism cannot see: not declared durable.
+    // 512 MB is Redis's string ceiling.
+    keyvalue: { consistency: "strong", maxValueBytes: 512 * MiB, latencyP99Ms: 2, throughputRps: 110_000, measured: "bench ws-kv-get-redis (README table: 115.8K/s, p99 1.81 ms)" },
+    pubsub: { durable: false, ordering: true, delivery: ["at-most-once"], maxValueBytes: 512 * MiB },
+    queue: { ordering: true, delivery: ["at-least-once"], consistency: "strong", maxValueBytes: 512 * MiB, latencyP99Ms: 7, throughputRps: 40_000, measured: "bench ws-queue-redis (README table: 40.0K/s, p99 6.42 ms)" },
+    stream: { ttl: true, ordering: true, delivery: ["at-least-once"], consistency: "strong", maxValueBytes: 512 * MiB },
+  },
   create: (options, ctx) => new RedisInstance(options, ctx),
 };

@@ -20,3 +20,6 @@ export const optionsSchema = z
   .strict();
 
 export type SqliteOptions = z.infer<typeof optionsSchema>;
+
+/** Options that name a file: confined to server.data_dir (src/config/paths.ts). */
+export const fileOptions = ["path"] as const;

@@ -1,0 +1,204 @@
+/**
+ * Namespace → its pattern's slots → backend instances: the one place that
+ * decides which backend serves what. Checks each slot's required interfaces,
+ * the namespace's `needs`, and makes the automatic choice for `{ auto: true }`,
+ * explaining it (the chosen instance and every rejected one, with reasons).
+ * No zod and no yaml: the control plane runs it on entries already validated.
+ */
+import type { InterfaceName, PrimitiveName } from "../core/interfaces.js";
+import type { BackendDriver } from "../backends/driver.js";
+import { backendTypes, isBackendType, loadDriver } from "../backends/registry.js";
+import { PATTERNS, patternByName, type PatternDef, type SlotDef } from "../patterns/registry.js";
+import { unmetNeeds } from "./needs.js";
+import type { BackendRef, BackendSpec, NamespaceConfig } from "./schema.js";
+
+/** `a.b[2].c` from a path. */
+function fmt(path: readonly PropertyKey[]): string {
+  let out = "";
+  for (const p of path) out += typeof p === "number" ? `[${p}]` : out ? `.${String(p)}` : String(p);
+  return out || "(root)";
+}
+
+export interface ResolvedSlot {
+  readonly slot: string;
+  readonly primitive: PrimitiveName;
+  /** The backend instance's name; `""` for an inline (private) backend. */
+  readonly instance: string;
+  readonly type: string;
+  /** The driver options (validated, defaults applied). */
+  readonly options: Record<string, unknown>;
+  readonly interfaces: readonly InterfaceName[];
+  readonly inProcess: boolean;
+  /** Chosen by `needs` (backend or slot `{ auto: true }`). */
+  readonly auto: boolean;
+}
+
+export interface ResolvedNamespace {
+  readonly config: NamespaceConfig;
+  /** The pattern's name; "" for a namespace composing primitives (no `pattern:`). */
+  readonly pattern: string;
+  readonly slots: readonly ResolvedSlot[];
+  /** Why each slot has its backend: the choice and every rejected candidate. */
+  readonly explanation: readonly string[];
+  /** The config store revision that last wrote this namespace (0: not from a store). */
+  revision: number;
+}
+
+export type Instances = ReadonlyMap<string, BackendSpec>;
+
+/** What a namespace's backend / slot value is. */
+export function backendRefOf(v: unknown): { kind: "instance"; name: string } | { kind: "auto" } | { kind: "inline"; spec: BackendSpec } | undefined {
+  if (typeof v === "string") return { kind: "instance", name: v };
+  if (v && typeof v === "object" && !Array.isArray(v)) {
+    if ((v as { auto?: unknown }).auto === true) return { kind: "auto" };
+    if (typeof (v as { type?: unknown }).type === "string") return { kind: "inline", spec: v as BackendSpec };
+  }
+  return undefined;
+}
+
+/** The slots a namespace has: its pattern's, or one per primitive it serves. */
+export function slotDefsOf(ns: NamespaceConfig): { pattern: PatternDef | undefined; slots: SlotDef[] } {
+  if (ns.pattern !== undefined) {
+    const p = patternByName(ns.pattern);
+    return { pattern: p, slots: p ? [...p.slots] : [] };
+  }
+  return { pattern: undefined, slots: ns.primitives.map((prim) => patternByName(prim)!.slots[0]!) };
+}
+
+function describeInstance(name: string, type: string): string {
+  return name ? `backend "${name}" (${type})` : `backend "${type}"`;
+}
+
+function recommendedRank(slot: SlotDef, type: string): number {
+  const i = slot.recommended.indexOf(type);
+  return i < 0 ? slot.recommended.length : i;
+}
+
+/**
+ * Resolves one namespace. `path` prefixes problems (`namespaces[3]`); `previous`
+ * keeps an automatic choice sticky while it still satisfies the needs (moving
+ * a namespace to another backend would strand its data: that is a migration).
+ */
+export async function resolveNamespace(
+  ns: NamespaceConfig,
+  path: readonly PropertyKey[],
+  instances: Instances,
+  previous?: Readonly<Record<string, string>>,
+): Promise<{ resolved?: ResolvedNamespace; problems: string[] }> {
+  const problems: string[] = [];
+  const explanation: string[] = [];
+  const { pattern, slots: defs } = slotDefsOf(ns);
+  if (ns.pattern !== undefined && !pattern) {
+    problems.push(`${fmt([...path, "pattern"])}: unknown pattern "${ns.pattern}" (known: ${PATTERNS.map((p) => p.name).join(", ")})`);
+    return { problems };
+  }
+  const patternName = ns.pattern ?? "";
+  for (const key of Object.keys(ns.slots ?? {})) {
+    if (!defs.some((d) => d.name === key)) {
+      const what = pattern ? `pattern ${pattern.name} has no slot "${key}"` : `no primitive "${key}" is served here`;
+      problems.push(`${fmt([...path, "slots", key])}: ${what} (slots: ${defs.map((d) => d.name).join(", ")})`);
+    }
+  }
+  const slots: ResolvedSlot[] = [];
+  for (const def of defs) {
+    const fromSlots = ns.slots?.[def.name] !== undefined;
+    const raw: BackendRef | undefined = fromSlots ? ns.slots![def.name] : ns.backend;
+    const at = fmt(fromSlots ? [...path, "slots", def.name] : [...path, "backend"]);
+    const by = `pattern ${pattern?.name ?? def.primitive}`;
+    const ref = backendRefOf(raw);
+    if (!ref) {
+      problems.push(raw === undefined
+        ? `${at}: no backend for slot "${def.name}" (give slots.${def.name} or backend)`
+        : `${at}: must be a backend instance name, { auto: true } or { type: ..., options }`);
+      continue;
+    }
+    let name = "";
+    let spec: BackendSpec;
+    let auto = false;
+    if (ref.kind === "inline") spec = ref.spec;
+    else if (ref.kind === "instance") {
+      const s = instances.get(ref.name);
+      if (!s) {
+        const known = [...instances.keys()].sort();
+        problems.push(`${at}: unknown backend instance "${ref.name}" (declared: ${known.length ? known.join(", ") : "none; add it under backends:"})`);
+        continue;
+      }
+      name = ref.name;
+      spec = s;
+    } else {
+      const choice = await chooseAuto(ns, def, instances, previous?.[def.name]);
+      explanation.push(...choice.lines);
+      if (!choice.name) {
+        problems.push(`${at}: no declared backend instance satisfies slot "${def.name}" of ${by}: ${choice.lines.slice(1).join("; ") || "none declared"}`);
+        continue;
+      }
+      name = choice.name;
+      spec = instances.get(name)!;
+      auto = true;
+    }
+    if (!isBackendType(spec.type)) {
+      problems.push(`${at}: unknown backend "${spec.type}" (known: ${backendTypes().join(", ")})`);
+      continue;
+    }
+    const driver = await loadDriver(spec.type);
+    let ok = true;
+    for (const iface of def.requires) {
+      if (!driver.interfaces.includes(iface)) {
+        ok = false;
+        problems.push(
+          name
+            ? `${at}: ${describeInstance(name, spec.type)} lacks ${iface}, required by ${by}`
+            : `${at}: backend "${spec.type}" does not implement ${iface}, required by ${by}`,
+        );
+      }
+    }
+    if (!auto) {
+      const unmet = unmetNeeds(ns.needs, def, driver);
+      for (const u of unmet) problems.push(`${fmt([...path, "needs"])}: ${describeInstance(name, spec.type)} for slot "${def.name}": ${u}`);
+      if (unmet.length) ok = false;
+      else explanation.push(`slot ${def.name}: ${describeInstance(name, spec.type)}, named by the namespace${ns.needs ? "; satisfies every need" : ""}`);
+    }
+    if (!ok) continue;
+    const { type, ...options } = spec;
+    slots.push({ slot: def.name, primitive: def.primitive, instance: name, type, options, interfaces: driver.interfaces, inProcess: driver.inProcess === true, auto });
+  }
+  // One shared `backend:` serves several slots: say each problem once.
+  if (problems.length) return { problems: [...new Set(problems)] };
+  return { resolved: { config: ns, pattern: patternName, slots, explanation, revision: 0 }, problems };
+}
+
+async function chooseAuto(
+  ns: NamespaceConfig,
+  def: SlotDef,
+  instances: Instances,
+  previous: string | undefined,
+): Promise<{ name?: string; lines: string[] }> {
+  const lines: string[] = [];
+  const fits: { name: string; type: string }[] = [];
+  const rejected: string[] = [];
+  for (const [name, spec] of [...instances].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) {
+    if (!isBackendType(spec.type)) continue;
+    const driver: BackendDriver<any> = await loadDriver(spec.type);
+    const reasons = def.requires.filter((i) => !driver.interfaces.includes(i)).map((i) => `lacks ${i}`);
+    reasons.push(...unmetNeeds(ns.needs, def, driver));
+    if (reasons.length) rejected.push(`rejected ${describeInstance(name, spec.type)}: ${reasons.join(", ")}`);
+    else fits.push({ name, type: spec.type });
+  }
+  // Sticky: the instance chosen before, while it still fits; else the slot's recommended types first, then by name.
+  fits.sort((a, b) => recommendedRank(def, a.type) - recommendedRank(def, b.type) || (a.name < b.name ? -1 : 1));
+  const chosen = fits.find((f) => f.name === previous) ?? fits[0];
+  const needs = ns.needs ? Object.entries(ns.needs).map(([k, v]) => `${k}: ${v}`).join(", ") : "none";
+  if (chosen) {
+    const why = chosen.name === previous ? "chosen before and still satisfies every need" : fits.length > 1 ? `satisfies every need; preferred over ${fits.filter((f) => f !== chosen).map((f) => `"${f.name}"`).join(", ")} (recommended for ${def.name}: ${def.recommended.join(", ")})` : "the only one that satisfies every need";
+    lines.push(`slot ${def.name}: chose ${describeInstance(chosen.name, chosen.type)} for needs {${needs}}: ${why}`);
+  } else lines.push(`slot ${def.name}: no declared instance satisfies needs {${needs}}`);
+  lines.push(...rejected);
+  return { name: chosen?.name, lines };
+}
+
+/** The automatic choices of a resolved namespace (stored with it so that they stay put). */
+export function choicesOf(r: ResolvedNamespace): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const s of r.slots) if (s.auto) out[s.slot] = s.instance;
+  return out;
+}

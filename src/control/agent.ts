@@ -1,0 +1,276 @@
+/**
+ * The control agent of one Prism instance: keeps the namespaces and backend
+ * instances of the config store applied to this instance's router (or, in a
+ * cluster primary, to every worker), and turns Admin changes into store writes.
+ *
+ *   Admin.ApplyNamespace → validate + resolve (dry run stops here) → store.write
+ *     → sync(): changesSince(revision) → re-resolve what changed → sink.apply / sink.delete
+ *
+ * Every instance pointed at one store runs the same sync: on a notification
+ * from the store (PostgreSQL LISTEN/NOTIFY), after its own writes, and every
+ * pollMs as the fallback, so the fleet converges within about a second.
+ * Changes apply in revision order, so the later revision wins everywhere.
+ * A stored entry that no longer resolves (say, its backend instance was
+ * deleted by another instance) keeps its previous runtime and is logged.
+ */
+import type { ConfigStore, StoredEntry, WriteOp } from "./store.js";
+import type { BackendSpec, NamespaceConfig, PrismConfig } from "../config/schema.js";
+import { backendRefOf, choicesOf, resolveNamespace, type ResolvedNamespace } from "../config/resolve.js";
+import { errors, PrismError } from "../core/errors.js";
+import type { ApplyBackendResult, ApplyNamespaceResult, BackendInstanceInfo, ControlPlane } from "../core/gateway.js";
+import type { PathPolicy } from "../config/paths.js";
+
+export const NAMESPACE_KIND = "namespace";
+export const BACKEND_KIND = "backend";
+
+/** Where resolved namespaces go: the router (one process) or every worker (cluster primary). */
+export interface NamespaceSink {
+  apply(r: ResolvedNamespace): Promise<void>;
+  delete(name: string): Promise<void>;
+}
+
+/** A namespace as stored: its validated entry and the automatic choices made for it (kept while they fit). */
+interface StoredNamespace {
+  config: NamespaceConfig;
+  choice?: Record<string, string>;
+}
+
+export interface AgentOptions {
+  store: ConfigStore;
+  sink: NamespaceSink;
+  log: (level: "info" | "warn" | "error", msg: string) => void;
+  /** The periodic revision check (default 1000 ms; 0: none). */
+  pollMs?: number;
+  /** File options (sqlite paths) of Admin changes are confined to this (src/config/paths.ts). */
+  paths?: PathPolicy;
+}
+
+function stableJson(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
+  if (v && typeof v === "object")
+    return `{${Object.keys(v as object)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
+      .join(",")}}`;
+  return JSON.stringify(v ?? null);
+}
+
+/** The instance names a namespace refers to by name (not the ones auto-chosen). */
+function namedInstances(ns: NamespaceConfig): string[] {
+  const out: string[] = [];
+  for (const v of [ns.backend, ...Object.values(ns.slots ?? {})]) {
+    const r = backendRefOf(v);
+    if (r?.kind === "instance") out.push(r.name);
+  }
+  return out;
+}
+
+export class ControlAgent implements ControlPlane {
+  private revision = 0;
+  private readonly backends = new Map<string, { spec: BackendSpec; revision: number }>();
+  private readonly namespaces = new Map<string, StoredNamespace & { revision: number }>();
+  /** What the sink has, by namespace. */
+  private readonly applied = new Map<string, ResolvedNamespace>();
+  private readonly appliedKey = new Map<string, string>();
+  private chain: Promise<void> = Promise.resolve();
+  private timer: ReturnType<typeof setInterval> | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private closed = false;
+
+  constructor(private readonly opts: AgentOptions) {}
+
+  get storeRevision(): number {
+    return this.revision;
+  }
+
+  /** The namespaces as applied (cluster primary: what a re-forked worker starts from). */
+  appliedNamespaces(): ResolvedNamespace[] {
+    return [...this.applied.values()];
+  }
+
+  /**
+   * Seeds the store with prism.yaml (its entries win over stored ones with the
+   * same name; identical entries write nothing), then applies the store's content.
+   */
+  async start(seed: Pick<PrismConfig, "backends" | "namespaces">): Promise<void> {
+    const snap = await this.opts.store.snapshot();
+    const stored = new Map(snap.entries.map((e) => [`${e.kind}/${e.name}`, e.spec]));
+    const ops: WriteOp[] = [];
+    const instances = new Map<string, BackendSpec>();
+    for (const e of snap.entries) if (e.kind === BACKEND_KIND) instances.set(e.name, e.spec as BackendSpec);
+    for (const [name, spec] of Object.entries(seed.backends ?? {})) {
+      instances.set(name, spec);
+      if (stableJson(stored.get(`${BACKEND_KIND}/${name}`)) !== stableJson(spec)) ops.push({ kind: BACKEND_KIND, name, spec });
+    }
+    for (const ns of seed.namespaces) {
+      const before = stored.get(`${NAMESPACE_KIND}/${ns.name}`) as StoredNamespace | undefined;
+      if (before && stableJson(before.config) === stableJson(ns)) continue;
+      const { resolved, problems } = await resolveNamespace(ns, [], instances, before?.choice);
+      if (!resolved) throw new Error(`prism.yaml namespace "${ns.name}": ${problems.join("; ")}`);
+      ops.push({ kind: NAMESPACE_KIND, name: ns.name, spec: { config: ns, choice: choicesOf(resolved) } satisfies StoredNamespace });
+    }
+    if (ops.length) await this.opts.store.write(ops);
+    await this.sync();
+    const poll = this.opts.pollMs ?? 1000;
+    if (poll > 0) {
+      this.timer = setInterval(() => void this.sync().catch(() => {}), poll);
+      this.timer.unref?.();
+    }
+    this.unsubscribe = this.opts.store.subscribe?.(() => void this.sync().catch(() => {}));
+  }
+
+  /** Brings this instance up to the store's revision. Serialised: one sync at a time, in order. */
+  sync(): Promise<void> {
+    const run = this.chain.then(() => this.syncOnce());
+    this.chain = run.catch(() => {});
+    return run;
+  }
+
+  private async syncOnce(): Promise<void> {
+    if (this.closed) return;
+    let changes: StoredEntry[];
+    let revision: number;
+    try {
+      ({ changes, revision } = await this.opts.store.changesSince(this.revision));
+    } catch (e) {
+      this.opts.log("warn", `config store ${this.opts.store.description}: ${(e as Error).message}; serving the last configuration`);
+      throw e;
+    }
+    if (!changes.length) {
+      this.revision = Math.max(this.revision, revision);
+      return;
+    }
+    let backendsChanged = false;
+    const touched = new Set<string>();
+    for (const c of changes) {
+      if (c.kind === BACKEND_KIND) {
+        backendsChanged = true;
+        if (c.spec === null) this.backends.delete(c.name);
+        else this.backends.set(c.name, { spec: c.spec as BackendSpec, revision: c.revision });
+      } else if (c.kind === NAMESPACE_KIND) {
+        touched.add(c.name);
+        if (c.spec === null) this.namespaces.delete(c.name);
+        else this.namespaces.set(c.name, { ...(c.spec as StoredNamespace), revision: c.revision });
+      }
+    }
+    this.revision = Math.max(revision, ...changes.map((c) => c.revision));
+    // A changed instance re-resolves every namespace (named references and automatic choices alike: cheap, and sticky).
+    const names = backendsChanged ? new Set([...touched, ...this.namespaces.keys(), ...this.applied.keys()]) : touched;
+    const instances = this.instanceMap();
+    for (const name of [...names].sort()) {
+      const entry = this.namespaces.get(name);
+      if (!entry) {
+        if (this.applied.delete(name)) {
+          this.appliedKey.delete(name);
+          await this.opts.sink.delete(name);
+        }
+        continue;
+      }
+      const { resolved, problems } = await resolveNamespace(entry.config, [], instances, entry.choice);
+      if (!resolved) {
+        this.opts.log("error", `namespace "${name}" (revision ${entry.revision}) no longer resolves, keeping its previous backends: ${problems.join("; ")}`);
+        continue;
+      }
+      resolved.revision = entry.revision;
+      const key = stableJson({ c: resolved.config, s: resolved.slots });
+      if (this.appliedKey.get(name) === key && this.applied.get(name)?.revision === entry.revision) continue;
+      await this.opts.sink.apply(resolved);
+      this.applied.set(name, resolved);
+      this.appliedKey.set(name, key);
+    }
+  }
+
+  private instanceMap(): Map<string, BackendSpec> {
+    return new Map([...this.backends].map(([k, v]) => [k, v.spec]));
+  }
+
+  private async parse<T>(f: (load: typeof import("../config/load.js")) => Promise<T>, field: string): Promise<T> {
+    // The validator (yaml + zod) loads on the first Admin change, not in every serving process.
+    const load = await import("../config/load.js");
+    try {
+      return await f(load);
+    } catch (e) {
+      if (e instanceof load.ConfigError) throw errors.invalidArgument(field, e.problems.join("; "));
+      throw e;
+    }
+  }
+
+  async applyNamespace(entry: unknown, opts: { dryRun?: boolean } = {}): Promise<ApplyNamespaceResult> {
+    const ns = await this.parse((l) => (typeof entry === "string" ? l.parseNamespaceText(entry, process.env, this.opts.paths) : l.parseNamespaceEntry(entry, process.env, "namespace", this.opts.paths)), typeof entry === "string" ? "config" : "namespace");
+    await this.sync();
+    const before = this.namespaces.get(ns.name);
+    const { resolved, problems } = await resolveNamespace(ns, [], this.instanceMap(), before?.choice);
+    if (!resolved) throw errors.invalidArgument(typeof entry === "string" ? "config" : "namespace", problems.join("; "));
+    if (opts.dryRun) return { namespace: { ...resolved, revision: before?.revision ?? 0 }, created: !before, revision: this.revision, applied: false };
+    const w = await this.opts.store.write([{ kind: NAMESPACE_KIND, name: ns.name, spec: { config: ns, choice: choicesOf(resolved) } satisfies StoredNamespace }]);
+    await this.sync();
+    const now = this.applied.get(ns.name);
+    return { namespace: now ?? { ...resolved, revision: w.revision }, created: !before, revision: w.revision, applied: true };
+  }
+
+  async deleteNamespace(name: string): Promise<{ deleted: boolean; revision: number }> {
+    await this.sync();
+    const w = await this.opts.store.write([{ kind: NAMESPACE_KIND, name, spec: null }]);
+    await this.sync();
+    return { deleted: w.written[0] === true, revision: w.revision };
+  }
+
+  /** Namespaces whose slots use instance `name` (by name or by automatic choice). */
+  private dependents(name: string): string[] {
+    const out = new Set<string>();
+    for (const [ns, e] of this.namespaces) if (namedInstances(e.config).includes(name)) out.add(ns);
+    for (const [ns, r] of this.applied) if (r.slots.some((s) => s.instance === name)) out.add(ns);
+    return [...out].sort();
+  }
+
+  async applyBackend(name: string, spec: unknown, opts: { dryRun?: boolean } = {}): Promise<ApplyBackendResult> {
+    const parsed = await this.parse((l) => l.parseBackendEntry(name, spec, process.env, this.opts.paths), "backend");
+    await this.sync();
+    const instances = this.instanceMap();
+    const created = !instances.has(name);
+    instances.set(name, parsed);
+    // Every namespace using it must still resolve on the new definition.
+    const users = this.dependents(name);
+    const problems: string[] = [];
+    for (const ns of users) {
+      const e = this.namespaces.get(ns);
+      if (!e) continue;
+      const r = await resolveNamespace(e.config, [], instances, e.choice);
+      if (!r.resolved) problems.push(`namespace "${ns}": ${r.problems.join("; ")}`);
+    }
+    if (problems.length) throw errors.configConflict(`backend "${name}" cannot change so: ${problems.join("; ")}`);
+    if (opts.dryRun) return { backend: this.info(name, parsed, this.backends.get(name)?.revision ?? 0), created, revision: this.revision, applied: false, namespaces: users };
+    const w = await this.opts.store.write([{ kind: BACKEND_KIND, name, spec: parsed }]);
+    await this.sync();
+    return { backend: this.info(name, parsed, w.revision), created, revision: w.revision, applied: true, namespaces: users };
+  }
+
+  async deleteBackend(name: string): Promise<{ deleted: boolean; revision: number }> {
+    await this.sync();
+    const users = this.dependents(name);
+    if (users.length) throw errors.configConflict(`backend "${name}" is used by namespace${users.length === 1 ? "" : "s"} ${users.map((u) => `"${u}"`).join(", ")}; change or delete them first`);
+    const w = await this.opts.store.write([{ kind: BACKEND_KIND, name, spec: null }]);
+    await this.sync();
+    return { deleted: w.written[0] === true, revision: w.revision };
+  }
+
+  private info(name: string, spec: BackendSpec, revision: number): BackendInstanceInfo {
+    const { type, ...options } = spec;
+    return { name, type, options, namespaces: this.dependents(name), revision };
+  }
+
+  async listBackendInstances(): Promise<BackendInstanceInfo[]> {
+    await this.sync().catch(() => {});
+    return [...this.backends].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, v]) => this.info(n, v.spec, v.revision));
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.unsubscribe?.();
+    await this.chain.catch(() => {});
+    await this.opts.store.close();
+  }
+}
+
+export { PrismError };

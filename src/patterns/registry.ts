@@ -1,0 +1,87 @@
+/**
+ * Patterns: what a namespace is. Each pattern declares its slots in code; per
+ * slot the interfaces it requires (loading refuses a backend that lacks one),
+ * those it can use (a call that needs a missing one gets FAILED_PRECONDITION)
+ * and the backends it recommends (the automatic choice prefers them, in order).
+ *
+ * The four primitives are the simplest patterns: one slot each, named after
+ * the primitive, serving that primitive's API. A namespace without `pattern:`
+ * composes the primitives it lists, each slot bound to its own backend
+ * instance (`slots:`) or to the namespace's `backend:`. Layer 2 patterns
+ * (multicast registry, cache-aside, outbox, claim check) add entries here.
+ */
+import { PRIMITIVES, type InterfaceName, type PrimitiveName } from "../core/interfaces.js";
+
+export interface SlotDef {
+  readonly name: string;
+  readonly description: string;
+  /** The primitive family whose interfaces and driver properties this slot is judged by. */
+  readonly primitive: PrimitiveName;
+  readonly requires: readonly InterfaceName[];
+  readonly optional: readonly InterfaceName[];
+  /** Backend types recommended for this slot, best first. */
+  readonly recommended: readonly string[];
+}
+
+export interface PatternDef {
+  readonly name: string;
+  readonly description: string;
+  readonly slots: readonly SlotDef[];
+  /** The data APIs a namespace of this pattern serves. */
+  readonly serves: readonly PrimitiveName[];
+}
+
+function primitivePattern(
+  name: PrimitiveName,
+  description: string,
+  requires: InterfaceName[],
+  optional: InterfaceName[],
+  recommended: string[],
+): PatternDef {
+  return {
+    name,
+    description,
+    serves: [name],
+    slots: [{ name, description: `the backend that stores the ${name} data`, primitive: name, requires, optional, recommended }],
+  };
+}
+
+export const PATTERNS: readonly PatternDef[] = [
+  primitivePattern(
+    "keyvalue",
+    "KeyValue: Get/Set/Delete/Exists, batches, scans, TTL, compare-and-set",
+    ["keyvalue_basic"],
+    ["keyvalue_ttl", "keyvalue_scan", "keyvalue_batch", "keyvalue_cas"],
+    ["redis", "postgres", "sqlite", "memstore"],
+  ),
+  primitivePattern("pubsub", "PubSub: Publish and Subscribe, topic wildcards", ["pubsub_basic"], ["pubsub_wildcards"], ["nats", "redis", "mqtt", "kafka"]),
+  primitivePattern(
+    "queue",
+    "Queue: Enqueue/Dequeue/Ack/Nack with leases, dead-lettering and delays",
+    ["queue_basic"],
+    ["queue_visibility", "queue_dead_letter", "queue_delayed"],
+    ["postgres", "redis", "rabbitmq", "nats", "sqlite"],
+  ),
+  primitivePattern(
+    "stream",
+    "Stream: Append/Read with offsets, replay and consumer groups",
+    ["stream_basic"],
+    ["stream_consumer_groups", "stream_replay"],
+    ["kafka", "nats", "redis", "postgres"],
+  ),
+];
+
+const BY_NAME: ReadonlyMap<string, PatternDef> = new Map(PATTERNS.map((p) => [p.name, p]));
+
+export function patternByName(name: string): PatternDef | undefined {
+  return BY_NAME.get(name);
+}
+
+export function isPrimitivePattern(name: string): name is PrimitiveName {
+  return (PRIMITIVES as readonly string[]).includes(name);
+}
+
+/** The primitive family an interface belongs to (keyvalue_ttl → keyvalue). */
+export function primitiveOf(iface: InterfaceName): PrimitiveName {
+  return iface.slice(0, iface.indexOf("_")) as PrimitiveName;
+}
