@@ -10,6 +10,8 @@
  * cache), but the last commits can be lost on power failure.
  */
 import Database from "better-sqlite3";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
 import { errors, PrismError } from "../../core/errors.js";
 
 export type Db = Database.Database;
@@ -82,6 +84,8 @@ export interface OpenOptions {
 }
 
 export function openDb(o: OpenOptions): Db {
+  // The path was confined to server.data_dir (or an allowed path) when the config entered; its folders appear on first use.
+  if (o.path !== ":memory:" && o.path !== "") mkdirSync(dirname(o.path), { recursive: true });
   const db = new Database(o.path, { timeout: o.busyTimeoutMs });
   try {
     db.pragma("journal_mode = WAL");
