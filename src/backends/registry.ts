@@ -22,7 +22,10 @@ const loaders: Record<string, Loader> = {
  * Each backend's options schema (zod), apart from its driver: config validation
  * loads these, serving processes load only drivers, and never zod.
  */
-const optionLoaders: Record<string, () => Promise<{ optionsSchema: z.ZodType; fileOptions?: readonly string[] }>> = {
+const optionLoaders: Record<
+  string,
+  () => Promise<{ optionsSchema: z.ZodType; fileOptions?: readonly string[]; fileUrlParams?: Readonly<Record<string, readonly string[]>> }>
+> = {
   memstore: () => import("./memstore/options.js"),
   sqlite: () => import("./sqlite/options.js"),
   redis: () => import("./redis/options.js"),
@@ -44,6 +47,13 @@ export async function loadFileOptions(type: string): Promise<readonly string[]> 
   const loader = optionLoaders[type];
   if (!loader) throw new Error(`unknown backend "${type}"`);
   return (await loader()).fileOptions ?? [];
+}
+
+/** Per URL option of a backend, the query parameters that name files (postgres sslrootcert …). */
+export async function loadFileUrlParams(type: string): Promise<Readonly<Record<string, readonly string[]>>> {
+  const loader = optionLoaders[type];
+  if (!loader) throw new Error(`unknown backend "${type}"`);
+  return (await loader()).fileUrlParams ?? {};
 }
 
 export function backendTypes(): string[] {

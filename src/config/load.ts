@@ -5,7 +5,7 @@
 import { readFileSync } from "node:fs";
 import { parse as parseYaml } from "yaml";
 import { resolve as resolvePath } from "node:path";
-import { isBackendType, backendTypes, loadFileOptions, loadOptionsSchema } from "../backends/registry.js";
+import { isBackendType, backendTypes, loadFileOptions, loadFileUrlParams, loadOptionsSchema } from "../backends/registry.js";
 import { confinePath, type PathPolicy } from "./paths.js";
 import {
   configSchema,
@@ -68,6 +68,28 @@ async function checkBackendSpec(spec: BackendSpec, path: PropertyKey[], problems
       const c = confinePath(v, formatPath([...path, opt]), paths);
       if (c.problem !== undefined) problems.push(c.problem);
       else out[opt] = c.path;
+    }
+    for (const [opt, params] of Object.entries(await loadFileUrlParams(type))) {
+      const v = out[opt];
+      if (typeof v !== "string" || !v.includes("?")) continue;
+      let url: URL;
+      try {
+        url = new URL(v);
+      } catch {
+        continue; // not a URL (the driver reports it)
+      }
+      let changed = false;
+      for (const param of params) {
+        const file = url.searchParams.get(param);
+        if (file === null) continue;
+        const c = confinePath(file, `${formatPath([...path, opt])} (${param})`, paths);
+        if (c.problem !== undefined) problems.push(c.problem);
+        else if (c.path !== file) {
+          url.searchParams.set(param, c.path);
+          changed = true;
+        }
+      }
+      if (changed) out[opt] = url.toString();
     }
   }
   return out;

@@ -15,7 +15,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import pg from "pg";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
-import { startPrism, type PrismProcess } from "./serve-process.js";
+import { freePort, startPrism, type PrismProcess } from "./serve-process.js";
 
 const PG_URL = process.env.POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const NATS = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
@@ -151,18 +151,19 @@ describe("Admin: structured entries, dry runs, backend instances, patterns (HTTP
 });
 
 describe("restart durability on the default SQLite config store", () => {
-  it("ApplyNamespace, SIGKILL, restart on the same data directory: the namespace serves with its data", async () => {
+  for (const workers of ["1", "2"]) it(`ApplyNamespace, SIGKILL, restart on the same data directory: the namespace serves with its data (--workers ${workers})`, async () => {
     const dataDir = mkdtempSync(join(tmpdir(), "prism-restart-"));
     const env = { PRISM_DATA_DIR: dataDir };
     let p: PrismProcess | undefined;
     try {
-      p = await startPrism(["--workers", "1", "--grpc-port", "0", "--http-port", "0"], { env, cwd: dataDir });
+      p = await startPrism(["--workers", workers, "--grpc-port", String(await freePort()), "--http-port", String(await freePort())], { env, cwd: dataDir });
       const applied = await call(p.httpPort, "Admin/ApplyNamespace", { namespace: { name: "kept", primitives: ["keyvalue"], backend: { type: "sqlite", path: "kept.db" } } });
       assert.equal(applied.status, 200, JSON.stringify(applied.json));
       assert.equal((await call(p.httpPort, "KeyValue/Set", { namespace: "kept", key: "k", value: b64("survives") })).status, 200);
+      // With workers, only the primary is killed; its workers see the IPC channel close and exit.
       p.child.kill("SIGKILL");
       await new Promise((r) => p!.child.once("exit", r));
-      p = await startPrism(["--workers", "1", "--grpc-port", "0", "--http-port", "0"], { env, cwd: dataDir });
+      p = await startPrism(["--workers", workers, "--grpc-port", String(await freePort()), "--http-port", String(await freePort())], { env, cwd: dataDir });
       const got = await call(p.httpPort, "KeyValue/Get", { namespace: "kept", key: "k" });
       assert.equal(got.status, 200, JSON.stringify(got.json));
       assert.equal(Buffer.from(got.json.value, "base64").toString(), "survives");

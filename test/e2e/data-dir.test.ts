@@ -118,6 +118,15 @@ describe("data_dir through prism.yaml", () => {
     );
   });
 
+  it("file parameters of a PostgreSQL URL (sslrootcert, sslcert, sslkey) follow the same rule", async () => {
+    await assert.rejects(
+      validateConfig({ server: { data_dir: fs.data }, namespaces: [{ name: "p", backend: { type: "postgres", url: "postgres://u@db/x?sslmode=verify-full&sslrootcert=/etc/ssl/private/key.pem" } }] }, "prism.yaml"),
+      /prism\.yaml: namespaces\[0\]\.backend\.url \(sslrootcert\): "\/etc\/ssl\/private\/key\.pem" is an absolute path/,
+    );
+    const cfg = await validateConfig({ server: { data_dir: fs.data }, namespaces: [{ name: "p", backend: { type: "postgres", url: "postgres://u@db/x?sslmode=verify-full&sslrootcert=certs/ca.pem" } }] }, "prism.yaml");
+    assert.equal(new URL(cfg.namespaces[0]!.backend.url).searchParams.get("sslrootcert"), join(fs.data, "certs/ca.pem"));
+  });
+
   it("allowed paths and relative paths are accepted and resolved", async () => {
     const cfg = await validateConfig(
       { server: { data_dir: fs.data, allowed_paths: [fs.allowed] }, namespaces: [sqliteNs("a", join(fs.allowed, "a.db")), sqliteNs("b", "b.db"), { name: "m", backend: { type: "sqlite", path: ":memory:" } }] },

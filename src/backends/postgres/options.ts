@@ -24,3 +24,6 @@ export const optionsSchema = z
   .strict();
 
 export type PostgresOptions = z.infer<typeof optionsSchema>;
+
+/** Query parameters of `url` that name files (pg reads them when connecting): confined to server.data_dir (src/config/paths.ts). */
+export const fileUrlParams = { url: ["sslcert", "sslkey", "sslrootcert"] } as const;
