@@ -49,6 +49,7 @@ function stableJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
   if (v && typeof v === "object")
     return `{${Object.keys(v as object)
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined) // as JSON (and the store) drop them
       .sort()
       .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
       .join(",")}}`;
@@ -76,6 +77,7 @@ export class ControlAgent implements ControlPlane {
   private timer: ReturnType<typeof setInterval> | undefined;
   private unsubscribe: (() => void) | undefined;
   private closed = false;
+  private storeDown = false;
 
   constructor(private readonly opts: AgentOptions) {}
 
@@ -133,8 +135,14 @@ export class ControlAgent implements ControlPlane {
     try {
       ({ changes, revision } = await this.opts.store.changesSince(this.revision));
     } catch (e) {
-      this.opts.log("warn", `config store ${this.opts.store.description}: ${(e as Error).message}; serving the last configuration`);
+      // Once per outage, not once per poll.
+      if (!this.storeDown) this.opts.log("warn", `${(e as Error).message}; serving the last configuration (revision ${this.revision}) until the config store answers`);
+      this.storeDown = true;
       throw e;
+    }
+    if (this.storeDown) {
+      this.storeDown = false;
+      this.opts.log("info", `config store ${this.opts.store.description} answers again`);
     }
     if (!changes.length) {
       this.revision = Math.max(this.revision, revision);
@@ -195,23 +203,40 @@ export class ControlAgent implements ControlPlane {
     }
   }
 
+  /** Up to date with the store, or UNAVAILABLE naming it (an Admin change needs the store). */
+  private async current(): Promise<void> {
+    try {
+      await this.sync();
+    } catch (e) {
+      throw e instanceof PrismError ? e : errors.unavailable((e as Error).message, e);
+    }
+  }
+
+  private async write(ops: WriteOp[]) {
+    try {
+      return await this.opts.store.write(ops);
+    } catch (e) {
+      throw e instanceof PrismError ? e : errors.unavailable((e as Error).message, e);
+    }
+  }
+
   async applyNamespace(entry: unknown, opts: { dryRun?: boolean } = {}): Promise<ApplyNamespaceResult> {
     const ns = await this.parse((l) => (typeof entry === "string" ? l.parseNamespaceText(entry, process.env, this.opts.paths) : l.parseNamespaceEntry(entry, process.env, "namespace", this.opts.paths)), typeof entry === "string" ? "config" : "namespace");
-    await this.sync();
+    await this.current();
     const before = this.namespaces.get(ns.name);
     const { resolved, problems } = await resolveNamespace(ns, [], this.instanceMap(), before?.choice);
     if (!resolved) throw errors.invalidArgument(typeof entry === "string" ? "config" : "namespace", problems.join("; "));
     if (opts.dryRun) return { namespace: { ...resolved, revision: before?.revision ?? 0 }, created: !before, revision: this.revision, applied: false };
-    const w = await this.opts.store.write([{ kind: NAMESPACE_KIND, name: ns.name, spec: { config: ns, choice: choicesOf(resolved) } satisfies StoredNamespace }]);
-    await this.sync();
+    const w = await this.write([{ kind: NAMESPACE_KIND, name: ns.name, spec: { config: ns, choice: choicesOf(resolved) } satisfies StoredNamespace }]);
+    await this.current();
     const now = this.applied.get(ns.name);
     return { namespace: now ?? { ...resolved, revision: w.revision }, created: !before, revision: w.revision, applied: true };
   }
 
   async deleteNamespace(name: string): Promise<{ deleted: boolean; revision: number }> {
-    await this.sync();
-    const w = await this.opts.store.write([{ kind: NAMESPACE_KIND, name, spec: null }]);
-    await this.sync();
+    await this.current();
+    const w = await this.write([{ kind: NAMESPACE_KIND, name, spec: null }]);
+    await this.current();
     return { deleted: w.written[0] === true, revision: w.revision };
   }
 
@@ -225,7 +250,7 @@ export class ControlAgent implements ControlPlane {
 
   async applyBackend(name: string, spec: unknown, opts: { dryRun?: boolean } = {}): Promise<ApplyBackendResult> {
     const parsed = await this.parse((l) => l.parseBackendEntry(name, spec, process.env, this.opts.paths), "backend");
-    await this.sync();
+    await this.current();
     const instances = this.instanceMap();
     const created = !instances.has(name);
     instances.set(name, parsed);
@@ -240,17 +265,17 @@ export class ControlAgent implements ControlPlane {
     }
     if (problems.length) throw errors.configConflict(`backend "${name}" cannot change so: ${problems.join("; ")}`);
     if (opts.dryRun) return { backend: this.info(name, parsed, this.backends.get(name)?.revision ?? 0), created, revision: this.revision, applied: false, namespaces: users };
-    const w = await this.opts.store.write([{ kind: BACKEND_KIND, name, spec: parsed }]);
-    await this.sync();
+    const w = await this.write([{ kind: BACKEND_KIND, name, spec: parsed }]);
+    await this.current();
     return { backend: this.info(name, parsed, w.revision), created, revision: w.revision, applied: true, namespaces: users };
   }
 
   async deleteBackend(name: string): Promise<{ deleted: boolean; revision: number }> {
-    await this.sync();
+    await this.current();
     const users = this.dependents(name);
     if (users.length) throw errors.configConflict(`backend "${name}" is used by namespace${users.length === 1 ? "" : "s"} ${users.map((u) => `"${u}"`).join(", ")}; change or delete them first`);
-    const w = await this.opts.store.write([{ kind: BACKEND_KIND, name, spec: null }]);
-    await this.sync();
+    const w = await this.write([{ kind: BACKEND_KIND, name, spec: null }]);
+    await this.current();
     return { deleted: w.written[0] === true, revision: w.revision };
   }
 
@@ -260,7 +285,7 @@ export class ControlAgent implements ControlPlane {
   }
 
   async listBackendInstances(): Promise<BackendInstanceInfo[]> {
-    await this.sync().catch(() => {});
+    await this.current().catch(() => {}); // a store that does not answer: the last known instances
     return [...this.backends].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, v]) => this.info(n, v.spec, v.revision));
   }
 

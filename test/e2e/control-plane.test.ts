@@ -16,6 +16,7 @@ import pg from "pg";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
 import { freePort, startPrism, type PrismProcess } from "./serve-process.js";
+import { TcpProxy } from "../unit/tcp-proxy.js";
 
 const PG_URL = process.env.POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const NATS = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
@@ -231,6 +232,47 @@ describe("two Prism processes sharing a PostgreSQL config store", () => {
       await within(2000, async () => (await call(p.httpPort, "Admin/GetNamespace", { name: "race" })).json.revision === latest);
       const ns = await call(p.httpPort, "Admin/GetNamespace", { name: "race" });
       assert.equal(JSON.parse(ns.json.config_json ?? ns.json.configJson).limits.max_value_bytes, winner);
+    }
+  });
+});
+
+describe("a config store that goes away", () => {
+  it("Admin changes answer UNAVAILABLE naming the store, data calls keep serving, and changes work again once it is back", async () => {
+    const table = `prism_cfg_o${process.pid}_${randomUUID().slice(0, 6)}`;
+    const proxy = new TcpProxy("127.0.0.1", Number(new URL(PG_URL).port || 5432));
+    const port = await proxy.start();
+    const url = new URL(PG_URL);
+    url.port = String(port);
+    const config = await validateConfig(
+      { server: { config_store: { type: "postgres", url: url.toString(), table } }, namespaces: [{ name: "steady", primitives: ["keyvalue"], backend: { type: "memstore" } }] },
+      "outage-test",
+    );
+    const srv = await startServer({ config, grpcPort: 0, httpPort: 0, log: () => {} });
+    try {
+      await proxy.cut();
+      const r = await call(srv.httpPort, "Admin/ApplyNamespace", { namespace: { name: "later", primitives: ["keyvalue"], backend: { type: "memstore" } } });
+      assert.equal(r.status, 503, JSON.stringify(r.json));
+      assert.equal(r.json.error.status, "UNAVAILABLE");
+      assert.match(r.json.error.message, new RegExp(`config store postgres://postgres@127\\.0\\.0\\.1:${port}/test \\(table ${table}\\)`));
+      // The namespaces already applied keep serving from their own backend.
+      assert.equal((await call(srv.httpPort, "KeyValue/Set", { namespace: "steady", key: "k", value: b64("v") })).status, 200);
+      assert.equal((await call(srv.httpPort, "Admin/GetNamespace", { name: "later" })).status, 404);
+      await proxy.restore();
+      let ok = { status: 0, json: {} as any };
+      for (let i = 0; i < 100 && ok.status !== 200; i++) {
+        ok = await call(srv.httpPort, "Admin/ApplyNamespace", { namespace: { name: "later", primitives: ["keyvalue"], backend: { type: "memstore" } } });
+        if (ok.status !== 200) await sleep(100);
+      }
+      assert.equal(ok.status, 200, JSON.stringify(ok.json));
+      // The new namespace serves (an unknown one would be 404).
+      assert.equal((await call(srv.httpPort, "KeyValue/Get", { namespace: "later", key: "nothing" })).status, 200);
+    } finally {
+      await srv.close();
+      await proxy.close();
+      const c = new pg.Client({ connectionString: PG_URL });
+      await c.connect();
+      await c.query(`DROP TABLE IF EXISTS ${table}_entries, ${table}_revision`);
+      await c.end();
     }
   });
 });
