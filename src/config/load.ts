@@ -7,6 +7,7 @@ import { parse as parseYaml } from "yaml";
 import { resolve as resolvePath } from "node:path";
 import { isBackendType, backendTypes, loadFileOptions, loadFileUrlParams, loadOptionsSchema } from "../backends/registry.js";
 import { confinePath, type PathPolicy } from "./paths.js";
+import { parsePatternOptions } from "./pattern-options.js";
 import {
   configSchema,
   formatPath,
@@ -134,6 +135,9 @@ export async function checkNamespace(ns: NamespaceConfig, path: PropertyKey[], p
     }
   }
   if (ns.backend === undefined && ns.slots === undefined) problems.push(`${formatPath(path)}: needs a backend (or slots)`);
+  const opts = parsePatternOptions(ns.pattern !== undefined && patternByName(ns.pattern) ? ns.pattern : undefined, ns.options);
+  if (!opts.ok) problems.push(...zodProblems(opts.issues, [...path, "options"]));
+  else if (opts.options !== undefined) ns.options = opts.options;
   return problems;
 }
 

@@ -162,6 +162,16 @@ export async function resolveNamespace(
     const { type, ...options } = spec;
     slots.push({ slot: def.name, primitive: def.primitive, instance: name, type, options, interfaces: driver.interfaces, inProcess: driver.inProcess === true, auto });
   }
+  // Two slots of one family on the same instance would share one keyspace (a cache over itself).
+  if (pattern && pattern.slots.length > 1) {
+    const seen = new Map<string, string>();
+    for (const sl of slots) {
+      const key = `${sl.primitive}:${sl.type}:${JSON.stringify(Object.entries(sl.options).sort(([a], [b]) => (a < b ? -1 : 1)))}`;
+      const other = seen.get(key);
+      if (other !== undefined) problems.push(`${fmt([...path, "slots", sl.slot])}: slots "${other}" and "${sl.slot}" of pattern ${pattern.name} name the same backend${sl.instance ? ` ("${sl.instance}")` : ""}; they need distinct instances`);
+      else seen.set(key, sl.slot);
+    }
+  }
   // One shared `backend:` serves several slots: say each problem once.
   if (problems.length) return { problems: [...new Set(problems)] };
   return { resolved: { config: ns, pattern: patternName, slots, explanation, revision: 0 }, problems };

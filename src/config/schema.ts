@@ -64,6 +64,8 @@ export const namespaceSchema = z
     /** Slot name → backend, in the same three forms as `backend`. */
     slots: z.record(z.string().regex(INSTANCE_NAME, "slot names are 1-64 of A-Z a-z 0-9 _ . -"), z.unknown()).optional(),
     needs: needsSchema.optional(),
+    /** The pattern's own settings (cache-aside: ttl_seconds, write), checked by src/config/pattern-options.ts. */
+    options: z.record(z.string(), z.unknown()).optional(),
     limits: limitsSchema.default({}),
     /** Priority of calls that do not say (src/shedding). */
     priority_default: z.enum(["critical", "high", "normal", "low"]).optional(),

@@ -89,6 +89,9 @@ export class GatewayMetrics {
   private readonly backendUp = new GaugeFamily("prism_backend_up", "1 when the namespace's backend answers its health check (namespace readiness), else 0.", "min");
   private readonly backendHealthLatency = new GaugeFamily("prism_backend_health_latency_seconds", "Latency of the last backend health check.", "max");
 
+  /** Composed patterns' own counts (cache-aside hit, miss, fill, coalesced, cache_error, fill_dropped), read from the runtimes at scrape. */
+  private readonly patternEvents = new CounterFamily("prism_pattern_events_total", "Events of composed patterns by namespace, pattern and event (cache-aside: hit, miss, fill, coalesced, cache_error, fill_dropped).");
+
   private readonly byNamespace = new Map<string, NamespaceSeries>();
   private readonly inFlightByIngress = new Map<string, GaugeSeries>();
   /** The last ingress asked for (a load usually arrives over one): no Map lookup per call. */
@@ -111,6 +114,18 @@ export class GatewayMetrics {
       };
       fam.register(this.registry);
     }
+    const events = this.patternEvents;
+    const getEvents = events.get.bind(events);
+    events.get = async () => {
+      events.reset();
+      for (const rt of this.router.list()) {
+        const c = rt.patternCounters;
+        if (!c) continue;
+        for (const [event, n] of Object.entries(c)) events.child({ namespace: rt.name, pattern: rt.resolved.pattern, event }).value = n;
+      }
+      return getEvents();
+    };
+    events.register(this.registry);
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
   }
 

@@ -11,6 +11,9 @@
  * (multicast registry, cache-aside, outbox, claim check) add entries here.
  */
 import { PRIMITIVES, type InterfaceName, type PrimitiveName } from "../core/interfaces.js";
+import type { NamespaceStores } from "../backends/driver.js";
+import type { Clock } from "../core/clock.js";
+import { cacheAside } from "./cache-aside.js";
 
 export interface SlotDef {
   readonly name: string;
@@ -23,12 +26,38 @@ export interface SlotDef {
   readonly recommended: readonly string[];
 }
 
+/** What a pattern's compose step gets: each slot's stores (guarded by its instance's breaker) and claims. */
+export interface ComposeContext {
+  readonly namespace: string;
+  /** The namespace's `options:` block (validated by src/config/pattern-options.ts). */
+  readonly options: Readonly<Record<string, unknown>>;
+  readonly slots: ReadonlyMap<string, { readonly stores: NamespaceStores; readonly interfaces: ReadonlySet<InterfaceName>; readonly backendType: string; readonly instance: string }>;
+  readonly clock: Clock;
+  readonly log: (level: "info" | "warn" | "error", msg: string) => void;
+}
+
+/** A composed namespace: the stores its API is served from, what it claims, and its own counters (metrics). */
+export interface PatternRuntime {
+  readonly stores: NamespaceStores;
+  readonly interfaces: readonly InterfaceName[];
+  /** Monotonic event counts (exported as prism_pattern_events_total{namespace, pattern, event}). */
+  readonly counters?: Readonly<Record<string, number>>;
+  close?(): Promise<void>;
+}
+
 export interface PatternDef {
   readonly name: string;
   readonly description: string;
   readonly slots: readonly SlotDef[];
   /** The data APIs a namespace of this pattern serves. */
   readonly serves: readonly PrimitiveName[];
+  /**
+   * Builds the namespace's stores from its slots' (a pattern is a bundle of its
+   * slots' bundles). Absent: each slot serves its primitive directly (the four primitives).
+   */
+  readonly compose?: (ctx: ComposeContext) => PatternRuntime;
+  /** With compose: the interfaces the namespace claims, from its slots' claims (Admin shows them without building stores). */
+  readonly claims?: (slots: ReadonlyMap<string, ReadonlySet<InterfaceName>>) => InterfaceName[];
 }
 
 function primitivePattern(
@@ -69,6 +98,7 @@ export const PATTERNS: readonly PatternDef[] = [
     ["stream_consumer_groups", "stream_replay"],
     ["kafka", "nats", "redis", "postgres"],
   ),
+  cacheAside,
 ];
 
 const BY_NAME: ReadonlyMap<string, PatternDef> = new Map(PATTERNS.map((p) => [p.name, p]));

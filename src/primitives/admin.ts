@@ -5,7 +5,7 @@ import type { Gateway } from "../core/gateway.js";
 import type { NamespaceRuntime } from "../router/router.js";
 import type { ResolvedNamespace } from "../config/resolve.js";
 import type { BackendInstanceInfo } from "../core/gateway.js";
-import { PATTERNS } from "../patterns/registry.js";
+import { PATTERNS, patternByName } from "../patterns/registry.js";
 import { structToJson, type StructMessage } from "../core/struct.js";
 import { loadAllDrivers } from "../backends/registry.js";
 
@@ -23,8 +23,10 @@ export function redactedConfig(config: unknown): string {
 /** A namespace as Admin shows it: from its resolution (also for a dry run, which has no runtime). */
 export function resolvedInfo(r: ResolvedNamespace): prism.v1.INamespaceInfo {
   const served = new Set<string>();
-  const interfaces: string[] = [];
-  for (const s of r.slots) {
+  let interfaces: string[] = [];
+  const def = r.pattern ? patternByName(r.pattern) : undefined;
+  if (def?.claims) interfaces = def.claims(new Map(r.slots.map((s) => [s.slot, new Set(s.interfaces)])));
+  else for (const s of r.slots) {
     if (served.has(s.primitive)) continue;
     served.add(s.primitive);
     for (const i of s.interfaces) if (i.startsWith(`${s.primitive}_`)) interfaces.push(i);

@@ -13,7 +13,7 @@ import { loadDriver } from "../backends/registry.js";
 import type { NamespaceConfig } from "../config/schema.js";
 import type { ResolvedNamespace } from "../config/resolve.js";
 import { limitsOf } from "../config/defaults.js";
-import { primitiveOf } from "../patterns/registry.js";
+import { patternByName, primitiveOf } from "../patterns/registry.js";
 import { CircuitBreaker, DEFAULT_BREAKER, guardStores, type BreakerOptions } from "../shedding/breaker.js";
 
 /** One slot of a namespace: the backend instance that serves it. */
@@ -42,6 +42,8 @@ export interface NamespaceRuntime {
   /** Per primitive, the store of the slot serving it. */
   readonly stores: NamespaceStores;
   readonly slots: readonly SlotRuntime[];
+  /** A composed pattern's event counts (prism_pattern_events_total). */
+  readonly patternCounters?: Readonly<Record<string, number>>;
   /** Every slot's driver is in-process (memstore): calls are not retried (src/core/gateway.ts). */
   readonly inProcess?: boolean;
   /**
@@ -151,6 +153,26 @@ export class Router {
         for (const i of driver.interfaces) if (primitiveOf(i) === s.primitive) interfaces.add(i);
       }
     }
+    // A composed pattern (cache-aside …) serves its API from stores built over its slots'.
+    const def = resolved.pattern ? patternByName(resolved.pattern) : undefined;
+    let patternCounters: Readonly<Record<string, number>> | undefined;
+    if (def?.compose) {
+      for (const k of Object.keys(stores)) delete (stores as Record<string, unknown>)[k];
+      interfaces.clear();
+      for (const i of def.claims?.(new Map(slots.map((s) => [s.slot, s.interfaces]))) ?? []) interfaces.add(i);
+      if (owner === undefined) {
+        const composed = def.compose({
+          namespace: config.name,
+          options: config.options ?? {},
+          slots: new Map(slots.map((s) => [s.slot, s])),
+          clock: this.clock,
+          log: (l, m) => this.log(l, `[namespace ${config.name}, ${def.name}] ${m}`),
+        });
+        Object.assign(stores, composed.stores);
+        patternCounters = composed.counters;
+        if (composed.close) closers.push(() => composed.close!());
+      }
+    }
     if (closers.length) stores.close = async () => void (await Promise.all(closers.map((c) => c().catch(() => {}))));
     const types = [...new Set(resolved.slots.map((s) => s.type))];
     const runtime: NamespaceRuntime = {
@@ -164,6 +186,7 @@ export class Router {
       stores,
       slots,
       owner,
+      patternCounters,
       inProcess: resolved.slots.length > 0 && resolved.slots.every((s) => s.inProcess),
       metricSeries: undefined,
     };

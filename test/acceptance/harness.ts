@@ -52,6 +52,7 @@ import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
 import { ManualClock } from "../../src/core/clock.js";
 import { loadDriver } from "../../src/backends/registry.js";
+import { patternByName } from "../../src/patterns/registry.js";
 import { INTERFACES, PRIMITIVES, REQUIRED_INTERFACES, type InterfaceName, type PrimitiveName } from "../../src/core/interfaces.js";
 import { connect, type PrismClient } from "./sdk.js";
 import { SUITES, UNCLAIMED } from "./suites/index.js";
@@ -71,6 +72,12 @@ export interface BackendFixture {
   skipReason?(): Promise<string | undefined>;
   /** Extra namespace limits (snake_case, as in prism.yaml), applied over the harness defaults. */
   limits?: Record<string, number>;
+  /**
+   * A composed pattern instead of one backend: the pattern, the backend type of
+   * each slot (claims follow from the pattern's), and the namespace entry
+   * (pattern, slots, options) for a namespace name. `backend()` is then unused.
+   */
+  pattern?: { name: string; slotTypes: Record<string, string>; entry(namespace: string): Record<string, unknown> };
 }
 
 /** The namespace limits every acceptance namespace gets (before fixture.limits). */
@@ -137,12 +144,10 @@ class Context implements SuiteContext {
 
   async ns(opts: { name?: string } = {}): Promise<string> {
     const name = opts.name ?? `acc-${this.transport}-${++nsCounter}-${randomBytes(3).toString("hex")}`;
-    await this.client.admin.applyNamespace({
-      name,
-      primitives: this.primitives,
-      backend: this.fixture.backend(name),
-      limits: this.limits,
-    });
+    const p = this.fixture.pattern;
+    await this.client.admin.applyNamespace(
+      p ? { name, ...p.entry(name), limits: this.limits } : { name, primitives: this.primitives, backend: this.fixture.backend(name), limits: this.limits },
+    );
     return name;
   }
 
@@ -181,9 +186,14 @@ export function runAcceptance(fixture: BackendFixture, opts: { transports?: Tran
   const transports = opts.transports ?? [...TRANSPORTS];
   describe(`acceptance: ${fixture.name}`, async () => {
     const skip = fixture.skipReason ? await fixture.skipReason() : undefined;
-    const type = String(fixture.backend("probe").type);
-    const driver = await loadDriver(type);
-    const claims = new Set<InterfaceName>(driver.interfaces);
+    const p = fixture.pattern;
+    const type = p ? p.name : String(fixture.backend("probe").type);
+    let claims: Set<InterfaceName>;
+    if (p) {
+      const slotClaims = new Map<string, ReadonlySet<InterfaceName>>();
+      for (const [slot, t] of Object.entries(p.slotTypes)) slotClaims.set(slot, new Set((await loadDriver(t)).interfaces));
+      claims = new Set(patternByName(p.name)!.claims!(slotClaims));
+    } else claims = new Set<InterfaceName>((await loadDriver(type)).interfaces);
     const slowEverywhere = process.env.PRISM_ACCEPTANCE_SLOW === "all";
 
     for (const [ti, transport] of transports.entries()) {

@@ -12,6 +12,14 @@ const FAILED_PRECONDITION = 9;
 const INVALID_ARGUMENT = 3;
 
 export async function claimsCase(ctx: SuiteContext): Promise<void> {
+  if (ctx.fixture.pattern) {
+    // A composed pattern claims what its pattern derives from its slots' backends.
+    const info = await ctx.client.admin.getNamespace(await ctx.ns());
+    assert.equal(info.pattern, ctx.fixture.pattern.name);
+    assert.deepEqual([...info.interfaces].sort(), [...ctx.claims].sort(), "GetNamespace interfaces = the pattern's claims");
+    assert.deepEqual(info.slots.map((s) => [s.slot, s.backendType]).sort(), Object.entries(ctx.fixture.pattern.slotTypes).sort());
+    return;
+  }
   const list = await ctx.client.admin.listBackends();
   const mine = list.find((b) => b.type === ctx.backendType);
   assert.ok(mine, `ListBackends has no "${ctx.backendType}" (got ${list.map((b) => b.type).join(", ")})`);
@@ -24,8 +32,10 @@ export async function claimsCase(ctx: SuiteContext): Promise<void> {
 function primitiveRefused(primitive: string, call: (ctx: SuiteContext, ns: string) => Promise<unknown>): Suite {
   return (test) => {
     test(`a namespace cannot be configured to serve ${primitive}`, async (ctx) => {
+      const name = ctx.uid("acc-refused");
+      const p = ctx.fixture.pattern;
       await expectCode(
-        ctx.client.admin.applyNamespace({ name: ctx.uid("acc-refused"), primitives: [primitive], backend: ctx.fixture.backend("refused") }),
+        ctx.client.admin.applyNamespace(p ? { name, ...p.entry(name), primitives: [primitive] } : { name, primitives: [primitive], backend: ctx.fixture.backend("refused") }),
         INVALID_ARGUMENT,
         `ApplyNamespace serving ${primitive}`,
       );
