@@ -4,7 +4,7 @@
  *   prism.yaml: namespaces[2].backend.type: unknown backend "redsi"
  */
 import { z } from "zod";
-import { PRIMITIVES, REQUIRED_INTERFACES, type PrimitiveName } from "../core/interfaces.js";
+import { PRIMITIVES, REQUIRED_INTERFACES, type ApiName, type PrimitiveName } from "../core/interfaces.js";
 import { patternByName } from "../patterns/registry.js";
 import { BACKPRESSURE_DEFAULTS, BREAKER_DEFAULTS, DEFAULT_LIMITS, RETRY_DEFAULTS, SHEDDING_DEFAULTS } from "./defaults.js";
 
@@ -79,13 +79,13 @@ export const namespaceSchema = z
     observability: z.object({ log_keys: z.boolean().default(true) }).strict().optional(),
   })
   .strict()
-  .transform((ns) => ({ ...ns, primitives: ns.primitives ?? derivePrimitives(ns) }));
+  .transform((ns) => ({ ...ns, primitives: (ns.primitives as ApiName[] | undefined) ?? derivePrimitives(ns) }));
 
 /**
  * The primitives a namespace serves when it does not list them: its pattern's;
  * else the primitives its slots name, when it has no backend for the rest; else all four.
  */
-function derivePrimitives(ns: { pattern?: string; backend?: unknown; slots?: Record<string, unknown> }): PrimitiveName[] {
+function derivePrimitives(ns: { pattern?: string; backend?: unknown; slots?: Record<string, unknown> }): ApiName[] {
   if (ns.pattern !== undefined) {
     const p = patternByName(ns.pattern);
     return p ? [...p.serves] : [];
@@ -196,7 +196,8 @@ export type NamespaceConfigInput = z.input<typeof namespaceSchema>;
  * `backend.type` keeps compiling; src/control/resolve.ts reads them through backendRefOf).
  */
 export type NamespaceConfig = Omit<z.output<typeof namespaceSchema>, "primitives" | "backend" | "slots"> & {
-  primitives: PrimitiveName[];
+  /** What it serves: primitives, or a pattern's API (multicast_registry). */
+  primitives: ApiName[];
   backend?: any;
   slots?: Record<string, any>;
 };

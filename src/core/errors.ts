@@ -92,6 +92,8 @@ export const errors = {
   /** A backend instance (Admin.DeleteBackend / ApplyBackend, prism.yaml references) that is not declared. */
   unknownBackendInstance: (name: string) =>
     new PrismError(Code.NOT_FOUND, "PRISM_ERR_UNKNOWN_BACKEND", `backend instance "${name}" is not declared`),
+  notRegistered: (identity: string) =>
+    new PrismError(Code.FAILED_PRECONDITION, "PRISM_ERR_NOT_REGISTERED", `"${identity}" is not a registered member (Register it first)`),
   /** A change the current configuration does not allow (deleting an instance that namespaces use). */
   configConflict: (why: string) => new PrismError(Code.FAILED_PRECONDITION, "PRISM_ERR_CONFIG_CONFLICT", why),
   unknownNamespace: (ns: string) =>

@@ -25,6 +25,11 @@ export type InterfaceName = (typeof INTERFACES)[number];
 export const PRIMITIVES = ["keyvalue", "pubsub", "queue", "stream"] as const;
 export type PrimitiveName = (typeof PRIMITIVES)[number];
 
+/** APIs of Layer 2 patterns (their own services), served by namespaces of that pattern. */
+export const PATTERN_APIS = ["multicast_registry"] as const;
+/** What a namespace serves and a method belongs to: a primitive or a pattern's API. */
+export type ApiName = PrimitiveName | (typeof PATTERN_APIS)[number];
+
 /** What a namespace serving a primitive needs from its backend, at the least. */
 export const REQUIRED_INTERFACES: Record<PrimitiveName, readonly InterfaceName[]> = {
   keyvalue: ["keyvalue_basic"],

@@ -5,7 +5,7 @@
  * built from this table, so the three ingresses cannot drift apart.
  */
 import { prism } from "../gen/prism.js";
-import type { PrimitiveName } from "./interfaces.js";
+import type { ApiName } from "./interfaces.js";
 import type { NamespaceRuntime } from "../router/router.js";
 import type { RequestContext } from "./context.js";
 import type { Subscription, SubscriptionSink } from "../backends/driver.js";
@@ -15,6 +15,7 @@ import * as ps from "../primitives/pubsub.js";
 import * as q from "../primitives/queue.js";
 import * as st from "../primitives/stream.js";
 import * as admin from "../primitives/admin.js";
+import * as reg from "../primitives/registry.js";
 
 /** The static protobufjs class of a message. */
 export interface MessageCodec<T = any> {
@@ -32,7 +33,7 @@ export type SubscribeHandler = (ns: NamespaceRuntime, req: any, sink: Subscripti
 export interface MethodDef {
   /** prism.v1.Method value: the WebSocket frame's method field. */
   readonly id: number;
-  readonly service: "KeyValue" | "PubSub" | "Queue" | "Stream" | "Admin";
+  readonly service: "KeyValue" | "PubSub" | "Queue" | "Stream" | "MulticastRegistry" | "Admin";
   readonly name: string;
   /** gRPC path, e.g. /prism.v1.KeyValue/Get */
   readonly path: string;
@@ -42,8 +43,8 @@ export interface MethodDef {
   readonly responseTypeName: string;
   /** Server-streaming (PubSub.Subscribe). */
   readonly streaming: boolean;
-  /** Data methods: the primitive the namespace must serve. */
-  readonly primitive?: PrimitiveName;
+  /** Data methods: the primitive (or pattern API) the namespace must serve. */
+  readonly primitive?: ApiName;
   readonly handler?: NsHandler;
   readonly admin?: AdminHandler;
   readonly subscribe?: SubscribeHandler;
@@ -60,7 +61,7 @@ function def(
   name: string,
   req: string,
   res: string,
-  impl: { handler?: NsHandler; admin?: AdminHandler; subscribe?: SubscribeHandler; primitive?: PrimitiveName; idempotent?: boolean },
+  impl: { handler?: NsHandler; admin?: AdminHandler; subscribe?: SubscribeHandler; primitive?: ApiName; idempotent?: boolean },
 ): MethodDef {
   return {
     id,
@@ -81,6 +82,7 @@ function def(
 }
 
 const KV = "keyvalue" as const;
+const REG = "multicast_registry" as const;
 export const METHODS: readonly MethodDef[] = [
   def(M.KV_GET, "KeyValue", "Get", "GetRequest", "GetResponse", { handler: kv.get, primitive: KV, idempotent: true }),
   def(M.KV_SET, "KeyValue", "Set", "SetRequest", "SetResponse", { handler: kv.set, primitive: KV }),
@@ -104,6 +106,11 @@ export const METHODS: readonly MethodDef[] = [
   def(M.STREAM_READ, "Stream", "Read", "ReadRequest", "ReadResponse", { handler: st.read, primitive: "stream", idempotent: true }),
   def(M.STREAM_READ_GROUP, "Stream", "ReadGroup", "ReadGroupRequest", "ReadGroupResponse", { handler: st.readGroup, primitive: "stream" }),
   def(M.STREAM_ACK_GROUP, "Stream", "AckGroup", "AckGroupRequest", "AckGroupResponse", { handler: st.ackGroup, primitive: "stream" }),
+  def(M.REGISTRY_REGISTER, "MulticastRegistry", "Register", "RegisterRequest", "RegisterResponse", { handler: reg.register, primitive: REG, idempotent: true }),
+  def(M.REGISTRY_UNREGISTER, "MulticastRegistry", "Unregister", "UnregisterRequest", "UnregisterResponse", { handler: reg.unregister, primitive: REG, idempotent: true }),
+  def(M.REGISTRY_ENUMERATE, "MulticastRegistry", "Enumerate", "EnumerateRequest", "EnumerateResponse", { handler: reg.enumerate, primitive: REG, idempotent: true }),
+  def(M.REGISTRY_MULTICAST, "MulticastRegistry", "Multicast", "MulticastRequest", "MulticastResponse", { handler: reg.multicast, primitive: REG }),
+  def(M.REGISTRY_SUBSCRIBE, "MulticastRegistry", "Subscribe", "MemberSubscribeRequest", "PubSubMessage", { subscribe: reg.subscribe, primitive: REG }),
   def(M.ADMIN_LIST_NAMESPACES, "Admin", "ListNamespaces", "ListNamespacesRequest", "ListNamespacesResponse", { admin: admin.listNamespaces, idempotent: true }),
   def(M.ADMIN_GET_NAMESPACE, "Admin", "GetNamespace", "GetNamespaceRequest", "NamespaceInfo", { admin: admin.getNamespace, idempotent: true }),
   def(M.ADMIN_APPLY_NAMESPACE, "Admin", "ApplyNamespace", "ApplyNamespaceRequest", "ApplyNamespaceResponse", { admin: admin.applyNamespace }),

@@ -30,6 +30,7 @@ const KV_GET = METHOD_BY_ID[M.KV_GET]!;
 const KV_SET = METHOD_BY_ID[M.KV_SET]!;
 const KV_DELETE = METHOD_BY_ID[M.KV_DELETE]!;
 const SUBSCRIBE = METHOD_BY_ID[M.PUBSUB_SUBSCRIBE]!;
+const MEMBER_SUBSCRIBE = METHOD_BY_ID[M.REGISTRY_SUBSCRIBE]!;
 const MESSAGE_CODEC = prism.v1.PubSubMessage as unknown as MessageCodec;
 
 const PRIORITIES: ReadonlySet<string> = new Set(["critical", "high", "normal", "low"]);
@@ -245,6 +246,12 @@ class HttpRoutes implements HttpApp {
           if (method !== "GET") throw notAllowed(method, path, "GET");
           return this.subscribe(ex, namespace, query);
         }
+        // MulticastRegistry.Subscribe: what is multicast to one member, as Server-Sent Events.
+        if (tail.startsWith("/members/") && tail.endsWith("/subscribe")) {
+          if (method !== "GET") throw notAllowed(method, path, "GET");
+          const identity = decodeSegment(tail.slice(9, -10), "identity");
+          return this.subscribe(ex, namespace, query, identity);
+        }
       }
       throw noRoute(method, path);
     }
@@ -348,14 +355,14 @@ class HttpRoutes implements HttpApp {
     }
   }
 
-  private async subscribe(ex: HttpExchange, namespace: string, query: string): Promise<void> {
-    const pattern = new URLSearchParams(query).get("pattern") ?? "";
-    const ctx = context(SUBSCRIBE, ex);
+  private async subscribe(ex: HttpExchange, namespace: string, query: string, identity?: string): Promise<void> {
+    const ctx = context(identity === undefined ? SUBSCRIBE : MEMBER_SUBSCRIBE, ex);
     const stream = new SseStream(this, ex, ctx);
     ex.abortTarget = stream;
     let sub: Subscription;
     try {
-      sub = await this.gw.subscribe(ctx, { namespace, pattern }, stream);
+      const req = identity === undefined ? { namespace, pattern: new URLSearchParams(query).get("pattern") ?? "" } : { namespace, identity };
+      sub = await this.gw.subscribe(ctx, req, stream);
     } catch (e) {
       stream.over = true;
       throw e;

@@ -10,10 +10,11 @@
  * instance (`slots:`) or to the namespace's `backend:`. Layer 2 patterns
  * (multicast registry, cache-aside, outbox, claim check) add entries here.
  */
-import { PRIMITIVES, type InterfaceName, type PrimitiveName } from "../core/interfaces.js";
+import { PRIMITIVES, type ApiName, type InterfaceName, type PrimitiveName } from "../core/interfaces.js";
 import type { NamespaceStores } from "../backends/driver.js";
 import type { Clock } from "../core/clock.js";
 import { cacheAside } from "./cache-aside.js";
+import { multicastRegistry } from "./multicast-registry.js";
 
 export interface SlotDef {
   readonly name: string;
@@ -42,6 +43,8 @@ export interface PatternRuntime {
   readonly interfaces: readonly InterfaceName[];
   /** Monotonic event counts (exported as prism_pattern_events_total{namespace, pattern, event}). */
   readonly counters?: Readonly<Record<string, number>>;
+  /** The pattern's own service object, for its API's handlers (multicast registry). */
+  readonly service?: unknown;
   close?(): Promise<void>;
 }
 
@@ -50,7 +53,7 @@ export interface PatternDef {
   readonly description: string;
   readonly slots: readonly SlotDef[];
   /** The data APIs a namespace of this pattern serves. */
-  readonly serves: readonly PrimitiveName[];
+  readonly serves: readonly ApiName[];
   /**
    * Builds the namespace's stores from its slots' (a pattern is a bundle of its
    * slots' bundles). Absent: each slot serves its primitive directly (the four primitives).
@@ -99,6 +102,7 @@ export const PATTERNS: readonly PatternDef[] = [
     ["kafka", "nats", "redis", "postgres"],
   ),
   cacheAside,
+  multicastRegistry,
 ];
 
 const BY_NAME: ReadonlyMap<string, PatternDef> = new Map(PATTERNS.map((p) => [p.name, p]));

@@ -7,7 +7,7 @@
  * already running finish on the runtime they started with.
  */
 import type { Clock } from "../core/clock.js";
-import type { InterfaceName, PrimitiveName } from "../core/interfaces.js";
+import type { ApiName, InterfaceName, PrimitiveName } from "../core/interfaces.js";
 import type { BackendDriver, BackendInstance, NamespaceLimits, NamespaceStores } from "../backends/driver.js";
 import { loadDriver } from "../backends/registry.js";
 import type { NamespaceConfig } from "../config/schema.js";
@@ -38,10 +38,12 @@ export interface NamespaceRuntime {
   readonly backendType: string;
   /** Per primitive, the interfaces its slot's backend claims (one lookup per optional-interface check). */
   readonly interfaces: ReadonlySet<InterfaceName>;
-  readonly primitives: ReadonlySet<PrimitiveName>;
+  readonly primitives: ReadonlySet<ApiName>;
   /** Per primitive, the store of the slot serving it. */
   readonly stores: NamespaceStores;
   readonly slots: readonly SlotRuntime[];
+  /** A composed pattern's service object (its API's handlers use it: src/primitives/registry.ts). */
+  readonly patternService?: unknown;
   /** A composed pattern's event counts (prism_pattern_events_total). */
   readonly patternCounters?: Readonly<Record<string, number>>;
   /** Every slot's driver is in-process (memstore): calls are not retried (src/core/gateway.ts). */
@@ -156,6 +158,7 @@ export class Router {
     // A composed pattern (cache-aside …) serves its API from stores built over its slots'.
     const def = resolved.pattern ? patternByName(resolved.pattern) : undefined;
     let patternCounters: Readonly<Record<string, number>> | undefined;
+    let patternService: unknown;
     if (def?.compose) {
       for (const k of Object.keys(stores)) delete (stores as Record<string, unknown>)[k];
       interfaces.clear();
@@ -170,6 +173,7 @@ export class Router {
         });
         Object.assign(stores, composed.stores);
         patternCounters = composed.counters;
+        patternService = composed.service;
         if (composed.close) closers.push(() => composed.close!());
       }
     }
@@ -187,6 +191,7 @@ export class Router {
       slots,
       owner,
       patternCounters,
+      patternService,
       inProcess: resolved.slots.length > 0 && resolved.slots.every((s) => s.inProcess),
       metricSeries: undefined,
     };

@@ -39,6 +39,11 @@ const ST_APPEND = m("Stream/Append");
 const ST_READ = m("Stream/Read");
 const ST_READ_GROUP = m("Stream/ReadGroup");
 const ST_ACK = m("Stream/AckGroup");
+const REG_REGISTER = m("MulticastRegistry/Register");
+const REG_UNREGISTER = m("MulticastRegistry/Unregister");
+const REG_ENUMERATE = m("MulticastRegistry/Enumerate");
+const REG_MULTICAST = m("MulticastRegistry/Multicast");
+const REG_SUBSCRIBE = m("MulticastRegistry/Subscribe");
 const AD_LIST = m("Admin/ListNamespaces");
 const AD_GET = m("Admin/GetNamespace");
 const AD_APPLY = m("Admin/ApplyNamespace");
@@ -231,6 +236,58 @@ export class PubSub {
   subscribe(pattern: string): Subscription<PubSubMessage> {
     const sub = new SubscriptionImpl(toPubSubMessage);
     sub.handle = this.t.serverStream(PS_SUBSCRIBE, { namespace: this.namespace, pattern }, sub);
+    return sub;
+  }
+}
+
+// ---------------------------------------------------------------- MulticastRegistry
+
+/** A registered member. `expiresAtMs` 0: no expiry. */
+export interface RegistryMember {
+  identity: string;
+  metadata: Record<string, string>;
+  expiresAtMs: number;
+}
+
+/** A namespace with `pattern: multicast-registry`: members with metadata, multicast by filter. */
+export class MulticastRegistry {
+  /** @internal */
+  constructor(
+    private readonly t: Transport,
+    readonly namespace: string,
+  ) {}
+
+  /** Registers `identity` (or refreshes it: metadata replaced, TTL restarted). ttl 0: no expiry. */
+  async register(identity: string, metadata: Record<string, string> = {}, opts: { ttl?: number } = {}): Promise<{ created: boolean; expiresAtMs: number }> {
+    const res = await this.t.unary(REG_REGISTER, { namespace: this.namespace, identity, metadata, ttlSeconds: opts.ttl ?? 0 });
+    return { created: !!res.created, expiresAtMs: num(res.expiresAtMs) };
+  }
+
+  async unregister(identity: string): Promise<boolean> {
+    return !!(await this.t.unary(REG_UNREGISTER, { namespace: this.namespace, identity })).removed;
+  }
+
+  /** One page of live members matching `filter` (e.g. `type = "temperature" and floor = 3`; "" all). */
+  async enumerate(filter = "", opts: { cursor?: string; limit?: number } = {}): Promise<{ members: RegistryMember[]; nextCursor: string }> {
+    const res = await this.t.unary(REG_ENUMERATE, { namespace: this.namespace, filter, cursor: opts.cursor ?? "", limit: opts.limit ?? 0 });
+    return {
+      members: (res.members as pb.v1.IMember[]).map((m) => ({ identity: m.identity ?? "", metadata: { ...(m.metadata ?? {}) }, expiresAtMs: num(m.expiresAtMs) })),
+      nextCursor: res.nextCursor ?? "",
+    };
+  }
+
+  /** Sends `data` to every live member matching `filter`. */
+  async multicast(filter: string, data: Bytes, attributes?: Record<string, string>): Promise<{ total: number; delivered: number; failed: number; failedIdentities: string[] }> {
+    const req: pb.v1.IMulticastRequest = { namespace: this.namespace, filter, payload: toBytes(data) };
+    if (attributes) req.attributes = attributes;
+    const res = await this.t.unary(REG_MULTICAST, req);
+    return { total: num(res.total), delivered: num(res.delivered), failed: num(res.failed), failedIdentities: [...(res.failedIdentities ?? [])] };
+  }
+
+  /** What is multicast to `identity` (which must be registered). Await `sub.ready` before multicasting. */
+  subscribe(identity: string): Subscription<PubSubMessage> {
+    const sub = new SubscriptionImpl(toPubSubMessage);
+    sub.handle = this.t.serverStream(REG_SUBSCRIBE, { namespace: this.namespace, identity }, sub);
     return sub;
   }
 }
@@ -551,14 +608,14 @@ export class Admin {
 export class Prism {
   /** Control-plane calls (namespaces, backends, health). */
   readonly admin: Admin;
-  private readonly cache = new Map<string, KeyValue | PubSub | Queue | Stream>();
+  private readonly cache = new Map<string, KeyValue | PubSub | Queue | Stream | MulticastRegistry>();
 
   /** @internal */
   constructor(private readonly t: Transport) {
     this.admin = new Admin(t);
   }
 
-  private client<C extends KeyValue | PubSub | Queue | Stream>(kind: string, ns: string, make: () => C): C {
+  private client<C extends KeyValue | PubSub | Queue | Stream | MulticastRegistry>(kind: string, ns: string, make: () => C): C {
     const k = `${kind}\0${ns}`;
     let c = this.cache.get(k) as C | undefined;
     if (!c) this.cache.set(k, (c = make()));
@@ -576,6 +633,10 @@ export class Prism {
   /** Work queues on namespace `ns`. */
   queue(ns: string): Queue {
     return this.client("q", ns, () => new Queue(this.t, ns));
+  }
+  /** The members of a multicast-registry namespace `ns`. */
+  registry(ns: string): MulticastRegistry {
+    return this.client("reg", ns, () => new MulticastRegistry(this.t, ns));
   }
   /** Append-only streams on namespace `ns`. */
   stream(ns: string): Stream {

@@ -110,17 +110,22 @@ export class HttpTransport implements Transport {
       handle.cancelled = true;
       handle.ac.abort();
     };
-    if (this.closedError || method.service !== "PubSub" || method.name !== "Subscribe") {
+    if (this.closedError || method.name !== "Subscribe") {
       const err = this.closedError ?? new PrismError(Code.UNIMPLEMENTED, `${method.service}/${method.name}: not a streaming method over HTTP`);
       queueMicrotask(() => sink.onError(err));
       return handle;
     }
-    void this.runSse(request as prism.v1.ISubscribeRequest, sink, handle);
+    const r = request as { namespace?: string; pattern?: string; identity?: string };
+    const ns = encodeURIComponent(r.namespace ?? "");
+    const url =
+      method.service === "PubSub"
+        ? `${this.base}/v1/ns/${ns}/subscribe?pattern=${encodeURIComponent(r.pattern ?? "")}`
+        : `${this.base}/v1/ns/${ns}/members/${encodeURIComponent(r.identity ?? "")}/subscribe`;
+    void this.runSse(url, sink, handle);
     return handle;
   }
 
-  private async runSse(req: prism.v1.ISubscribeRequest, sink: StreamSink, h: { cancelled: boolean; ac: AbortController }): Promise<void> {
-    const url = `${this.base}/v1/ns/${encodeURIComponent(req.namespace ?? "")}/subscribe?pattern=${encodeURIComponent(req.pattern ?? "")}`;
+  private async runSse(url: string, sink: StreamSink, h: { cancelled: boolean; ac: AbortController }): Promise<void> {
     this.inflight.add(h.ac);
     try {
       const headers: Record<string, string> = { accept: "text/event-stream" };

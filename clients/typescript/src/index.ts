@@ -16,8 +16,8 @@ import { WsTransport } from "./ws.js";
 import { GrpcTransport } from "./grpc.js";
 import { HttpTransport } from "./http.js";
 
-export { Prism, KeyValue, PubSub, Queue, Stream, Admin } from "./client.js";
-export type { Bytes, SetOptions, KvItem, ScanItem, ScanPage, QueueMessage, StreamRecord, NamespaceInfo, SlotInfo, BackendInstanceInfo, PatternInfo, Health } from "./client.js";
+export { Prism, KeyValue, PubSub, Queue, Stream, Admin, MulticastRegistry } from "./client.js";
+export type { Bytes, SetOptions, KvItem, ScanItem, ScanPage, QueueMessage, StreamRecord, NamespaceInfo, RegistryMember, SlotInfo, BackendInstanceInfo, PatternInfo, Health } from "./client.js";
 export type { Subscription, PubSubMessage } from "./subscription.js";
 export type { ConnectOptions, Priority } from "./transport.js";
 export { Code, PrismError, codeName } from "./errors.js";

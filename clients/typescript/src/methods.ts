@@ -14,7 +14,7 @@ export interface Codec {
 }
 
 /** The service names of the Prism API. */
-export type ServiceName = "KeyValue" | "PubSub" | "Queue" | "Stream" | "Admin";
+export type ServiceName = "KeyValue" | "PubSub" | "Queue" | "Stream" | "MulticastRegistry" | "Admin";
 
 /** One RPC of the contract. */
 export interface MethodInfo {
@@ -56,6 +56,11 @@ const TABLE: [number, ServiceName, string, string, string][] = [
   [M.STREAM_READ, "Stream", "Read", "ReadRequest", "ReadResponse"],
   [M.STREAM_READ_GROUP, "Stream", "ReadGroup", "ReadGroupRequest", "ReadGroupResponse"],
   [M.STREAM_ACK_GROUP, "Stream", "AckGroup", "AckGroupRequest", "AckGroupResponse"],
+  [M.REGISTRY_REGISTER, "MulticastRegistry", "Register", "RegisterRequest", "RegisterResponse"],
+  [M.REGISTRY_UNREGISTER, "MulticastRegistry", "Unregister", "UnregisterRequest", "UnregisterResponse"],
+  [M.REGISTRY_ENUMERATE, "MulticastRegistry", "Enumerate", "EnumerateRequest", "EnumerateResponse"],
+  [M.REGISTRY_MULTICAST, "MulticastRegistry", "Multicast", "MulticastRequest", "MulticastResponse"],
+  [M.REGISTRY_SUBSCRIBE, "MulticastRegistry", "Subscribe", "MemberSubscribeRequest", "PubSubMessage"],
   [M.ADMIN_LIST_NAMESPACES, "Admin", "ListNamespaces", "ListNamespacesRequest", "ListNamespacesResponse"],
   [M.ADMIN_GET_NAMESPACE, "Admin", "GetNamespace", "GetNamespaceRequest", "NamespaceInfo"],
   [M.ADMIN_APPLY_NAMESPACE, "Admin", "ApplyNamespace", "ApplyNamespaceRequest", "ApplyNamespaceResponse"],
@@ -79,7 +84,7 @@ export const METHODS: ReadonlyMap<string, MethodInfo> = new Map(
       path: `/prism.v1.${service}/${name}`,
       requestType: v1[req]!,
       responseType: v1[res]!,
-      streaming: service === "PubSub" && name === "Subscribe",
+      streaming: name === "Subscribe",
     },
   ]),
 );
