@@ -1,15 +1,6 @@
-/** `prism kv get KEY | set KEY VALUE [--ttl S] | del KEY` and `prism ns list`, through @prism/client. */
-import { connectClient, describeError, parseClientArgs, type CliClient } from "./client.js";
-import { KV_USAGE, NS_USAGE, UsageError } from "./usage.js";
-
-async function withClient<T>(addr: string | undefined, fn: (c: CliClient) => Promise<T>): Promise<T> {
-  const client = await connectClient(addr);
-  try {
-    return await fn(client);
-  } finally {
-    await client.close();
-  }
-}
+/** `prism kv get KEY | set KEY VALUE [--ttl S] | del KEY`, through @prism/client (`prism ns`: src/cli/control.ts). */
+import { describeError, parseClientArgs, withClient } from "./client.js";
+import { KV_USAGE, UsageError } from "./usage.js";
 
 export async function kvCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseClientArgs(argv, { ttl: { type: "string" } });
@@ -47,24 +38,6 @@ export async function kvCommand(argv: string[]): Promise<number> {
     });
   } catch (e) {
     process.stderr.write(`prism kv ${op}: ${describeError(e)}\n`);
-    return 1;
-  }
-}
-
-export async function nsCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseClientArgs(argv, {});
-  if (positionals.length !== 1 || positionals[0] !== "list") throw new UsageError(NS_USAGE);
-  try {
-    return await withClient(values.addr as string | undefined, async (c) => {
-      const list = await c.admin.listNamespaces();
-      const rows = [["NAME", "PRIMITIVES", "BACKEND"], ...list.map((n) => [n.name, n.primitives.join(","), n.backendType])];
-      const w0 = Math.max(...rows.map((r) => r[0]!.length));
-      const w1 = Math.max(...rows.map((r) => r[1]!.length));
-      process.stdout.write(rows.map((r) => `${r[0]!.padEnd(w0)}  ${r[1]!.padEnd(w1)}  ${r[2]}`).join("\n") + "\n");
-      return 0;
-    });
-  } catch (e) {
-    process.stderr.write(`prism ns list: ${describeError(e)}\n`);
     return 1;
   }
 }
