@@ -13,6 +13,7 @@ import { runH2load, runWrk, hasTool } from "./tools.js";
 import { pidsByComm, runPgDirect, runRedisDirect } from "./direct.js";
 import { round3 } from "./hist.js";
 import { runWorkerLoad } from "./worker-load.js";
+import { scaleNamespaces } from "./scale-namespaces.js";
 import type { Row } from "./report.js";
 import { SERVER_NODE_FLAGS } from "../../src/workers/node-flags.js";
 
@@ -699,6 +700,7 @@ export const SCENARIOS: Record<string, (o: BenchOptions) => Promise<Row | Row[]>
   "ws-kv-get-1000rps": wsFixedRate,
   "idle-rss-per-worker": idleRss,
   "ws-10k-connections": (o) => wsConnections(o),
+  "scale-namespaces": scaleNamespaces,
 };
 
 /**
