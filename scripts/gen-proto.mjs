@@ -1,12 +1,15 @@
 // Generates static protobuf codecs (JS + .d.ts) from proto/prism/v1/*.proto
 // for the server (src/gen) and the TypeScript SDK (clients/typescript/src/gen).
 // Static code is faster than runtime reflection and gives us types.
+// First it makes (or, without protoc, verifies) the descriptor set that gRPC
+// reflection and GET /v1/descriptor.bin serve: scripts/gen-descriptor.mjs.
 import { execFileSync } from "node:child_process";
 import { mkdirSync, readFileSync, rmSync, writeFileSync, statSync, existsSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
+execFileSync(process.execPath, [join(root, "scripts/gen-descriptor.mjs")], { stdio: "inherit" });
 const protos = ["proto/prism/v1/prism.proto", "proto/prism/v1/frame.proto"].map((p) => join(root, p));
 const outs = [join(root, "src/gen"), join(root, "clients/typescript/src/gen")];
 const bin = join(root, "node_modules/protobufjs-cli/bin");

@@ -11,6 +11,9 @@ import { startGrpc } from "./ingress/grpc.js";
 import { startHttpTransport } from "./ingress/transport.js";
 import { backpressureOf, breakerOptions, installShedding } from "./shedding/index.js";
 import type { Listening } from "./ingress/types.js";
+import { connectionLimitsOf } from "./ingress/limits.js";
+import { redactSecrets } from "./core/redact.js";
+import { CONNECTION_DEFAULTS } from "./config/defaults.js";
 import { setupObservability, type LogSink } from "./observability/index.js";
 import { stderrLog, type Log } from "./observability/logging.js";
 import { VERSION } from "./core/version.js";
@@ -68,13 +71,17 @@ export interface RunningServer {
 }
 
 export async function startServer(opts: ServerOptions): Promise<RunningServer> {
-  const log = opts.log ?? stderrLog;
+  // Every log line of this process (drivers, control plane, ingresses) is masked (src/core/redact.ts), whatever the sink.
+  const sink = opts.log ?? stderrLog;
+  const log: Log = (level, msg) => sink(level, redactSecrets(msg));
   const clock = opts.clock ?? systemClock;
   const server = opts.config.server;
   const host = opts.host ?? server.host;
   const router = new Router(clock, log, opts.placement, { breaker: breakerOptions(server) });
   let control = opts.control;
   let agent: ControlAgent | undefined;
+  // Migrations save backfill cursors and record rollbacks through the control plane.
+  router.migrationHost = { loadCursor: (n) => control!.loadCursor(n), saveCursor: (n, c) => control!.saveCursor(n, c), rollback: (n, r, a) => control!.rollback(n, r, a) };
   if (opts.namespaces) for (const r of opts.namespaces) await router.apply(r);
   if (!control) {
     const store = await openConfigStore(configStoreSpec(server));
@@ -112,11 +119,15 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // Admission control, rate limits and retries (src/shedding); the slow-subscriber policy goes to the ingresses.
   const shedding = installShedding(gateway, server);
   const backpressure = backpressureOf(server);
+  // Connection limits (src/ingress/limits.ts): one budget of unfinished request bytes for all ingresses of this worker.
+  const limits = connectionLimitsOf(server, server.max_message_bytes);
+  gateway.longPollLimits = { max: server.max_long_polls ?? CONNECTION_DEFAULTS.max_long_polls, perConnection: server.max_long_polls_per_connection ?? CONNECTION_DEFAULTS.max_long_polls_per_connection };
+  const browser = { allowedOrigins: server.allowed_origins ?? [], allowedHosts: server.allowed_hosts };
   const listeners: Listening[] = [];
   try {
-    const grpc = opts.grpc === false ? undefined : await startGrpc(gateway, { host, port: opts.grpcPort ?? server.grpc_port, maxMessageBytes: server.max_message_bytes, log, backpressure, server: server.grpc_server });
+    const grpc = opts.grpc === false ? undefined : await startGrpc(gateway, { host, port: opts.grpcPort ?? server.grpc_port, maxMessageBytes: server.max_message_bytes, log, backpressure, server: server.grpc_server, limits });
     if (grpc) listeners.push(grpc);
-    const http = opts.http === false ? undefined : await startHttpTransport(gateway, { host, port: opts.httpPort ?? server.http_port, maxMessageBytes: server.max_message_bytes, log, backpressure, metrics: obs.scrape });
+    const http = opts.http === false ? undefined : await startHttpTransport(gateway, { host, port: opts.httpPort ?? server.http_port, maxMessageBytes: server.max_message_bytes, log, backpressure, metrics: obs.scrape, limits, browser });
     if (http) listeners.push(http);
     let closed: Promise<void> | undefined;
     let drained: Promise<void> | undefined;

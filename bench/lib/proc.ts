@@ -58,14 +58,21 @@ export function machineTicks(): { idle: number; total: number } {
   return { idle: f[3]! + f[4]!, total: f.reduce((a, b) => a + b, 0) };
 }
 
-/** A CPU meter over a window: start() then stop() → µs of CPU used by the pids in between. */
+/**
+ * A CPU meter over a window: start() then stop() → µs of CPU used by the pids in between.
+ * `tolerateExit`: a pid that exits inside the window (e.g. a short-lived postgres backend of
+ * another client) counts 0 instead of failing the read; its CPU in the window is lost.
+ */
 export class CpuWindow {
-  private before = 0;
+  private before = new Map<number, number>();
   private t0 = 0;
   private m0 = { idle: 0, total: 0 };
-  constructor(private readonly pids: number[]) {}
+  constructor(
+    private readonly pids: number[],
+    private readonly opts: { tolerateExit?: boolean } = {},
+  ) {}
   start(): void {
-    this.before = this.sum();
+    this.before = this.read();
     this.t0 = performance.now();
     this.m0 = machineTicks();
   }
@@ -73,11 +80,20 @@ export class CpuWindow {
   stop(): { cpuUs: number; wallUs: number; machineIdle: number } {
     const m = machineTicks();
     const idle = (m.idle - this.m0.idle) / Math.max(1, m.total - this.m0.total);
-    return { cpuUs: this.sum() - this.before, wallUs: (performance.now() - this.t0) * 1000, machineIdle: Math.round(idle * 100) / 100 };
+    const now = this.read();
+    let cpuUs = 0;
+    for (const [pid, us] of now) cpuUs += us - (this.before.get(pid) ?? us);
+    return { cpuUs, wallUs: (performance.now() - this.t0) * 1000, machineIdle: Math.round(idle * 100) / 100 };
   }
-  private sum(): number {
-    let s = 0;
-    for (const p of this.pids) s += cpuMicros(p);
-    return s;
+  private read(): Map<number, number> {
+    const out = new Map<number, number>();
+    for (const p of this.pids) {
+      try {
+        out.set(p, cpuMicros(p));
+      } catch (e) {
+        if (!this.opts.tolerateExit) throw e;
+      }
+    }
+    return out;
   }
 }

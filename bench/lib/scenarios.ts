@@ -14,6 +14,7 @@ import { pidsByComm, runPgDirect, runRedisDirect } from "./direct.js";
 import { round3 } from "./hist.js";
 import { runWorkerLoad } from "./worker-load.js";
 import { scaleNamespaces } from "./scale-namespaces.js";
+import { dualWriteMemstore, dualWriteRedisPostgres } from "./dualwrite.js";
 import type { Row } from "./report.js";
 import { SERVER_NODE_FLAGS } from "../../src/workers/node-flags.js";
 
@@ -685,6 +686,8 @@ export async function wsConnections(o: BenchOptions, count = Number(process.env.
 export const SCENARIOS: Record<string, (o: BenchOptions) => Promise<Row | Row[]>> = {
   "ws-kv-get-memstore": wsGet,
   "ws-kv-getset-memstore": wsMix,
+  "ws-kv-getset-dualwrite": dualWriteMemstore,
+  "ws-kv-getset-dualwrite-redis-postgres": dualWriteRedisPostgres,
   "ws-kv-get-metrics-overhead": metricsOverhead,
   "ws-pubsub-fanout-1": (o) => pubsubFanout(o, 1),
   "ws-pubsub-fanout-10": (o) => pubsubFanout(o, 10),

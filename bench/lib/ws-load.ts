@@ -21,6 +21,13 @@ export interface WsLoadOptions {
   rate?: number;
   /** Processes whose CPU time is charged to the server. */
   serverPids: number[];
+  /**
+   * Backend processes (e.g. redis-server, postgres) whose CPU per op is reported as
+   * backendCpuUsPerOp (not with `idle`). A function is called after the warm-up, so that
+   * connections the server opened meanwhile (postgres backends) are counted; pids that exit
+   * inside the window count 0.
+   */
+  backendPids?: number[] | (() => number[]);
   idle?: boolean;
 }
 
@@ -70,27 +77,42 @@ export async function runWsLoad(o: WsLoadOptions): Promise<Measurement> {
     throw e;
   }
   const cpu = new CpuWindow(o.serverPids);
+  let backendCpu: CpuWindow | undefined;
   const client0 = process.cpuUsage();
+  let backendUs: number | undefined;
   let wallUs: number;
   let cpuUs: number;
   let machineIdle: number;
-  if (o.idle) {
-    cpu.start();
-    Atomics.store(phase, 0, 1);
-    const served = workers.map((w) => new Promise<void>((r) => w.once("message", () => r())));
-    for (const w of workers) w.postMessage({ type: "serve" });
-    await Promise.all(served);
-    ({ cpuUs, wallUs, machineIdle } = cpu.stop());
-  } else {
-    await sleep((o.warmupSeconds ?? 1) * 1000);
-    cpu.start();
-    Atomics.store(phase, 0, 1);
-    await sleep(o.seconds * 1000);
+  // A failed /proc read (the server exited) must not leave the load threads running.
+  try {
+    if (o.idle) {
+      cpu.start();
+      Atomics.store(phase, 0, 1);
+      const served = workers.map((w) => new Promise<void>((r) => w.once("message", () => r())));
+      for (const w of workers) w.postMessage({ type: "serve" });
+      await Promise.all(served);
+      ({ cpuUs, wallUs, machineIdle } = cpu.stop());
+    } else {
+      await sleep((o.warmupSeconds ?? 1) * 1000);
+      const backendPids = typeof o.backendPids === "function" ? o.backendPids() : o.backendPids;
+      if (backendPids?.length) backendCpu = new CpuWindow(backendPids, { tolerateExit: true });
+      backendCpu?.start();
+      cpu.start();
+      Atomics.store(phase, 0, 1);
+      await sleep(o.seconds * 1000);
+      Atomics.store(phase, 0, 2);
+      ({ cpuUs, wallUs, machineIdle } = cpu.stop());
+      backendUs = backendCpu?.stop().cpuUs;
+    }
+  } catch (e) {
     Atomics.store(phase, 0, 2);
-    ({ cpuUs, wallUs, machineIdle } = cpu.stop());
+    await Promise.all(workers.map((w) => w.terminate()));
+    throw e;
   }
   Atomics.store(phase, 0, 2);
-  return stopWorkers(workers, client0, cpuUs, wallUs, machineIdle);
+  const m = await stopWorkers(workers, client0, cpuUs, wallUs, machineIdle);
+  if (backendUs !== undefined && m.ops) m.backendCpuUsPerOp = round3(backendUs / m.ops);
+  return m;
 }
 
 /**

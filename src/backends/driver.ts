@@ -171,6 +171,62 @@ export interface KeyValueStore {
   ttl?(key: string): Promise<{ ttlMs: number | null } | null>;
   /** Removes the TTL; false when absent. */
   persist?(key: string): Promise<boolean>;
+  // keyvalue_outbox (pattern outbox only: src/patterns/outbox.ts)
+  /**
+   * set, and in the same local transaction an outbox row holding msg. A write
+   * refused (CAS) or failed leaves neither. Outbox ids grow in commit order per key.
+   */
+  setWithMessage?(key: string, value: Bytes, opts: SetOptions, msg: OutboxMessage): Promise<number>;
+  /** delete, and in the same transaction an outbox row holding msg, only when a live key was deleted (true). */
+  deleteWithMessage?(key: string, msg: OutboxMessage): Promise<boolean>;
+  /**
+   * One relay pass: hands the namespace's oldest unsent messages (id order, at
+   * most opts.limit) to deliver, then marks sent the ids it returns and parks
+   * the failed ones (kept, never handed out again). Holds a lock meanwhile, so
+   * that no other relay (another Prism process on the same database) hands out
+   * this namespace's messages at the same time; resolves { locked: false }
+   * without calling deliver when another relay holds it. deliver never throws.
+   * No store transaction stays open while deliver runs. Also deletes sent rows
+   * older than opts.keepSentMs.
+   */
+  outboxRelay?(opts: OutboxRelayOptions, deliver: (batch: OutboxRecord[]) => Promise<OutboxOutcome>): Promise<OutboxPass>;
+}
+
+/** What a write with a message commits next to the value (keyvalue_outbox). */
+export interface OutboxMessage {
+  /** A pubsub topic, or a queue name (pattern outbox, options.deliver_to). */
+  topic: string;
+  payload: Bytes;
+  attributes: Attributes;
+}
+
+/** A committed, unsent outbox row. */
+export interface OutboxRecord extends OutboxMessage {
+  /** Increasing per namespace, in commit order per key. */
+  id: number;
+  key: string;
+  createdAtMs: number;
+}
+
+export interface OutboxRelayOptions {
+  limit: number;
+  /** Sent rows older than this are deleted, at most every 10 s (0: at the next cleanup). */
+  keepSentMs: number;
+}
+
+/** What deliver did with a batch: ids acknowledged by the messaging backend, and ids refused for good (parked). */
+export interface OutboxOutcome {
+  sent: number[];
+  failed: { id: number; error: string }[];
+}
+
+export interface OutboxPass {
+  /** false: another relay holds this namespace's outbox (nothing was handed out). */
+  locked: boolean;
+  /** Rows handed to deliver. */
+  handed: number;
+  /** Unsent rows left after the pass (parked ones excluded). */
+  pending: number;
 }
 
 // ------------------------------------------------------------------ PubSub

@@ -4,13 +4,13 @@
  * same entry point runs the worker instead of the CLI.
  */
 import cluster from "node:cluster";
-import { APPLY_USAGE, BACKENDS_USAGE, EXIT_USAGE, KV_USAGE, NS_USAGE, PATTERNS_USAGE, SERVE_USAGE, UsageError, VALIDATE_USAGE } from "./usage.js";
+import { APPLY_USAGE, BACKENDS_USAGE, EXIT_USAGE, KV_USAGE, MIGRATE_USAGE, NS_USAGE, PATTERNS_USAGE, SERVE_USAGE, UsageError, VALIDATE_USAGE } from "./usage.js";
 
 const VERSION = "0.1.0";
 
 const USAGE = `prism ${VERSION}: a data access gateway
 
-${[SERVE_USAGE, VALIDATE_USAGE, APPLY_USAGE, KV_USAGE, NS_USAGE, BACKENDS_USAGE, PATTERNS_USAGE, "usage: prism --version"].map((u) => u.replace("usage: ", "  ")).join("\n")}
+${[SERVE_USAGE, VALIDATE_USAGE, APPLY_USAGE, KV_USAGE, NS_USAGE, BACKENDS_USAGE, PATTERNS_USAGE, MIGRATE_USAGE, "usage: prism --version"].map((u) => u.replace("usage: ", "  ")).join("\n")}
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -30,6 +30,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./apply.js")).applyCommand(rest);
     case "backends":
       return (await import("./control.js")).backendsCommand(rest);
+    case "migrate":
+      return (await import("./migrate.js")).migrateCommand(rest);
     case "patterns":
       return (await import("./control.js")).patternsCommand(rest);
     case "--version":

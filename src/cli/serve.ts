@@ -5,6 +5,7 @@
  * SIGTERM/SIGINT: stop accepting, finish in-flight calls (at most 10 s),
  * close subscriptions and backends, exit 0.
  */
+import { redactSecrets } from "../core/redact.js";
 import { availableParallelism } from "node:os";
 import { parseArgs } from "node:util";
 import type { RunningServer } from "../server.js";
@@ -46,7 +47,7 @@ export function banner(config: PrismConfig, host: string, grpcPort: number, http
   const store = config.server.config_store;
   const lines = [
     `prism ${VERSION} serving gRPC ${host}:${grpcPort}, HTTP/WebSocket ${host}:${httpPort} (${workers} worker${workers === 1 ? "" : "s"})`,
-    `data directory ${config.server.data_dir}; config store ${store?.type === "sqlite" ? `sqlite ${resolve(config.server.data_dir, store.path)}` : store?.type === "postgres" ? `postgres ${store.url.replace(/(\/\/[^:/@]*:)[^@/]*@/, "$1***@")}` : "memory"}`,
+    `data directory ${config.server.data_dir}; config store ${store?.type === "sqlite" ? `sqlite ${resolve(config.server.data_dir, store.path)}` : store?.type === "postgres" ? `postgres ${redactSecrets(store.url)}` : "memory"}`,
   ];
   for (const [name, b] of Object.entries(config.backends)) lines.push(`backend ${name}: ${b.type}`);
   for (const ns of config.namespaces) {

@@ -21,6 +21,19 @@ export const DEFAULT_LIMITS: NamespaceLimits = {
 export const SHEDDING_DEFAULTS = { max_in_flight: 10_000, max_event_loop_delay_ms: 500, capacity_pct: 90 };
 export const BREAKER_DEFAULTS = { failures: 5, probe_after_ms: 30_000 };
 export const RETRY_DEFAULTS = { max_attempts: 3, budget_ratio: 0.1 };
+/** Connection limits of every ingress (src/ingress/limits.ts); server.* in prism.yaml. */
+export const CONNECTION_DEFAULTS = {
+  idle_timeout_ms: 120_000,
+  header_timeout_ms: 10_000,
+  request_timeout_ms: 30_000,
+  max_streams_per_connection: 256,
+  max_session_memory_mb: 32,
+  max_buffered_request_bytes: 128 * 1024 * 1024,
+  max_in_flight_per_connection: 2048,
+  max_long_polls: 4096,
+  max_long_polls_per_connection: 256,
+  max_json_keys: 20_000,
+};
 export const BACKPRESSURE_DEFAULTS: { policy: "disconnect" | "drop"; max_buffered_bytes?: number } = { policy: "disconnect" };
 
 export function limitsOf(ns: NamespaceConfig): NamespaceLimits {

@@ -1,6 +1,7 @@
 /** Each pattern's `options:` block: its schema, defaults applied at load. Patterns without settings refuse any. */
 import { z } from "zod";
 import { CACHE_ASIDE_DEFAULTS } from "../patterns/cache-aside.js";
+import { OUTBOX_DEFAULTS } from "../patterns/outbox.js";
 
 const SCHEMAS: Record<string, z.ZodType<Record<string, unknown>>> = {
   "cache-aside": z
@@ -9,6 +10,18 @@ const SCHEMAS: Record<string, z.ZodType<Record<string, unknown>>> = {
       ttl_seconds: z.number().int().positive().max(30 * 24 * 3600).default(CACHE_ASIDE_DEFAULTS.ttlSeconds),
       /** invalidate: a write deletes the cached copy; through: it replaces it. */
       write: z.enum(["invalidate", "through"]).default(CACHE_ASIDE_DEFAULTS.write),
+    })
+    .strict(),
+  outbox: z
+    .object({
+      /** pubsub: the relay publishes (topic = the message's topic); queue: it enqueues (topic = the queue name). */
+      deliver_to: z.enum(["pubsub", "queue"]).default(OUTBOX_DEFAULTS.deliverTo),
+      /** How often the relay looks for messages committed by other processes (its own commits wake it at once). */
+      poll_interval_ms: z.number().int().min(10).max(60_000).default(OUTBOX_DEFAULTS.pollIntervalMs),
+      /** How long sent messages stay in the outbox table before they are deleted (0: at the next cleanup). */
+      keep_sent_seconds: z.number().int().min(0).max(30 * 24 * 3600).default(OUTBOX_DEFAULTS.keepSentSeconds),
+      /** When set, each delivered message also carries this attribute holding its outbox id (increasing per namespace), for consumers that drop duplicates. */
+      id_attribute: z.string().min(1).max(256).optional(),
     })
     .strict(),
 };

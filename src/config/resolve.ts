@@ -11,6 +11,7 @@ import { backendTypes, isBackendType, loadDriver } from "../backends/registry.js
 import { PATTERNS, patternByName, type PatternDef, type SlotDef } from "../patterns/registry.js";
 import { unmetNeeds } from "./needs.js";
 import type { BackendRef, BackendSpec, NamespaceConfig } from "./schema.js";
+import type { MigrationSettings, MigrationState } from "../migrations/types.js";
 
 /** `a.b[2].c` from a path. */
 function fmt(path: readonly PropertyKey[]): string {
@@ -33,8 +34,17 @@ export interface ResolvedSlot {
   readonly auto: boolean;
 }
 
+/** A namespace's slot in migration: where it goes, and the phase it is in (null: configured, not started). */
+export interface ResolvedMigration {
+  readonly settings: MigrationSettings;
+  readonly to: ResolvedSlot;
+  state: MigrationState | null;
+}
+
 export interface ResolvedNamespace {
   readonly config: NamespaceConfig;
+  /** Set while the namespace carries `migration:`. */
+  migration?: ResolvedMigration;
   /** The pattern's name; "" for a namespace composing primitives (no `pattern:`). */
   readonly pattern: string;
   readonly slots: readonly ResolvedSlot[];
@@ -60,7 +70,8 @@ export function backendRefOf(v: unknown): { kind: "instance"; name: string } | {
 export function slotDefsOf(ns: NamespaceConfig): { pattern: PatternDef | undefined; slots: SlotDef[] } {
   if (ns.pattern !== undefined) {
     const p = patternByName(ns.pattern);
-    return { pattern: p, slots: p ? [...p.slots] : [] };
+    const options = ns.options ?? {};
+    return { pattern: p, slots: p ? p.slots.map((s) => (s.forOptions ? { ...s, ...s.forOptions(options) } : s)) : [] };
   }
   return { pattern: undefined, slots: ns.primitives.map((prim) => patternByName(prim)!.slots[0]!) };
 }
@@ -172,9 +183,90 @@ export async function resolveNamespace(
       else seen.set(key, sl.slot);
     }
   }
+  let migration: ResolvedMigration | undefined;
+  if (ns.migration && !problems.length) {
+    const m = await resolveMigration(ns, path, slots, instances, problems);
+    if (m) {
+      migration = m;
+      explanation.push(`slot ${m.settings.slot}: in migration from "${m.settings.from}" to "${m.settings.to}" (${m.to.type})`);
+    }
+  }
   // One shared `backend:` serves several slots: say each problem once.
   if (problems.length) return { problems: [...new Set(problems)] };
-  return { resolved: { config: ns, pattern: patternName, slots, explanation, revision: 0 }, problems };
+  return { resolved: { config: ns, pattern: patternName, slots, explanation, revision: 0, migration }, problems };
+}
+
+async function resolveMigration(
+  ns: NamespaceConfig,
+  path: readonly PropertyKey[],
+  slots: ResolvedSlot[],
+  instances: Instances,
+  problems: string[],
+): Promise<ResolvedMigration | undefined> {
+  const m = ns.migration!;
+  const at = fmt([...path, "migration"]);
+  const slot = m.slot !== undefined ? slots.find((s) => s.slot === m.slot) : slots.length === 1 ? slots[0] : slots.find((s) => s.primitive === "keyvalue");
+  if (!slot) {
+    problems.push(`${at}.slot: ${m.slot !== undefined ? `no slot "${m.slot}"` : "several slots: name the one that moves"} (slots: ${slots.map((s) => s.slot).join(", ")})`);
+    return undefined;
+  }
+  if (!slot.instance) {
+    problems.push(`${at}: slot "${slot.slot}" has an inline backend; migrations move between named instances (declare it under backends:)`);
+    return undefined;
+  }
+  if (m.from !== undefined && m.from !== slot.instance) {
+    problems.push(`${at}.from: "${m.from}" is not the instance slot "${slot.slot}" is bound to ("${slot.instance}")`);
+    return undefined;
+  }
+  const spec = instances.get(m.to);
+  if (!spec) {
+    problems.push(`${at}.to: unknown backend instance "${m.to}" (declared: ${[...instances.keys()].sort().join(", ") || "none"})`);
+    return undefined;
+  }
+  if (m.to === slot.instance) {
+    problems.push(`${at}.to: "${m.to}" is where slot "${slot.slot}" already is`);
+    return undefined;
+  }
+  if (!isBackendType(spec.type)) {
+    problems.push(`${at}.to: unknown backend "${spec.type}"`);
+    return undefined;
+  }
+  {
+    const { type: t, ...o } = spec;
+    if (t === slot.type && JSON.stringify(Object.entries(o).sort()) === JSON.stringify(Object.entries(slot.options).sort())) {
+      problems.push(`${at}.to: "${m.to}" is the same backend as "${slot.instance}" (same type and options): nothing would move`);
+      return undefined;
+    }
+  }
+  const driver = await loadDriver(spec.type);
+  const fromDriver = await loadDriver(slot.type);
+  const def = slotDefsOf(ns).slots.find((d) => d.name === slot.slot)!;
+  const need: InterfaceName[] = [...def.requires];
+  // The copy of a KeyValue slot scans `from` and writes `to` only where a client has not (if-absent).
+  if (slot.primitive === "keyvalue") need.push("keyvalue_cas");
+  for (const i of need) if (!driver.interfaces.includes(i)) problems.push(`${at}.to: backend "${m.to}" (${spec.type}) lacks ${i}, required to migrate slot "${slot.slot}"`);
+  for (const i of def.optional) {
+    if (slot.interfaces.includes(i) && !driver.interfaces.includes(i)) problems.push(`${at}.to: backend "${m.to}" (${spec.type}) lacks ${i}, which "${slot.instance}" serves now`);
+  }
+  if (slot.primitive === "keyvalue" && !fromDriver.interfaces.includes("keyvalue_scan")) problems.push(`${at}.from: backend "${slot.instance}" (${slot.type}) lacks keyvalue_scan, needed to backfill`);
+  for (const u of unmetNeeds(ns.needs, def, driver)) problems.push(`${at}.to: backend "${m.to}" (${spec.type}): ${u}`);
+  if (problems.length) return undefined;
+  const { type, ...options } = spec;
+  return {
+    settings: {
+      slot: slot.slot,
+      from: slot.instance,
+      to: m.to,
+      backfillRps: m.backfill_rps,
+      shadowReadPct: m.shadow_read_pct,
+      cutoverSteps: [...m.cutover_steps],
+      rollbackOn: { errorRate: m.rollback_on.error_rate, p99Ms: m.rollback_on.p99_ms, diffPct: m.rollback_on.diff_pct },
+      windowSeconds: m.window_seconds,
+      dryRun: m.dry_run,
+    },
+    to: { slot: slot.slot, primitive: slot.primitive, instance: m.to, type, options, interfaces: driver.interfaces, inProcess: driver.inProcess === true, auto: false },
+    state: null,
+  };
 }
 
 async function chooseAuto(

@@ -6,7 +6,8 @@
 import { z } from "zod";
 import { PRIMITIVES, REQUIRED_INTERFACES, type ApiName, type PrimitiveName } from "../core/interfaces.js";
 import { patternByName } from "../patterns/registry.js";
-import { BACKPRESSURE_DEFAULTS, BREAKER_DEFAULTS, DEFAULT_LIMITS, RETRY_DEFAULTS, SHEDDING_DEFAULTS } from "./defaults.js";
+import { DEFAULT_MIGRATION } from "../migrations/types.js";
+import { BACKPRESSURE_DEFAULTS, BREAKER_DEFAULTS, CONNECTION_DEFAULTS, DEFAULT_LIMITS, RETRY_DEFAULTS, SHEDDING_DEFAULTS } from "./defaults.js";
 
 export { DEFAULT_LIMITS, limitsOf } from "./defaults.js";
 
@@ -64,6 +65,8 @@ export const namespaceSchema = z
     /** Slot name → backend, in the same three forms as `backend`. */
     slots: z.record(z.string().regex(INSTANCE_NAME, "slot names are 1-64 of A-Z a-z 0-9 _ . -"), z.unknown()).optional(),
     needs: needsSchema.optional(),
+    /** A migration of one slot between two named instances (src/migrations; phases advanced by `prism migrate`). */
+    migration: z.lazy(() => migrationSchema).optional(),
     /** The pattern's own settings (cache-aside: ttl_seconds, write), checked by src/config/pattern-options.ts. */
     options: z.record(z.string(), z.unknown()).optional(),
     limits: limitsSchema.default({}),
@@ -94,6 +97,35 @@ function derivePrimitives(ns: { pattern?: string; backend?: unknown; slots?: Rec
   if (named.length && ns.backend === undefined) return PRIMITIVES.filter((p) => named.includes(p));
   return [...PRIMITIVES];
 }
+
+export const migrationSchema = z
+  .object({
+    strategy: z.enum(["online"]).default("online"),
+    /** The instance the slot is bound to now (checked); default: that binding. */
+    from: z.string().regex(INSTANCE_NAME).optional(),
+    to: z.string().regex(INSTANCE_NAME, "must name a backend instance declared under backends:"),
+    /** Which slot moves: default the namespace's only slot, else its keyvalue slot. */
+    slot: z.string().optional(),
+    backfill_rps: z.number().positive().max(1_000_000).default(DEFAULT_MIGRATION.backfill_rps),
+    shadow_read_pct: z.number().min(0).max(100).default(DEFAULT_MIGRATION.shadow_read_pct),
+    cutover_steps: z
+      .array(z.number().min(0.01).max(100))
+      .min(1)
+      .refine((a) => a.every((v, i) => i === 0 || v > a[i - 1]!) && a[a.length - 1] === 100, "must increase and end at 100")
+      .default(DEFAULT_MIGRATION.cutover_steps),
+    rollback_on: z
+      .object({
+        error_rate: z.number().min(0).max(1).default(DEFAULT_MIGRATION.rollback_on.error_rate),
+        p99_ms: z.number().positive().default(DEFAULT_MIGRATION.rollback_on.p99_ms),
+        diff_pct: z.number().min(0).max(100).default(DEFAULT_MIGRATION.rollback_on.diff_pct),
+      })
+      .strict()
+      .default(DEFAULT_MIGRATION.rollback_on),
+    window_seconds: z.number().int().min(1).max(600).default(DEFAULT_MIGRATION.window_seconds),
+    /** Dual-write and shadow reads only: never serve from `to`. */
+    dry_run: z.boolean().default(false),
+  })
+  .strict();
 
 /** Circuit breaker per backend instance (src/shedding/breaker.ts). failures 0 disables it. */
 export const breakerSchema = z
@@ -171,6 +203,28 @@ export const serverSchema = z
     access_log_sample: z.number().min(0).max(1).default(1),
     /** Prometheus metrics (GET /metrics on the HTTP port). */
     metrics: z.boolean().default(true),
+    /** Browser safety (src/ingress/browser.ts): Origins allowed on the HTTP/WebSocket port ("scheme://host[:port]", or "*"). Empty: a request with any Origin header is refused (403). */
+    allowed_origins: z.array(z.string().min(1)).default([]),
+    /** Host header names accepted on the HTTP/WebSocket port ("name", "name:port" or "*"); default: localhost and the bind host, with the port. IP literals always pass. Others: 421. */
+    allowed_hosts: z.array(z.string().min(1)).optional(),
+    /** Connection limits on every ingress (src/ingress/limits.ts). 0 turns a timeout off. */
+    idle_timeout_ms: uint.default(CONNECTION_DEFAULTS.idle_timeout_ms),
+    header_timeout_ms: uint.default(CONNECTION_DEFAULTS.header_timeout_ms),
+    /** An unfinished request body / message / WebSocket frame must complete within this. */
+    request_timeout_ms: uint.default(CONNECTION_DEFAULTS.request_timeout_ms),
+    max_streams_per_connection: z.number().int().min(1).max(65535).default(CONNECTION_DEFAULTS.max_streams_per_connection),
+    max_session_memory_mb: z.number().int().min(1).max(4096).default(CONNECTION_DEFAULTS.max_session_memory_mb),
+    /** Unfinished request bytes one connection may hold (default: 2 × max_message_bytes). */
+    max_connection_buffered_bytes: z.number().int().positive().optional(),
+    /** Unfinished request bytes all connections of a worker may hold together. */
+    max_buffered_request_bytes: z.number().int().positive().default(CONNECTION_DEFAULTS.max_buffered_request_bytes),
+    /** Unary calls in progress on one connection (WebSocket; HTTP/2: max_streams_per_connection). Keep it below the shedding point. */
+    max_in_flight_per_connection: z.number().int().positive().default(CONNECTION_DEFAULTS.max_in_flight_per_connection),
+    /** Long polls (Dequeue wait_seconds, ReadGroup block_ms) waiting per worker and per connection: their own budget, not the shedding load. */
+    max_long_polls: z.number().int().positive().default(CONNECTION_DEFAULTS.max_long_polls),
+    max_long_polls_per_connection: z.number().int().positive().default(CONNECTION_DEFAULTS.max_long_polls_per_connection),
+    /** JSON request bodies: most object keys (and containers), and deepest nesting, checked before parsing (413 / 400). */
+    max_json_keys: z.number().int().positive().default(CONNECTION_DEFAULTS.max_json_keys),
   })
   .strict();
 
@@ -202,6 +256,7 @@ export type NamespaceConfig = Omit<z.output<typeof namespaceSchema>, "primitives
   slots?: Record<string, any>;
 };
 export type NeedsConfig = z.output<typeof needsSchema>;
+export type MigrationConfig = z.output<typeof migrationSchema>;
 export type ConfigStoreConfig = z.output<typeof configStoreSchema>;
 export type ServerConfig = z.output<typeof serverSchema>;
 export type PrismConfig = Omit<z.output<typeof configSchema>, "namespaces" | "backends"> & {

@@ -19,9 +19,24 @@ import { backendRefOf, choicesOf, resolveNamespace, type ResolvedNamespace } fro
 import { errors, PrismError } from "../core/errors.js";
 import type { ApplyBackendResult, ApplyNamespaceResult, BackendInstanceInfo, ControlPlane } from "../core/gateway.js";
 import type { PathPolicy } from "../config/paths.js";
+import type { BackfillCursor, MigrationPhase, MigrationSettings, MigrationState } from "../migrations/types.js";
+
+/** What Admin shows of a migration (the live numbers come from the runtime: src/primitives/admin.ts). */
+export interface MigrationStatus {
+  settings: MigrationSettings;
+  state: MigrationState | null;
+  cursor: BackfillCursor | null;
+  primitive: string;
+}
 
 export const NAMESPACE_KIND = "namespace";
 export const BACKEND_KIND = "backend";
+/** A migration's phase (src/migrations/types.ts MigrationState); a change re-applies the namespace. */
+export const MIGRATION_KIND = "migration";
+/** A backfill's cursor: written often, read by the backfill only (never re-applies anything). */
+export const CURSOR_KIND = "migration-cursor";
+/** What prism.yaml last seeded, per entry (so that an unchanged file does not undo Admin changes). */
+export const SEED_KIND = "seed";
 
 /** Where resolved namespaces go: the router (one process) or every worker (cluster primary). */
 export interface NamespaceSink {
@@ -70,6 +85,8 @@ export class ControlAgent implements ControlPlane {
   private revision = 0;
   private readonly backends = new Map<string, { spec: BackendSpec; revision: number }>();
   private readonly namespaces = new Map<string, StoredNamespace & { revision: number }>();
+  private readonly migrations = new Map<string, MigrationState>();
+  private readonly cursors = new Map<string, BackfillCursor>();
   /** What the sink has, by namespace. */
   private readonly applied = new Map<string, ResolvedNamespace>();
   private readonly appliedKey = new Map<string, string>();
@@ -100,12 +117,22 @@ export class ControlAgent implements ControlPlane {
     const ops: WriteOp[] = [];
     const instances = new Map<string, BackendSpec>();
     for (const e of snap.entries) if (e.kind === BACKEND_KIND) instances.set(e.name, e.spec as BackendSpec);
+    // prism.yaml wins for the entries it changed since it last seeded them; an entry it did not
+    // change keeps what Admin made of it since (a finished migration, a hot fix), even across restarts.
+    const seededBefore = (kind: string, name: string) => stored.get(`${SEED_KIND}/${kind}/${name}`);
     for (const [name, spec] of Object.entries(seed.backends ?? {})) {
+      const unchangedInFile = stableJson(seededBefore(BACKEND_KIND, name)) === stableJson(spec);
+      const current = stored.get(`${BACKEND_KIND}/${name}`) as BackendSpec | undefined;
+      if (unchangedInFile && current) continue;
       instances.set(name, spec);
-      if (stableJson(stored.get(`${BACKEND_KIND}/${name}`)) !== stableJson(spec)) ops.push({ kind: BACKEND_KIND, name, spec });
+      if (stableJson(current) !== stableJson(spec)) ops.push({ kind: BACKEND_KIND, name, spec });
+      ops.push({ kind: SEED_KIND, name: `${BACKEND_KIND}/${name}`, spec });
     }
     for (const ns of seed.namespaces) {
       const before = stored.get(`${NAMESPACE_KIND}/${ns.name}`) as StoredNamespace | undefined;
+      const unchangedInFile = stableJson(seededBefore(NAMESPACE_KIND, ns.name)) === stableJson(ns);
+      if (before && unchangedInFile) continue;
+      ops.push({ kind: SEED_KIND, name: `${NAMESPACE_KIND}/${ns.name}`, spec: ns });
       if (before && stableJson(before.config) === stableJson(ns)) continue;
       const { resolved, problems } = await resolveNamespace(ns, [], instances, before?.choice);
       if (!resolved) throw new Error(`prism.yaml namespace "${ns.name}": ${problems.join("; ")}`);
@@ -155,6 +182,13 @@ export class ControlAgent implements ControlPlane {
         backendsChanged = true;
         if (c.spec === null) this.backends.delete(c.name);
         else this.backends.set(c.name, { spec: c.spec as BackendSpec, revision: c.revision });
+      } else if (c.kind === CURSOR_KIND) {
+        if (c.spec === null) this.cursors.delete(c.name);
+        else this.cursors.set(c.name, c.spec as BackfillCursor);
+      } else if (c.kind === MIGRATION_KIND) {
+        touched.add(c.name);
+        if (c.spec === null) this.migrations.delete(c.name);
+        else this.migrations.set(c.name, c.spec as MigrationState);
       } else if (c.kind === NAMESPACE_KIND) {
         touched.add(c.name);
         if (c.spec === null) this.namespaces.delete(c.name);
@@ -180,7 +214,8 @@ export class ControlAgent implements ControlPlane {
         continue;
       }
       resolved.revision = entry.revision;
-      const key = stableJson({ c: resolved.config, s: resolved.slots });
+      if (resolved.migration) resolved.migration.state = this.migrations.get(name) ?? null;
+      const key = stableJson({ c: resolved.config, s: resolved.slots, m: resolved.migration?.state ?? null });
       if (this.appliedKey.get(name) === key && this.applied.get(name)?.revision === entry.revision) continue;
       await this.opts.sink.apply(resolved);
       this.applied.set(name, resolved);
@@ -287,6 +322,115 @@ export class ControlAgent implements ControlPlane {
   async listBackendInstances(): Promise<BackendInstanceInfo[]> {
     await this.current().catch(() => {}); // a store that does not answer: the last known instances
     return [...this.backends].sort(([a], [b]) => (a < b ? -1 : 1)).map(([n, v]) => this.info(n, v.spec, v.revision));
+  }
+
+  // ---------------------------------------------------------------- migrations
+
+  private migratable(name: string): { entry: StoredNamespace & { revision: number }; resolved: ResolvedNamespace } {
+    const entry = this.namespaces.get(name);
+    const resolved = this.applied.get(name);
+    if (!entry || !resolved) throw errors.unknownNamespace(name);
+    if (!resolved.migration) throw errors.configConflict(`namespace "${name}" has no migration: block (add migration: { to: <instance> } and apply it)`);
+    return { entry, resolved };
+  }
+
+  async migrationStatus(name: string): Promise<MigrationStatus> {
+    await this.current().catch(() => {});
+    const { resolved } = this.migratable(name);
+    const cursor = await this.loadCursor(name).catch(() => null);
+    return { settings: resolved.migration!.settings, state: this.migrations.get(name) ?? null, cursor, primitive: resolved.migration!.to.primitive };
+  }
+
+  private async writeState(name: string, state: MigrationState): Promise<MigrationStatus> {
+    await this.write([{ kind: MIGRATION_KIND, name, spec: state }]);
+    await this.current();
+    return this.migrationStatus(name);
+  }
+
+  async startMigration(name: string): Promise<MigrationStatus> {
+    await this.current();
+    const { resolved } = this.migratable(name);
+    if (this.migrations.has(name)) throw errors.configConflict(`the migration of "${name}" is already running (phase ${this.migrations.get(name)!.phase}); see prism migrate status`);
+    const p = resolved.migration!.to.primitive;
+    const phase: MigrationPhase = p === "keyvalue" ? "dual_write" : p === "queue" ? "drain" : "shadow";
+    await this.write([{ kind: CURSOR_KIND, name, spec: null }]);
+    return this.writeState(name, { phase, step: 0, startedAtMs: Date.now() });
+  }
+
+  async advanceMigration(name: string): Promise<MigrationStatus> {
+    await this.current();
+    const { resolved } = this.migratable(name);
+    const state = this.migrations.get(name);
+    if (!state) throw errors.configConflict(`the migration of "${name}" has not started (prism migrate start ${name})`);
+    const s = resolved.migration!.settings;
+    const next: MigrationState = { ...state, rolledBack: undefined };
+    if (state.rolledBack) {
+      // After a rollback, advance resumes the step that was rolled back (the operator decided it is safe).
+    } else if (state.phase === "dual_write") next.phase = "backfill";
+    else if (state.phase === "backfill") {
+      const c = await this.loadCursor(name);
+      if (!c?.done) throw errors.configConflict(`the backfill of "${name}" is not done (${c ? `${c.copied + c.skipped} keys so far` : "not started"}); advance when prism migrate status says done`);
+      next.phase = "shadow";
+      next.backfillDone = true;
+    } else if (state.phase === "shadow") {
+      if (resolved.migration!.to.primitive !== "keyvalue") throw errors.configConflict(`"${name}" is in shadow; finish it to switch to "${s.to}"`);
+      if (s.dryRun) throw errors.configConflict(`the migration of "${name}" is a dry run: it never serves from "${s.to}"`);
+      next.phase = "cutover";
+      next.step = 0;
+    } else if (state.phase === "cutover") {
+      if (state.step >= s.cutoverSteps.length - 1) throw errors.configConflict(`"${name}" is served by "${s.to}" for every key; finish the migration`);
+      next.step = state.step + 1;
+    } else throw errors.configConflict(`"${name}" is draining its queues; finish the migration once "${s.from}" is empty`);
+    return this.writeState(name, next);
+  }
+
+  async rollbackMigration(name: string, reason = "rolled back by the operator", automatic = false): Promise<MigrationStatus> {
+    await this.current();
+    this.migratable(name);
+    const state = this.migrations.get(name);
+    if (!state) throw errors.configConflict(`the migration of "${name}" has not started`);
+    if (state.rolledBack) return this.migrationStatus(name);
+    return this.writeState(name, { ...state, rolledBack: { reason, atMs: Date.now(), automatic } });
+  }
+
+  /** Binds the slot to `to` for good and forgets the migration, in one change set. */
+  async finishMigration(name: string): Promise<{ revision: number }> {
+    await this.current();
+    const { entry, resolved } = this.migratable(name);
+    const state = this.migrations.get(name);
+    const m = resolved.migration!;
+    const s = m.settings;
+    if (!state) throw errors.configConflict(`the migration of "${name}" has not started`);
+    if (state.rolledBack) throw errors.configConflict(`the migration of "${name}" was rolled back (${state.rolledBack.reason}); advance or remove it`);
+    const kvDone = state.phase === "cutover" && state.step === s.cutoverSteps.length - 1;
+    if (m.to.primitive === "keyvalue" ? !kvDone : state.phase !== (m.to.primitive === "queue" ? "drain" : "shadow")) {
+      throw errors.configConflict(`"${name}" cannot finish in phase ${state.phase}${state.phase === "cutover" ? ` at ${s.cutoverSteps[state.step]}%` : ""}: ${m.to.primitive === "keyvalue" ? "cut every key over first (100%)" : "start it first"}`);
+    }
+    const config: NamespaceConfig = structuredClone(entry.config);
+    delete config.migration;
+    if (config.slots && config.slots[s.slot] !== undefined) config.slots[s.slot] = s.to;
+    else config.backend = s.to;
+    const w = await this.write([
+      { kind: NAMESPACE_KIND, name, spec: { config, choice: entry.choice } satisfies StoredNamespace },
+      { kind: MIGRATION_KIND, name, spec: null },
+      { kind: CURSOR_KIND, name, spec: null },
+    ]);
+    await this.current();
+    return { revision: w.revision };
+  }
+
+  // MigrationHost: the backfill's cursor, automatic rollbacks.
+  async loadCursor(name: string): Promise<BackfillCursor | null> {
+    await this.sync();
+    return this.cursors.get(name) ?? null;
+  }
+
+  async saveCursor(name: string, c: BackfillCursor): Promise<void> {
+    await this.opts.store.write([{ kind: CURSOR_KIND, name, spec: c }]);
+  }
+
+  async rollback(name: string, reason: string, automatic: boolean): Promise<unknown> {
+    return this.rollbackMigration(name, reason, automatic);
   }
 
   async close(): Promise<void> {

@@ -19,6 +19,7 @@
  * Creating the store never touches the network; a failed first use (server
  * down) is retried by the next call. pg.Pool replaces broken connections.
  */
+import { redactSecrets } from "../core/redact.js";
 import type { Client, ClientConfig, Notification, Pool, PoolClient } from "pg";
 import { requireCjs } from "../core/require-cjs.js";
 import type { ConfigStore, StoredEntry, WriteOp, WriteResult } from "./store.js";
@@ -39,18 +40,9 @@ export interface PostgresConfigStoreOptions {
   table?: string;
 }
 
-/** The URL with its password (in the authority or a password= parameter) replaced by ***. */
+/** The URL with its password (in the authority or a password= parameter) replaced by *** (src/core/redact.ts, every form). */
 export function maskUrl(url: string): string {
-  try {
-    const u = new URL(url);
-    if (u.password) u.password = "***";
-    for (const k of ["password", "sslpassword"]) if (u.searchParams.has(k)) u.searchParams.set(k, "***");
-    return u.toString();
-  } catch {
-    return String(url)
-      .replace(/([^\s:/?#@]*:)[^\s@/?#]*@/, "$1***@")
-      .replace(/((?:^|[?&\s])(?:ssl)?password=)[^&\s]*/gi, "$1***");
-  }
+  return redactSecrets(String(url));
 }
 
 interface EntryRow {

@@ -9,6 +9,12 @@ import type { MethodDef } from "./methods.js";
 export type Ingress = "grpc" | "http" | "ws" | "mesh" | "internal";
 export type Priority = "critical" | "high" | "normal" | "low";
 
+/** What the gateway counts per client connection (one object per connection, set on each call's context by the ingress). */
+export interface ConnectionState {
+  /** Long polls of this connection waiting now (src/core/gateway.ts). */
+  longPolls: number;
+}
+
 export class RequestContext {
   /** Absolute deadline in ms since the epoch (Date.now() clock); 0: none. */
   deadline = 0;
@@ -35,6 +41,10 @@ export class RequestContext {
    */
   liveNext: RequestContext | null = null;
   livePrev: RequestContext | null = null;
+  /** The client connection this call came on (long-poll caps per connection); undefined: not tracked. */
+  conn: ConnectionState | undefined = undefined;
+  /** Counted as a long poll (its own budget, not the in-flight load). */
+  longPoll = false;
   private controller: AbortController | undefined = undefined;
   private cancelledReason: Error | undefined = undefined;
 

@@ -3,7 +3,11 @@
  * a standard gRPC status code, a stable reason (PRISM_ERR_*) and a message that
  * names the field or namespace at fault. Ingresses map the code to their own
  * wire form (gRPC status, HTTP status, WebSocket ERROR frame) with `httpStatus`.
+ * Messages built from a driver's error text pass through redactSecrets
+ * (src/core/redact.ts): a connection string inside one never reaches a caller.
  */
+import { redactSecrets } from "./redact.js";
+
 export const Code = {
   OK: 0,
   CANCELLED: 1,
@@ -136,7 +140,7 @@ export const errors = {
     new PrismError(
       Code.UNAVAILABLE,
       "PRISM_ERR_BACKEND_UNAVAILABLE",
-      cause ? `${what}: ${(cause as Error).message ?? String(cause)}` : what,
+      redactSecrets(cause ? `${what}: ${(cause as Error).message ?? String(cause)}` : what),
     ),
   shuttingDown: () => new PrismError(Code.UNAVAILABLE, "PRISM_ERR_SHUTTING_DOWN", "this Prism instance is shutting down; retry on another instance"),
   deadline: (what: string) => new PrismError(Code.DEADLINE_EXCEEDED, "PRISM_ERR_DEADLINE", `${what}: deadline exceeded`),
@@ -154,12 +158,12 @@ export const errors = {
       retryAfterSeconds,
     ),
   config: (message: string) => new PrismError(Code.INVALID_ARGUMENT, "PRISM_ERR_CONFIG", message),
-  internal: (message: string) => new PrismError(Code.INTERNAL, "PRISM_ERR_INTERNAL", message),
+  internal: (message: string) => new PrismError(Code.INTERNAL, "PRISM_ERR_INTERNAL", redactSecrets(message)),
 };
 
 /** Any thrown value → PrismError. Unknown errors become INTERNAL without leaking stack traces. */
 export function toPrismError(err: unknown): PrismError {
   if (err instanceof PrismError) return err;
   const message = err instanceof Error ? err.message : String(err);
-  return new PrismError(Code.INTERNAL, "PRISM_ERR_INTERNAL", `internal error: ${message}`);
+  return new PrismError(Code.INTERNAL, "PRISM_ERR_INTERNAL", `internal error: ${redactSecrets(message)}`);
 }

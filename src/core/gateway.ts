@@ -14,9 +14,12 @@ import { errors, PrismError, toPrismError } from "./errors.js";
 import type { RequestContext } from "./context.js";
 import type { MethodDef, NsHandler } from "./methods.js";
 import { raceDeadline } from "../shedding/deadline.js";
+import { prism } from "../gen/prism.js";
 import type { Router, NamespaceRuntime } from "../router/router.js";
 import type { Subscription, SubscriptionSink } from "../backends/driver.js";
 import type { ResolvedNamespace } from "../config/resolve.js";
+import type { MigrationHost } from "../migrations/types.js";
+import type { MigrationStatus } from "../control/agent.js";
 export type { PathPolicy } from "../config/paths.js";
 
 /** Runs before the namespace handler; throw a PrismError to refuse the call. */
@@ -83,13 +86,19 @@ export interface ApplyBackendResult {
  * agent (src/control/agent.ts) writes the config store and applies to the
  * router. Several workers: the primary's agent, reached over IPC.
  */
-export interface ControlPlane {
+export interface ControlPlane extends MigrationHost {
   /** `entry`: a namespace object, or its YAML/JSON text (the older `config` field). */
   applyNamespace(entry: unknown, opts?: { dryRun?: boolean }): Promise<ApplyNamespaceResult>;
   deleteNamespace(name: string): Promise<{ deleted: boolean; revision: number }>;
   applyBackend(name: string, spec: unknown, opts?: { dryRun?: boolean }): Promise<ApplyBackendResult>;
   deleteBackend(name: string): Promise<{ deleted: boolean; revision: number }>;
   listBackendInstances(): Promise<BackendInstanceInfo[]>;
+  /** Migrations (src/migrations): phases stored in the config store. */
+  migrationStatus(name: string): Promise<MigrationStatus>;
+  startMigration(name: string): Promise<MigrationStatus>;
+  advanceMigration(name: string): Promise<MigrationStatus>;
+  rollbackMigration(name: string, reason?: string, automatic?: boolean): Promise<MigrationStatus>;
+  finishMigration(name: string): Promise<{ revision: number }>;
 }
 
 export interface GatewayOptions {
@@ -148,9 +157,51 @@ export class Gateway {
   private draining = false;
   private onIdle: (() => void) | undefined = undefined;
 
-  /** How many unary calls are in progress. */
+  /** Long polls waiting (Dequeue with wait_seconds, ReadGroup with block_ms): counted apart from the in-flight load. */
+  private longPollCount = 0;
+  /**
+   * Long polls wait rather than work, so they do not count as load for shedding
+   * (an idle queue with thousands of waiting consumers would otherwise shed
+   * everyone else); they have their own budget per worker and per connection
+   * (server.max_long_polls, max_long_polls_per_connection): past it a long
+   * poll is refused with RESOURCE_EXHAUSTED, other calls are unaffected.
+   */
+  longPollLimits = { max: 4096, perConnection: 256 };
+  /** Long polls refused by their budget (tests, diagnostics). */
+  longPollsRefused = 0;
+
+  /** How many unary calls are in progress, long polls excepted (the shedding load). */
   get inFlightCount(): number {
-    return this.liveCount;
+    return this.liveCount - this.longPollCount;
+  }
+
+  /** How many long polls are waiting. */
+  get longPollsWaiting(): number {
+    return this.longPollCount;
+  }
+
+  /** Admits a long poll against its budgets (throws RESOURCE_EXHAUSTED) and counts it. */
+  private admitLongPoll(ctx: RequestContext): void {
+    const l = this.longPollLimits;
+    const conn = ctx.conn;
+    if (this.longPollCount >= l.max) {
+      this.longPollsRefused++;
+      throw errors.exhausted(`more than ${l.max} long polls are waiting on this server (server.max_long_polls); retry later or poll without waiting`);
+    }
+    if (conn !== undefined && conn.longPolls >= l.perConnection) {
+      this.longPollsRefused++;
+      throw errors.exhausted(`more than ${l.perConnection} long polls are waiting on this connection (server.max_long_polls_per_connection)`);
+    }
+    ctx.longPoll = true;
+    this.longPollCount++;
+    if (conn !== undefined) conn.longPolls++;
+  }
+
+  private releaseLongPoll(ctx: RequestContext): void {
+    if (!ctx.longPoll) return;
+    ctx.longPoll = false;
+    this.longPollCount--;
+    if (ctx.conn !== undefined) ctx.conn.longPolls--;
   }
 
   private track(ctx: RequestContext): void {
@@ -205,8 +256,19 @@ export class Gateway {
   async unary(ctx: RequestContext, req: any): Promise<object> {
     // Peers' forwarded calls (mesh) are still served while draining: they finish their own in-flight work.
     if (this.draining && ctx.ingress !== "mesh") throw errors.shuttingDown();
-    this.track(ctx);
     const o = this.observer;
+    if (isLongPoll(ctx.method.id, req) && ctx.livePrev === null && this.liveHead !== ctx) {
+      try {
+        this.admitLongPoll(ctx);
+      } catch (e) {
+        if (o !== undefined) {
+          o.start(ctx);
+          o.end(ctx, req, toPrismError(e).code);
+        }
+        throw e;
+      }
+    }
+    this.track(ctx);
     if (o !== undefined) o.start(ctx);
     try {
       const res = await this.dispatch(ctx, req);
@@ -217,6 +279,7 @@ export class Gateway {
       throw e;
     } finally {
       this.untrack(ctx);
+      this.releaseLongPoll(ctx);
       if (this.onIdle !== undefined && this.liveCount === 0) this.onIdle();
     }
   }
@@ -282,6 +345,16 @@ export class Gateway {
   private withDeadline<T>(ctx: RequestContext, p: Promise<T>): Promise<T> {
     return raceDeadline(ctx, p);
   }
+}
+
+const LONG_POLL_DEQUEUE = prism.v1.Method.QUEUE_DEQUEUE;
+const LONG_POLL_READ_GROUP = prism.v1.Method.STREAM_READ_GROUP;
+
+/** A call that may wait for data: Dequeue with wait_seconds, ReadGroup with block_ms. */
+function isLongPoll(id: number, req: any): boolean {
+  if (id === LONG_POLL_DEQUEUE) return (req?.waitSeconds ?? 0) > 0;
+  if (id === LONG_POLL_READ_GROUP) return Number(req?.blockMs ?? 0) > 0;
+  return false;
 }
 
 export { PrismError };

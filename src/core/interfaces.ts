@@ -10,6 +10,7 @@ export const INTERFACES = [
   "keyvalue_scan",
   "keyvalue_batch",
   "keyvalue_cas",
+  "keyvalue_outbox",
   "pubsub_basic",
   "pubsub_wildcards",
   "queue_basic",
@@ -21,6 +22,15 @@ export const INTERFACES = [
   "stream_replay",
 ] as const;
 export type InterfaceName = (typeof INTERFACES)[number];
+
+/**
+ * Claims that only a pattern's slot uses: a namespace serving the primitive
+ * directly does not serve them. keyvalue_outbox (a value and a message
+ * committed in one transaction) means something only where a relay delivers
+ * the message (pattern outbox); a plain keyvalue namespace refuses a Set with
+ * a message (FAILED_PRECONDITION) rather than store a message nobody sends.
+ */
+export const PATTERN_ONLY_INTERFACES: ReadonlySet<InterfaceName> = new Set<InterfaceName>(["keyvalue_outbox"]);
 
 export const PRIMITIVES = ["keyvalue", "pubsub", "queue", "stream"] as const;
 export type PrimitiveName = (typeof PRIMITIVES)[number];

@@ -120,6 +120,11 @@ export const METHODS: readonly MethodDef[] = [
   def(M.ADMIN_APPLY_BACKEND, "Admin", "ApplyBackend", "ApplyBackendRequest", "ApplyBackendResponse", { admin: admin.applyBackend }),
   def(M.ADMIN_DELETE_BACKEND, "Admin", "DeleteBackend", "DeleteBackendRequest", "DeleteBackendResponse", { admin: admin.deleteBackend }),
   def(M.ADMIN_LIST_BACKEND_INSTANCES, "Admin", "ListBackendInstances", "ListBackendInstancesRequest", "ListBackendInstancesResponse", { admin: admin.listBackendInstances, idempotent: true }),
+  def(M.ADMIN_MIGRATION_STATUS, "Admin", "MigrationStatus", "MigrationRequest", "MigrationInfo", { admin: admin.migrationStatus, idempotent: true }),
+  def(M.ADMIN_START_MIGRATION, "Admin", "StartMigration", "MigrationRequest", "MigrationInfo", { admin: admin.startMigration }),
+  def(M.ADMIN_ADVANCE_MIGRATION, "Admin", "AdvanceMigration", "MigrationRequest", "MigrationInfo", { admin: admin.advanceMigration }),
+  def(M.ADMIN_ROLLBACK_MIGRATION, "Admin", "RollbackMigration", "MigrationRequest", "MigrationInfo", { admin: admin.rollbackMigration }),
+  def(M.ADMIN_FINISH_MIGRATION, "Admin", "FinishMigration", "MigrationRequest", "MigrationInfo", { admin: admin.finishMigration }),
   def(M.ADMIN_LIST_PATTERNS, "Admin", "ListPatterns", "ListPatternsRequest", "ListPatternsResponse", { admin: admin.listPatterns, idempotent: true }),
 ];
 

@@ -122,6 +122,11 @@ export abstract class Deframer {
     return this.have;
   }
 
+  /** Request bytes this call holds that are not a finished request yet (connection limits, src/ingress/limits.ts). */
+  get held(): number {
+    return this.have;
+  }
+
   push(chunk: Buffer): void {
     let off = 0;
     const n = chunk.length;

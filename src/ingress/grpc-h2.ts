@@ -21,7 +21,7 @@
  * - PubSub.Subscribe: HEADERS once the subscription is live (the SDK waits for
  *   them), one DATA per message, trailers on error or UNAVAILABLE on close;
  *   a subscriber that stops reading meets the backpressure policy.
- * - Server reflection (bidirectional) through @grpc/reflection (grpc-h2-reflection.ts).
+ * - Server reflection (bidirectional) from protoc's descriptor set (grpc-h2-reflection.ts).
  */
 import { createServer, constants, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import type { AddressInfo } from "node:net";
@@ -33,6 +33,8 @@ import { METHOD_BY_PATH, type MethodDef } from "../core/methods.js";
 import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/driver.js";
 import { DISCONNECT, type Backpressure } from "../shedding/backpressure.js";
 import type { Listening } from "./types.js";
+import { bufferExhausted, defaultConnectionLimits, type ConnectionLimits } from "./limits.js";
+import type { ConnectionState } from "../core/context.js";
 import { DEFAULT_MAX_BUFFERED_MESSAGES, type GrpcOptions } from "./grpc.js";
 import { REFLECTION_PATHS, ReflectionCall } from "./grpc-h2-reflection.js";
 import {
@@ -53,12 +55,15 @@ import {
   type TrailerStream,
 } from "./grpc-h2-wire.js";
 
-const { HTTP2_HEADER_STATUS, HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE, NGHTTP2_ENHANCE_YOUR_CALM } = constants;
+const { HTTP2_HEADER_STATUS, HTTP_STATUS_UNSUPPORTED_MEDIA_TYPE, NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_NO_ERROR } = constants;
 
 type Log = GrpcOptions["log"];
 
 /** What every call of one server shares. */
 interface Shared {
+  readonly limits: ConnectionLimits;
+  /** Calls whose request has not completed yet (client half-close), for the completion timeout. */
+  readonly receiving: Set<Intake>;
   readonly gw: Gateway;
   readonly log: Log;
   readonly maxMessageBytes: number;
@@ -74,22 +79,101 @@ interface H2Call {
   push(chunk: Buffer): void;
   clientEnd(): void;
   closed(): void;
+  /** Request bytes held that are not a finished request yet. */
+  readonly held: number;
+  /** Ends the call with an error (limits: too many bytes, too slow). */
+  fail(e: PrismError): void;
+}
+
+/** Per connection: open streams, unfinished request bytes, and since when it is idle (src/ingress/limits.ts). */
+interface SessionState {
+  streams: number;
+  held: number;
+  /** When the session last had no stream open (0: streams are open). */
+  idleSince: number;
+  /** A stream was ever opened (a session that never completes a request head is closed after header_timeout_ms). */
+  started: boolean;
+  readonly createdAt: number;
+  conn: ConnectionState;
+}
+
+/** One call's request side, against its connection's and the worker's limits on unfinished request bytes. */
+class Intake {
+  held = 0;
+  /** Since when the request has been incomplete (0: complete, or a bidirectional call between messages). */
+  since: number;
+  constructor(
+    readonly call: H2Call,
+    readonly stream: Stream,
+    readonly state: SessionState,
+    /** Unary and server-streaming calls: incomplete from their HEADERS until the client half-closes. */
+    readonly single: boolean,
+  ) {
+    this.since = Date.now();
+  }
 }
 
 const CALL = Symbol("prism.grpc.call");
+const INTAKE = Symbol("prism.grpc.intake");
 const PEER = Symbol("prism.grpc.peer");
-type Stream = TrailerStream & { [CALL]?: H2Call };
-type Session = Http2Session & { [PEER]?: string; pingPending?: boolean };
+const STATE = Symbol("prism.grpc.state");
+const SHARED = Symbol("prism.grpc.shared");
+type Stream = TrailerStream & { [CALL]?: H2Call; [INTAKE]?: Intake; [SHARED]?: Shared };
+type Session = Http2Session & { [PEER]?: string; [STATE]?: SessionState; pingPending?: boolean };
+
+/** Ends a call that broke a limit and stops its stream (RST_STREAM after the status, so the client stops sending). */
+function cutCall(i: Intake, shared: Shared, e: PrismError): void {
+  releaseIntake(i, shared);
+  i.call.fail(e);
+  if (!i.stream.destroyed) i.stream.close(NGHTTP2_NO_ERROR);
+}
+
+function releaseIntake(i: Intake, shared: Shared): void {
+  if (i.held !== 0) {
+    shared.limits.budget.release(i.held);
+    i.state.held -= i.held;
+    i.held = 0;
+  }
+  i.since = 0;
+  shared.receiving.delete(i);
+}
 
 // Shared stream listeners: no closure per call.
 function noop(): void {}
 function onData(this: Stream, chunk: Buffer): void {
-  this[CALL]!.push(chunk);
+  const call = this[CALL]!;
+  call.push(chunk);
+  const i = this[INTAKE];
+  if (i === undefined) return;
+  const held = call.held;
+  const delta = held - i.held;
+  if (delta === 0) return;
+  const shared = this[SHARED]!;
+  if (delta > 0) {
+    const l = shared.limits;
+    if (i.state.held + delta > l.maxConnectionBufferedBytes) return cutCall(i, shared, bufferExhausted("this connection", l.maxConnectionBufferedBytes));
+    if (!l.budget.reserve(delta)) return cutCall(i, shared, bufferExhausted("the server", l.budget.max));
+    if (i.since === 0) i.since = Date.now();
+  } else {
+    shared.limits.budget.release(-delta);
+    if (held === 0 && !i.single) i.since = 0;
+  }
+  i.state.held += delta;
+  i.held = held;
 }
 function onEnd(this: Stream): void {
+  const i = this[INTAKE];
+  if (i !== undefined) releaseIntake(i, this[SHARED]!);
   this[CALL]!.clientEnd();
 }
 function onClose(this: Stream): void {
+  const i = this[INTAKE];
+  if (i !== undefined) {
+    const shared = this[SHARED]!;
+    releaseIntake(i, shared);
+    this[INTAKE] = undefined;
+    if (--i.state.streams === 0) i.state.idleSince = Date.now();
+  }
   this[CALL]!.closed();
 }
 
@@ -112,7 +196,9 @@ const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 /** The call's RequestContext from its headers. Throws INVALID_ARGUMENT for a bad `prism-priority` or `grpc-timeout`. */
 function contextOf(m: MethodDef, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): RequestContext {
-  const ctx = new RequestContext(m, "grpc", (stream.session as Session | undefined)?.[PEER] ?? "unknown");
+  const session = stream.session as Session | undefined;
+  const ctx = new RequestContext(m, "grpc", session?.[PEER] ?? "unknown");
+  ctx.conn = session?.[STATE]?.conn;
   const timeout = headers["grpc-timeout"];
   if (timeout !== undefined) ctx.deadline = Date.now() + parseTimeout(first(timeout)!);
   const p = first(headers["prism-priority"]);
@@ -164,6 +250,11 @@ abstract class SingleRequestCall extends Deframer implements H2Call {
 
   protected framingFailed(e: PrismError): void {
     this.fail(e);
+  }
+
+  /** The message being reassembled plus the complete one waiting for the client's half-close. */
+  override get held(): number {
+    return this.partial + (this.body?.length ?? 0);
   }
 
   clientEnd(): void {
@@ -356,6 +447,12 @@ class SubscribeCall extends SingleRequestCall implements SubscriptionSink {
 /** A reflection call whose stream listeners match H2Call. */
 class ReflectionH2Call implements H2Call {
   constructor(private readonly call: ReflectionCall) {}
+  get held(): number {
+    return this.call.held;
+  }
+  fail(e: PrismError): void {
+    this.call.abort(e);
+  }
   push(chunk: Buffer): void {
     this.call.push(chunk);
   }
@@ -382,7 +479,7 @@ function onStream(shared: Shared, stream: Stream, headers: IncomingHttpHeaders):
   let call: H2Call;
   if (m === undefined) {
     if (!shared.reflection || !REFLECTION_PATHS.has(path)) return refuse(stream, errors.unknownMethod(path.slice(0, 200)));
-    call = new ReflectionH2Call(new ReflectionCall(stream, path, shared.maxMessageBytes, encoding));
+    call = new ReflectionH2Call(new ReflectionCall(stream, shared.maxMessageBytes, encoding));
   } else {
     let ctx: RequestContext;
     try {
@@ -393,10 +490,24 @@ function onStream(shared: Shared, stream: Stream, headers: IncomingHttpHeaders):
     call = m.streaming ? new SubscribeCall(stream, m, ctx, shared, encoding) : new UnaryCall(stream, m, ctx, shared, encoding);
   }
   stream[CALL] = call;
+  const state = (stream.session as Session | undefined)?.[STATE];
+  if (state !== undefined) {
+    const intake = new Intake(call, stream, state, m !== undefined);
+    stream[INTAKE] = intake;
+    stream[SHARED] = shared;
+    shared.receiving.add(intake);
+    state.streams++;
+    state.idleSince = 0;
+    state.started = true;
+  }
   stream.on("data", onData);
   stream.once("end", onEnd);
   stream.once("close", onClose);
   stream.once("wantTrailers", onWantTrailers);
+}
+
+function destroySession(s: Session): void {
+  if (!s.destroyed) s.destroy();
 }
 
 /** `host:port` as grpc-js names peers. */
@@ -410,7 +521,10 @@ function peerOf(session: Http2Session): string {
 const KEEPALIVE_MS = 120_000;
 
 export async function startGrpcH2(gw: Gateway, opts: GrpcOptions): Promise<Listening> {
+  const limits = opts.limits ?? defaultConnectionLimits(opts.maxMessageBytes);
   const shared: Shared = {
+    limits,
+    receiving: new Set(),
     gw,
     log: opts.log,
     maxMessageBytes: opts.maxMessageBytes,
@@ -420,19 +534,26 @@ export async function startGrpcH2(gw: Gateway, opts: GrpcOptions): Promise<Liste
     subs: new Set(),
   };
   const server: Http2Server = createServer({
-    // Memory is bounded per message (maxMessageBytes) and per subscriber, not by nghttp2's session budget (grpc-js does the same).
-    maxSessionMemory: Number.MAX_SAFE_INTEGER,
-    settings: { maxConcurrentStreams: 4096, initialWindowSize: 1 << 20, maxHeaderListSize: 64 * 1024 },
+    // nghttp2's own budget (header tables, queued output, streams); the request bytes Prism buffers are
+    // bounded per connection and per worker below (src/ingress/limits.ts).
+    maxSessionMemory: limits.maxSessionMemoryMb,
+    settings: { maxConcurrentStreams: limits.maxStreamsPerConnection, initialWindowSize: 1 << 20, maxHeaderListSize: 64 * 1024 },
   });
   const sessions = new Set<Session>();
   server.on("session", (session: Session) => {
     session[PEER] = peerOf(session);
+    const now = Date.now();
+    session[STATE] = { streams: 0, held: 0, idleSince: now, started: false, createdAt: now, conn: { longPolls: 0 } };
     sessions.add(session);
     session.on("error", noop);
     session.once("close", () => sessions.delete(session));
   });
   server.on("sessionError", noop);
-  server.on("stream", (stream: Stream, headers: IncomingHttpHeaders) => onStream(shared, stream, headers));
+  server.on("stream", (stream: Stream, headers: IncomingHttpHeaders) => {
+    const st = (stream.session as Session | undefined)?.[STATE];
+    if (st !== undefined) st.started = true;
+    onStream(shared, stream, headers);
+  });
 
   const keepalive = setInterval(() => {
     for (const s of sessions) {
@@ -454,6 +575,31 @@ export async function startGrpcH2(gw: Gateway, opts: GrpcOptions): Promise<Liste
   }, KEEPALIVE_MS);
   keepalive.unref();
 
+  // Connection limits: sessions that never complete a request (silent, half a HEADERS) or sit idle are
+  // closed; a request that does not complete within request_timeout_ms is ended and its bytes released.
+  const limitsSweep = setInterval(() => {
+    const now = Date.now();
+    const rt = limits.requestTimeoutMs;
+    if (rt > 0) {
+      for (const i of shared.receiving) {
+        if (i.since !== 0 && now - i.since > rt) cutCall(i, shared, errors.exhausted(`the request did not complete within ${rt} ms (server.request_timeout_ms)`));
+      }
+    }
+    for (const s of sessions) {
+      const st = s[STATE];
+      if (st === undefined || s.destroyed) continue;
+      if (!st.started) {
+        if (limits.headerTimeoutMs > 0 && now - st.createdAt > limits.headerTimeoutMs) s.destroy();
+        continue;
+      }
+      if (st.streams === 0 && limits.idleTimeoutMs > 0 && st.idleSince !== 0 && now - st.idleSince > limits.idleTimeoutMs) {
+        if (!s.closed) s.close();
+        setTimeout(destroySession, 1000, s).unref();
+      }
+    }
+  }, 1000);
+  limitsSweep.unref();
+
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(opts.port, opts.host, () => {
@@ -473,6 +619,7 @@ export async function startGrpcH2(gw: Gateway, opts: GrpcOptions): Promise<Liste
     close: () =>
       (closed ??= new Promise<void>((resolve) => {
         clearInterval(keepalive);
+        clearInterval(limitsSweep);
         // Subscriptions never end on their own: end them first (UNAVAILABLE: clients reconnect elsewhere).
         const bye = errors.unavailable("server is shutting down");
         for (const s of [...shared.subs]) s.end(bye);

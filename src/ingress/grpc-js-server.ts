@@ -11,6 +11,7 @@ import { DEFAULT_MAX_BUFFERED_MESSAGES, type GrpcOptions } from "./grpc.js";
 import { serviceDefinitions } from "./grpc-codec.js";
 import { Subscriptions, subscribeHandler, unaryHandler } from "./grpc-handlers.js";
 import { addReflection } from "./grpc-reflection.js";
+import { defaultConnectionLimits } from "./limits.js";
 
 /** `host:port`, bracketing IPv6 literals. */
 function address(host: string, port: number): string {
@@ -18,12 +19,19 @@ function address(host: string, port: number): string {
 }
 
 export async function startGrpcJs(gw: Gateway, opts: GrpcOptions): Promise<Listening> {
+  const limits = opts.limits ?? defaultConnectionLimits(opts.maxMessageBytes);
   const server = new Server({
     "grpc.max_receive_message_length": opts.maxMessageBytes,
     "grpc.max_send_message_length": opts.maxMessageBytes,
     // Ping idle connections so dead peers (and their subscriptions) are found within minutes.
     "grpc.keepalive_time_ms": 120_000,
     "grpc.keepalive_timeout_ms": 20_000,
+    // Connection limits (src/ingress/limits.ts) as far as grpc-js offers them: streams per connection,
+    // nghttp2 session memory, idle connections. Buffered request bytes per connection are bounded by
+    // max streams × max message; the node:http2 server (the default) bounds them tighter.
+    "grpc.max_concurrent_streams": limits.maxStreamsPerConnection,
+    "grpc-node.max_session_memory": limits.maxSessionMemoryMb,
+    ...(limits.idleTimeoutMs > 0 ? { "grpc.max_connection_idle_ms": limits.idleTimeoutMs } : {}),
   });
   const subs = new Subscriptions();
   const maxBuffered = opts.maxBufferedMessages ?? DEFAULT_MAX_BUFFERED_MESSAGES;

@@ -1,84 +1,238 @@
 /**
- * gRPC server reflection (grpcurl, grpcui, Postman) for the Prism services.
- * Reflection needs descriptors, so it loads proto/prism/v1/*.proto with
- * proto-loader once per process; the data path never uses them.
+ * gRPC server reflection (grpcurl, grpcui, Postman, Evans, grpcio's
+ * ProtoReflectionDescriptorDatabase) for the Prism services:
+ * grpc.reflection.v1 and v1alpha, identical on the wire, on both gRPC servers
+ * (this file adapts it to grpc-js; grpc-h2-reflection.ts to node:http2).
  *
- * Loaded on the first reflection call, not at startup: @grpc/reflection,
- * proto-loader and the parsed descriptors cost an idle worker several MB that
- * most deployments never use. The services are registered at startup with
- * pass-through (Buffer) codecs; the first call loads the real implementation
- * and its codecs, and every message goes through them.
+ * The answers come from the FileDescriptorSet protoc builds from proto/
+ * (descriptor-set.ts), so a client gets the real files: prism/v1/prism.proto
+ * importing google/protobuf/struct.proto, fully-qualified type names, map
+ * entries as protoc writes them. The protocol, as grpc-go and grpc C++ serve it:
+ *
+ * - file_by_filename, file_containing_symbol (messages, nested messages, enums,
+ *   enum values, fields, oneofs, services, methods, extensions): the file
+ *   first, then its transitive imports not yet sent on this stream (a client
+ *   keeps what it received; the file asked for is always sent).
+ * - file_containing_extension: the file defining that extension (none exist).
+ * - all_extension_numbers_of_type: the type's extension numbers (empty).
+ * - list_services: the Prism services (reflection itself is not listed).
+ * - Unknown files, symbols, types and extensions: error_response NOT_FOUND;
+ *   the stream stays open. A request that cannot be decoded ends the stream
+ *   with INVALID_ARGUMENT.
+ *
+ * Nothing is loaded until the first reflection call.
  */
-import { existsSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import type { Server, ServerDuplexStream, ServiceDefinition, UntypedHandleCall } from "@grpc/grpc-js";
-import { Code } from "../core/errors.js";
-import type { PackageDefinition } from "@grpc/proto-loader";
+import { Code, errors } from "../core/errors.js";
+import { descriptorIndex, descriptorSetPath, WireReader, type DescriptorIndex } from "./descriptor-set.js";
 
-const PROTO_FILES = ["prism/v1/prism.proto", "prism/v1/frame.proto"];
-const VERSIONS = ["v1", "v1alpha"] as const;
-const METHOD = "ServerReflectionInfo";
+export const REFLECTION_VERSIONS = ["v1", "v1alpha"] as const;
+export const REFLECTION_METHOD = "ServerReflectionInfo";
+export const REFLECTION_PATHS: ReadonlySet<string> = new Set(REFLECTION_VERSIONS.map((v) => `/grpc.reflection.${v}.ServerReflection/${REFLECTION_METHOD}`));
 
-const require = createRequire(import.meta.url);
+// ---------------------------------------------------------------- wire writing
 
-/**
- * The folder holding prism/v1/*.proto: the package root is found by walking up
- * from this file (dist/src/ingress/ when compiled, or wherever the package is
- * installed) to the first folder with a package.json and proto/prism/v1/.
- */
-export function findProtoDir(from = dirname(fileURLToPath(import.meta.url))): string | undefined {
-  for (let dir = from; ; ) {
-    const proto = join(dir, "proto");
-    if (existsSync(join(dir, "package.json")) && existsSync(join(proto, PROTO_FILES[0]!))) return proto;
-    const up = dirname(dir);
-    if (up === dir) return undefined;
-    dir = up;
+/** `numbers` as consecutive varints (negative int32s: ten-byte two's complement, as protobuf writes them). */
+function varints(numbers: readonly number[]): Uint8Array {
+  const out: number[] = [];
+  for (const n of numbers) {
+    let v = n < 0 ? BigInt.asUintN(64, BigInt(n)) : BigInt(n);
+    do {
+      const b = Number(v & 0x7fn);
+      v >>= 7n;
+      out.push(v > 0n ? b | 0x80 : b);
+    } while (v > 0n);
+  }
+  return Uint8Array.from(out);
+}
+
+/** A minimal protobuf writer: the reflection responses are a handful of fields. */
+class Writer {
+  private readonly parts: Uint8Array[] = [];
+  private size = 0;
+
+  private push(b: Uint8Array): void {
+    this.parts.push(b);
+    this.size += b.length;
+  }
+
+  private varint(n: number): void {
+    this.push(varints([n]));
+  }
+
+  uint(field: number, n: number): this {
+    this.varint(field * 8);
+    this.varint(n);
+    return this;
+  }
+
+  bytes(field: number, b: Uint8Array): this {
+    this.varint(field * 8 + 2);
+    this.varint(b.length);
+    this.push(b);
+    return this;
+  }
+
+  string(field: number, s: string): this {
+    return this.bytes(field, Buffer.from(s, "utf8"));
+  }
+
+  finish(): Buffer {
+    return Buffer.concat(this.parts, this.size);
   }
 }
 
-let cached: PackageDefinition | undefined;
+// ---------------------------------------------------------------- the protocol
 
-/** The proto-loader package definition of the Prism protos (cached). Throws when the protos cannot be found. */
-export function prismPackageDefinition(): PackageDefinition {
-  if (cached) return cached;
-  const dir = findProtoDir();
-  if (!dir) throw new Error("cannot find proto/prism/v1/prism.proto above the gateway's install folder");
-  const { loadSync } = require("@grpc/proto-loader") as typeof import("@grpc/proto-loader");
-  cached = loadSync(PROTO_FILES, { includeDirs: [dir], keepCase: true, longs: String, enums: String, defaults: true });
-  return cached;
+/** ServerReflectionRequest, decoded. */
+interface Request {
+  host: string;
+  /** The oneof message_request: its field number (3-7) and value; undefined when unset. */
+  kind?: number;
+  name?: string;
+  extension?: { type: string; number: number };
 }
 
-/** One loaded reflection service: its real codecs and handler. */
-interface Loaded {
-  definition: ServiceDefinition;
-  handler: (stream: object) => void;
+const FILE_BY_FILENAME = 3;
+const FILE_CONTAINING_SYMBOL = 4;
+const FILE_CONTAINING_EXTENSION = 5;
+const ALL_EXTENSION_NUMBERS_OF_TYPE = 6;
+const LIST_SERVICES = 7;
+
+function decodeRequest(buf: Uint8Array): Request {
+  const req: Request = { host: "" };
+  const r = new WireReader(buf);
+  while (!r.done) {
+    const [field, wire] = r.tag();
+    if (field === 1 && wire === 2) req.host = r.string();
+    else if (wire === 2 && (field === FILE_BY_FILENAME || field === FILE_CONTAINING_SYMBOL || field === ALL_EXTENSION_NUMBERS_OF_TYPE || field === LIST_SERVICES)) {
+      req.kind = field;
+      req.name = r.string();
+      req.extension = undefined;
+    } else if (wire === 2 && field === FILE_CONTAINING_EXTENSION) {
+      // ExtensionRequest { string containing_type = 1; int32 extension_number = 2; }
+      const ext = { type: "", number: 0 };
+      const er = new WireReader(r.bytes());
+      while (!er.done) {
+        const [f, w] = er.tag();
+        if (f === 1 && w === 2) ext.type = er.string();
+        else if (f === 2 && w === 0) ext.number = er.varint() | 0;
+        else er.skip(w);
+      }
+      req.kind = field;
+      req.name = undefined;
+      req.extension = ext;
+    } else r.skip(wire);
+  }
+  return req;
 }
 
-let loaded: Map<string, Loaded> | undefined;
+/** A name from a request, short enough for an error message. */
+const clip = (s: string): string => (s.length > 200 ? `${s.slice(0, 200)}…` : s);
 
-/** Loads @grpc/reflection for the Prism protos and captures what it would add to a server. */
-function load(): Map<string, Loaded> {
-  if (loaded) return loaded;
-  const { ReflectionService } = require("@grpc/reflection") as typeof import("@grpc/reflection");
-  const byPath = new Map<string, Loaded>();
-  const capture = {
-    addService(definition: ServiceDefinition, impl: Record<string, (stream: object) => void>) {
-      byPath.set(definition[METHOD]!.path, { definition, handler: impl[METHOD]! });
-    },
-  };
-  // @grpc/reflection pins its own proto-loader; the definition shape is the same.
-  new ReflectionService(prismPackageDefinition() as any).addToServer(capture as unknown as Server);
-  loaded = byPath;
-  return byPath;
+/** ErrorResponse (field 7). */
+function errorResponse(code: number, message: string): Buffer {
+  return new Writer().uint(1, code).string(2, message).finish();
 }
+
+/**
+ * The state of one ServerReflectionInfo stream: which files it has already
+ * been sent. `answer` turns one encoded ServerReflectionRequest into one
+ * encoded ServerReflectionResponse.
+ */
+export class ReflectionSession {
+  private readonly sent = new Set<string>();
+
+  constructor(private readonly index: DescriptorIndex) {}
+
+  /** Answers one request. Throws INVALID_ARGUMENT (PrismError) when it cannot be decoded. */
+  answer(bytes: Uint8Array): Buffer {
+    let req: Request;
+    try {
+      req = decodeRequest(bytes);
+    } catch (e) {
+      throw errors.malformed(`malformed grpc.reflection request: ${(e as Error).message}`);
+    }
+    const out = new Writer();
+    if (req.host) out.string(1, req.host); // valid_host
+    out.bytes(2, bytes); // original_request: the request as received
+    const [field, body] = this.respond(req);
+    return out.bytes(field, body).finish();
+  }
+
+  /** The message_response oneof: its field number and encoded message. */
+  private respond(req: Request): [number, Buffer] {
+    const ix = this.index;
+    const name = (req.name ?? "").replace(/^\./, "");
+    switch (req.kind) {
+      case FILE_BY_FILENAME: {
+        if (!ix.files.has(req.name!)) return [7, errorResponse(Code.NOT_FOUND, `file not found: ${clip(req.name!)}`)];
+        return [4, this.files(req.name!)];
+      }
+      case FILE_CONTAINING_SYMBOL: {
+        const file = ix.symbols.get(name);
+        if (file === undefined) return [7, errorResponse(Code.NOT_FOUND, `symbol not found: ${clip(req.name!)}`)];
+        return [4, this.files(file)];
+      }
+      case FILE_CONTAINING_EXTENSION: {
+        const { type, number } = req.extension!;
+        const file = ix.extensions.get(type.replace(/^\./, ""))?.get(number);
+        if (file === undefined) return [7, errorResponse(Code.NOT_FOUND, `extension not found: ${clip(type)} ${number}`)];
+        return [4, this.files(file)];
+      }
+      case ALL_EXTENSION_NUMBERS_OF_TYPE: {
+        if (!ix.messages.has(name)) return [7, errorResponse(Code.NOT_FOUND, `type not found: ${clip(req.name!)}`)];
+        // ExtensionNumberResponse { string base_type_name = 1; repeated int32 extension_number = 2; } (packed)
+        const w = new Writer().string(1, name);
+        const numbers = [...(ix.extensions.get(name)?.keys() ?? [])].sort((a, b) => a - b);
+        if (numbers.length) w.bytes(2, varints(numbers));
+        return [5, w.finish()];
+      }
+      case LIST_SERVICES: {
+        // ListServiceResponse { repeated ServiceResponse service = 1; } ServiceResponse { string name = 1; }
+        const w = new Writer();
+        for (const s of ix.services) w.bytes(1, new Writer().string(1, s).finish());
+        return [6, w.finish()];
+      }
+      default:
+        return [7, errorResponse(Code.INVALID_ARGUMENT, "the request sets none of file_by_filename, file_containing_symbol, file_containing_extension, all_extension_numbers_of_type, list_services")];
+    }
+  }
+
+  /** FileDescriptorResponse: `name`, then its transitive imports this stream has not been sent yet. */
+  private files(name: string): Buffer {
+    const w = new Writer();
+    const queue = [name];
+    const queued = new Set(queue);
+    for (let i = 0; i < queue.length; i++) {
+      const f = this.index.files.get(queue[i]!);
+      if (!f) continue;
+      if (i === 0 || !this.sent.has(f.name)) w.bytes(1, f.bytes);
+      this.sent.add(f.name);
+      for (const d of f.dependencies) {
+        if (!queued.has(d)) {
+          queued.add(d);
+          queue.push(d);
+        }
+      }
+    }
+    return w.finish();
+  }
+}
+
+
+/** A new reflection stream's state, or the reason reflection is unavailable (missing or malformed descriptor set). */
+export function newReflectionSession(): ReflectionSession {
+  return new ReflectionSession(descriptorIndex());
+}
+
+// ---------------------------------------------------------------- grpc-js
 
 const passThrough = (b: Buffer): Buffer => b;
 
-function lazyDefinition(path: string): ServiceDefinition {
+function definition(path: string): ServiceDefinition {
   return {
-    [METHOD]: {
+    [REFLECTION_METHOD]: {
       path,
       requestStream: true,
       responseStream: true,
@@ -91,46 +245,38 @@ function lazyDefinition(path: string): ServiceDefinition {
   } as ServiceDefinition;
 }
 
-/** Runs the real handler on a view of the call that decodes requests and encodes responses with the real codecs. */
-function lazyHandler(path: string): UntypedHandleCall {
-  return (call: ServerDuplexStream<Buffer, Buffer>) => {
-    let real: Loaded;
+/** One ServerReflectionInfo call on grpc-js: a response per request, OK when the client half-closes. */
+const handler: UntypedHandleCall = (call: ServerDuplexStream<Buffer, Buffer>) => {
+  let session: ReflectionSession;
+  try {
+    session = newReflectionSession();
+  } catch (e) {
+    call.emit("error", { code: Code.UNIMPLEMENTED, details: `server reflection is unavailable: ${(e as Error).message}` });
+    return;
+  }
+  let over = false;
+  call.on("error", () => (over = true)); // cancelled by the client
+  call.on("data", (b: Buffer) => {
+    if (over) return;
+    let out: Buffer;
     try {
-      real = load().get(path)!;
+      out = session.answer(b);
     } catch (e) {
-      call.emit("error", { code: Code.UNIMPLEMENTED, details: `server reflection is unavailable: ${(e as Error).message}` });
+      over = true;
+      call.emit("error", { code: Code.INVALID_ARGUMENT, details: (e as Error).message });
       return;
     }
-    const m = real.definition[METHOD]!;
-    const view = {
-      on(event: string, fn: (...args: any[]) => void) {
-        if (event !== "data") call.on(event, fn);
-        else
-          call.on("data", (b: Buffer) => {
-            let msg: unknown;
-            try {
-              msg = m.requestDeserialize(b);
-            } catch (e) {
-              // What grpc-js answers when its own deserializer fails.
-              call.emit("error", { code: Code.INTERNAL, details: `Error deserializing request: ${(e as Error).message}` });
-              return;
-            }
-            fn(msg);
-          });
-        return view;
-      },
-      write: (msg: unknown) => call.write(m.responseSerialize(msg) as Buffer),
-      end: () => call.end(),
-    };
-    real.handler(view);
-  };
-}
+    call.write(out);
+  });
+  call.on("end", () => {
+    if (over) return;
+    over = true;
+    call.end();
+  });
+};
 
-/** Adds grpc.reflection.v1 and v1alpha to the server (loaded on their first call). Throws when the protos cannot be found. */
+/** Adds grpc.reflection.v1 and v1alpha to the server. Throws when the descriptor set cannot be found. */
 export function addReflection(server: Server): void {
-  if (!findProtoDir()) throw new Error("cannot find proto/prism/v1/prism.proto above the gateway's install folder");
-  for (const v of VERSIONS) {
-    const path = `/grpc.reflection.${v}.ServerReflection/${METHOD}`;
-    server.addService(lazyDefinition(path), { [METHOD]: lazyHandler(path) });
-  }
+  descriptorSetPath();
+  for (const path of REFLECTION_PATHS) server.addService(definition(path), { [REFLECTION_METHOD]: handler });
 }

@@ -33,7 +33,7 @@ export interface GrpcOptions extends IngressOptions {
 /**
  * Starts the configured gRPC server. Each implementation is imported only when
  * chosen, so the default (node:http2) does not load grpc-js at all (~11 MB of
- * RSS per worker); grpc-js and @grpc/reflection load lazily if needed.
+ * RSS per worker); server reflection reads its descriptor set on its first call.
  */
 export async function startGrpc(gw: Gateway, opts: GrpcOptions): Promise<Listening> {
   if (opts.server === "http2") return (await import("./grpc-h2.js")).startGrpcH2(gw, opts);

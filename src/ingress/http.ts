@@ -1,5 +1,6 @@
 /**
- * HTTP/JSON routes (docs/protocol.md): health, the OpenAPI document, raw-bytes
+ * HTTP/JSON routes (docs/protocol.md): health, the OpenAPI document, the
+ * contract (protoc's descriptor set and the .proto files), raw-bytes
  * KeyValue routes, one POST route per unary method, and Server-Sent Events
  * subscriptions. Transport-neutral: it sees only HttpExchange (transport.ts).
  *
@@ -18,7 +19,11 @@ import type { IngressOptions } from "./types.js";
 import type { Cancelable, HttpApp, HttpExchange } from "./transport.js";
 import { fromJson, toJson } from "./http-json.js";
 import { openApiDocument } from "./openapi.js";
+import { descriptorIndex, protoSource } from "./descriptor-set.js";
 import { WS_PATH } from "./ws.js";
+import { isJsonContentType } from "./browser.js";
+import { scanJson } from "./limits.js";
+import { CONNECTION_DEFAULTS } from "../config/defaults.js";
 
 /** Unsent SSE bytes beyond which a slow subscriber is cut off. */
 export const MAX_SSE_PENDING = 1024 * 1024;
@@ -95,6 +100,7 @@ function context(m: MethodDef, ex: HttpExchange): RequestContext {
   }
   const tp = ex.header("traceparent");
   if (tp !== undefined) ctx.traceparent = tp;
+  ctx.conn = ex.conn;
   ex.abortTarget = ctx;
   return ctx;
 }
@@ -188,18 +194,58 @@ function destroyExchange(ex: HttpExchange): void {
   ex.destroy();
 }
 
+/** protoc's FileDescriptorSet of the contract (descriptor-set.ts). */
+export const DESCRIPTOR_PATH = "/v1/descriptor.bin";
+/** The .proto sources: GET /v1/proto lists them, GET /v1/proto/prism/v1/prism.proto is one. */
+export const PROTO_PATH = "/v1/proto";
+
+/** The contract for codegen and generic clients: the descriptor set, the .proto files it names, and their list. */
+function contract(ex: HttpExchange, path: string): void {
+  let index;
+  try {
+    index = descriptorIndex();
+  } catch (e) {
+    throw new PrismError(Code.INTERNAL, "PRISM_ERR_INTERNAL", `the descriptor set is unavailable: ${(e as Error).message}`);
+  }
+  if (path === DESCRIPTOR_PATH) {
+    return ex.send(200, { "content-type": "application/octet-stream", "content-length": index.set.length }, index.set);
+  }
+  if (path === PROTO_PATH || path === `${PROTO_PATH}/`) {
+    const names = [...index.files.keys()];
+    const files = names.filter((n) => protoSource(n) !== undefined).sort();
+    const body = JSON.stringify({
+      descriptor_set: DESCRIPTOR_PATH,
+      files: files.map((name) => ({ name, url: `${PROTO_PATH}/${name}` })),
+      // Imported, not served: the well-known types ship with every protoc (its include folder).
+      imports: names.filter((n) => !files.includes(n)).sort(),
+    });
+    return void sendJson(ex, 200, body);
+  }
+  const name = decodeSegment(path.slice(PROTO_PATH.length + 1), "path");
+  const text = protoSource(name);
+  if (text === undefined) {
+    const why = index.files.has(name)
+      ? `${name} is imported, not part of Prism: it ships with protoc (its include folder), and ${DESCRIPTOR_PATH} holds it`
+      : `no .proto file ${JSON.stringify(name.slice(0, 200))} (GET ${PROTO_PATH} lists them)`;
+    throw new RouteError(404, Code.NOT_FOUND, "PRISM_ERR_NOT_FOUND", why);
+  }
+  ex.send(200, { "content-type": "text/plain; charset=utf-8", "content-length": text.length }, text);
+}
+
 class HttpRoutes implements HttpApp {
   readonly streams = new Set<SseStream>();
   readonly backpressure: Backpressure;
   /** Unsent SSE bytes per subscriber before the backpressure policy applies. */
   readonly maxPending: number;
   private readonly maxBody: number;
+  private readonly maxJsonKeys: number;
 
   constructor(
     private readonly gw: Gateway,
     private readonly opts: IngressOptions,
   ) {
     this.maxBody = opts.maxMessageBytes;
+    this.maxJsonKeys = opts.limits?.maxJsonKeys ?? CONNECTION_DEFAULTS.max_json_keys;
     this.backpressure = opts.backpressure ?? DISCONNECT;
     this.maxPending = this.backpressure.bytes(MAX_SSE_PENDING);
   }
@@ -269,6 +315,10 @@ class HttpRoutes implements HttpApp {
       const doc = openApiDocument();
       return ex.send(200, { "content-type": "application/json", "content-length": doc.length }, doc);
     }
+    if (path === DESCRIPTOR_PATH || path === PROTO_PATH || path.startsWith(`${PROTO_PATH}/`)) {
+      if (method !== "GET" && method !== "HEAD") throw notAllowed(method, path, "GET, HEAD");
+      return contract(ex, path);
+    }
     if (path === WS_PATH) throw new RouteError(426, Code.FAILED_PRECONDITION, "PRISM_ERR_UPGRADE_REQUIRED", `${path} is a WebSocket endpoint: send an Upgrade request`);
     if (path.startsWith("/v1/")) {
       const parts = path.slice(4).split("/");
@@ -283,11 +333,21 @@ class HttpRoutes implements HttpApp {
   }
 
   private async unary(ex: HttpExchange, m: MethodDef): Promise<void> {
+    // JSON only (src/ingress/browser.ts): text/plain and form bodies are what a web page can post
+    // cross-site without a preflight. No Content-Type at all is taken as JSON (curl-like tools; a
+    // browser that omits it still sends Origin, which the transport checks).
+    const ct = ex.header("content-type");
+    if (ct !== undefined && !isJsonContentType(ct)) {
+      throw new RouteError(415, Code.INVALID_ARGUMENT, "PRISM_ERR_UNSUPPORTED_MEDIA_TYPE", `Content-Type ${JSON.stringify(ct.slice(0, 100))} is not accepted on ${m.path.slice(1)}: send application/json`);
+    }
     const ctx = context(m, ex);
     const body = await ex.readBody(this.maxBody);
     ctx.bytesIn = body.length;
     let json: unknown = {};
     if (body.length > 0) {
+      // Parse cost bounded before parsing: keys and nesting counted in one byte scan (src/ingress/limits.ts).
+      const tooMany = scanJson(body, this.maxJsonKeys);
+      if (tooMany !== undefined) throw new RouteError(tooMany.status, tooMany.status === 413 ? Code.RESOURCE_EXHAUSTED : Code.INVALID_ARGUMENT, "PRISM_ERR_JSON_TOO_COMPLEX", tooMany.message);
       try {
         json = JSON.parse(body.toString("utf8"));
       } catch (e) {

@@ -94,6 +94,17 @@ function build(): object {
       },
     },
     "/v1/openapi.json": { get: { summary: "This document", responses: { "200": { description: "OpenAPI 3.1" } } } },
+    "/v1/descriptor.bin": {
+      get: {
+        summary: "The contract as a google.protobuf.FileDescriptorSet (protoc --include_imports --include_source_info), for codegen and generic gRPC clients",
+        responses: { "200": { description: "The serialized FileDescriptorSet", content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } } },
+      },
+    },
+    "/v1/proto": { get: { summary: "The .proto files of the contract", responses: { "200": { description: "Their names and URLs, and the imports that ship with protoc" } } } },
+    "/v1/proto/{file}": {
+      parameters: [{ name: "file", in: "path", required: true, description: "A file as /v1/proto lists it, e.g. prism/v1/prism.proto", schema: { type: "string" } }],
+      get: { summary: "One .proto file", responses: { "200": { description: "Its source", content: { "text/plain": { schema: { type: "string" } } } }, "404": errorResponse } },
+    },
     "/v1/ns/{namespace}/kv/{key}": {
       parameters: [nsParam, keyParam, ...common],
       get: {

@@ -11,9 +11,12 @@ import type { WebSocket, RawData } from "ws";
 import { requireCjs } from "../core/require-cjs.js";
 import type { Gateway } from "../core/gateway.js";
 import { errors } from "../core/errors.js";
+import type { ConnectionState } from "../core/context.js";
 import type { IngressOptions, Listening } from "./types.js";
 import { createHttpApp } from "./http.js";
 import { createWsApp, WS_PATH } from "./ws.js";
+import { bufferExhausted, defaultConnectionLimits, type ConnectionLimits, type RequestBudget } from "./limits.js";
+import { BrowserGuard, refusalBody, type Refusal } from "./browser.js";
 
 const { WebSocketServer } = requireCjs("ws") as typeof import("ws");
 
@@ -32,6 +35,8 @@ export interface HttpExchange {
   readonly remoteAddress: string;
   /** A request header by lower-case name (repeated headers joined with ", "). */
   header(name: string): string | undefined;
+  /** The connection's counters (long polls per connection). */
+  readonly conn: ConnectionState;
   /**
    * The whole body. Past `limit` bytes it rejects with PRISM_ERR_FRAME_TOO_LARGE
    * and stops buffering (the rest is discarded, then the connection dropped if
@@ -72,6 +77,8 @@ export interface WsPeer {
 
 /** The dispatcher's per-connection handler. */
 export interface WsSession {
+  /** Calls or subscriptions in progress (an idle connection has none). */
+  readonly busy: boolean;
   message(data: Buffer, binary: boolean): void;
   /** The connection is gone (either side closed it). */
   closed(): void;
@@ -93,7 +100,8 @@ const DISCARD_FACTOR = 2;
  * request was a measurable share of the HTTP GET path.
  */
 const LIVE = Symbol("prism.liveExchanges");
-type TrackedSocket = IncomingMessage["socket"] & { [LIVE]?: NodeExchange[] };
+const CONN = Symbol("prism.connState");
+type TrackedSocket = IncomingMessage["socket"] & { [LIVE]?: NodeExchange[]; [CONN]?: ConnectionState };
 
 function track(ex: NodeExchange, socket: TrackedSocket): void {
   const live = socket[LIVE];
@@ -122,6 +130,8 @@ class NodeExchange implements HttpExchange {
   constructor(
     private readonly req: IncomingMessage,
     private readonly res: ServerResponse,
+    /** The worker's budget of unfinished request bytes (src/ingress/limits.ts). */
+    private readonly budget: RequestBudget,
   ) {
     track(this, req.socket);
   }
@@ -141,6 +151,11 @@ class NodeExchange implements HttpExchange {
     return this.req.socket.remoteAddress ?? "";
   }
 
+  get conn(): ConnectionState {
+    const sock = this.req.socket as TrackedSocket;
+    return (sock[CONN] ??= { longPolls: 0 });
+  }
+
   header(name: string): string | undefined {
     const v = this.req.headers[name];
     return Array.isArray(v) ? v.join(", ") : v;
@@ -157,30 +172,56 @@ class NodeExchange implements HttpExchange {
       }
       const chunks: Buffer[] = [];
       let size = 0;
+      // Bytes of this unfinished body held against the worker's budget (released once it is complete or dropped).
+      const budget = this.budget;
+      let reserved = 0;
+      const stop = () => {
+        req.off("data", onData);
+        req.off("end", onEnd);
+        req.off("error", onError);
+        req.off("close", onClose);
+        chunks.length = 0;
+        budget.release(reserved);
+        reserved = 0;
+      };
       const onData = (c: Buffer) => {
         size += c.length;
         if (size > limit) {
-          req.off("data", onData);
-          req.off("end", onEnd);
-          req.off("error", onError);
-          chunks.length = 0;
+          stop();
           this.discard(size, limit);
           reject(errors.frameTooLarge(size, limit));
           return;
         }
+        if (!budget.reserve(c.length)) {
+          stop();
+          this.discard(size, limit);
+          reject(bufferExhausted("request body", budget.max));
+          return;
+        }
+        reserved += c.length;
         chunks.push(c);
       };
       const onEnd = () => {
         req.off("error", onError);
+        req.off("close", onClose);
+        budget.release(reserved);
+        reserved = 0;
         resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
       };
       const onError = (e: Error) => {
-        req.off("data", onData);
+        stop();
         reject(errors.cancelled(`request body: ${e.message}`));
+      };
+      // The connection went away (or node's requestTimeout cut it) before the body ended.
+      const onClose = () => {
+        if (req.complete) return;
+        stop();
+        reject(errors.cancelled("request body: connection closed"));
       };
       req.on("data", onData);
       req.once("end", onEnd);
       req.once("error", onError);
+      req.once("close", onClose);
     });
   }
 
@@ -281,45 +322,196 @@ class NodePeer implements WsPeer {
   }
 }
 
-function rejectUpgrade(socket: Duplex, status: string, message: string): void {
-  const body = JSON.stringify({ error: { code: 5, status: "NOT_FOUND", reason: "PRISM_ERR_NOT_FOUND", message } });
+function terminate(ws: WebSocket): void {
+  ws.terminate();
+}
+
+function rejectUpgrade(socket: Duplex, status: string, message: string, body = JSON.stringify({ error: { code: 5, status: "NOT_FOUND", reason: "PRISM_ERR_NOT_FOUND", message } })): void {
   socket.end(
     `HTTP/1.1 ${status}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
   socket.destroy();
 }
 
+/** Answers a request refused by the Origin / Host checks (src/ingress/browser.ts). */
+function refuseRequest(res: ServerResponse, r: Refusal): void {
+  const body = refusalBody(r);
+  res.writeHead(r.status, { "content-type": "application/json", "content-length": Buffer.byteLength(body), connection: "close" });
+  res.end(body);
+}
+
+/** CORS for an allowed Origin: what a browser may send, for how long it may cache the answer. */
+const CORS_ALLOW_HEADERS = "content-type, x-prism-priority, x-prism-timeout-ms, traceparent, tracestate, if-match, if-none-match";
+const CORS_ALLOW_METHODS = "GET, HEAD, POST, PUT, DELETE";
+
+/** Per WebSocket connection: what the monitor needs (unfinished frame bytes, activity, liveness). */
+interface WsWatch {
+  ws: WebSocket;
+  session: WsSession;
+  /** Time of the last bytes received. */
+  lastData: number;
+  /** Since when the bytes held in ws's receiver are one unfinished message (0: none). */
+  pendingSince: number;
+  /** Bytes of unfinished messages held against the worker's budget. */
+  reserved: number;
+  /** Messages completed; a change since the last chunk means the bytes held now are a new message. */
+  messages: number;
+  seenMessages: number;
+  /** When a liveness ping went out without an answer yet (0: none). */
+  pinged: number;
+}
+
+/** Bytes ws's receiver holds for a message not yet complete (ws 8 internals; 0 if they change). */
+function receiverPending(ws: WebSocket): number {
+  const r = (ws as unknown as { _receiver?: { _bufferedBytes?: number; _messageLength?: number } })._receiver;
+  if (r === undefined) return 0;
+  return (r._bufferedBytes ?? 0) + (r._messageLength ?? 0);
+}
+
+/** How often the WebSocket monitor looks at every connection. */
+const WS_SWEEP_MS = 1000;
+
 /** Serves HTTP/JSON, SSE and the binary WebSocket on one node:http server. */
 export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Promise<Listening> {
+  const limits: ConnectionLimits = opts.limits ?? defaultConnectionLimits(opts.maxMessageBytes);
+  const budget = limits.budget;
+  const guard = new BrowserGuard(opts.browser ?? { allowedOrigins: [] }, opts.host);
   const app: HttpApp = createHttpApp(gw, opts);
   const wsApp: WsApp = createWsApp(gw, opts);
   const wss = new WebSocketServer({ noServer: true, maxPayload: opts.maxMessageBytes, perMessageDeflate: false });
 
-  const server: Server = createServer((req, res) => {
-    try {
-      app.handle(new NodeExchange(req, res));
-    } catch (e) {
-      opts.log("error", `http: ${(e as Error).message}`);
-      if (!res.headersSent) res.writeHead(500).end();
-    }
-  });
+  // node:http's own clocks: a connection that sends no (or half a) request head within headersTimeout
+  // and a request whose body has not arrived within requestTimeout get 408 and are closed; an idle
+  // keep-alive connection closes after keepAliveTimeout. Long polls and SSE streams are not idle.
+  const headersTimeout = limits.headerTimeoutMs;
+  const requestTimeout = limits.requestTimeoutMs > 0 && headersTimeout > 0 ? Math.max(limits.requestTimeoutMs, headersTimeout) : limits.requestTimeoutMs;
+  const checkEvery = Math.max(100, Math.min(1000, Math.floor((headersTimeout || requestTimeout || 4000) / 4)));
+  const server: Server = createServer(
+    {
+      headersTimeout,
+      requestTimeout,
+      connectionsCheckingInterval: checkEvery,
+      keepAliveTimeout: limits.idleTimeoutMs > 0 ? Math.min(5000, limits.idleTimeoutMs) : 5000,
+    },
+    (req, res) => {
+      const origin = req.headers.origin;
+      const refusal = guard.check(req.headers.host, origin);
+      if (refusal !== undefined) return refuseRequest(res, refusal);
+      if (origin !== undefined) {
+        res.setHeader("access-control-allow-origin", origin);
+        res.setHeader("vary", "Origin");
+        if (req.method === "OPTIONS") {
+          res.writeHead(204, { "access-control-allow-methods": CORS_ALLOW_METHODS, "access-control-allow-headers": CORS_ALLOW_HEADERS, "access-control-max-age": "600", "access-control-expose-headers": "x-prism-version, retry-after" });
+          res.end();
+          return;
+        }
+        res.setHeader("access-control-expose-headers", "x-prism-version, retry-after");
+      }
+      try {
+        app.handle(new NodeExchange(req, res, budget));
+      } catch (e) {
+        opts.log("error", `http: ${(e as Error).message}`);
+        if (!res.headersSent) res.writeHead(500).end();
+      }
+    },
+  );
   server.on("clientError", (_err, socket) => {
     if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
     socket.destroy();
   });
+
+  // WebSocket connections: idle ones close, dead ones are found by ping, unfinished frames are bounded in time and bytes.
+  const watched = new Set<WsWatch>();
+  const sweep = setInterval(() => {
+    const now = Date.now();
+    for (const w of watched) {
+      if (w.ws.readyState !== 1) continue;
+      if (w.pendingSince !== 0 && limits.requestTimeoutMs > 0 && now - w.pendingSince > limits.requestTimeoutMs) {
+        w.ws.close(1008, `a message did not complete within ${limits.requestTimeoutMs} ms`);
+        setTimeout(terminate, 1000, w.ws).unref();
+        continue;
+      }
+      const idle = limits.idleTimeoutMs;
+      if (idle <= 0) continue;
+      const quiet = now - w.lastData;
+      if (!w.session.busy && w.pendingSince === 0) {
+        if (quiet > idle) {
+          w.ws.close(1001, `idle for more than ${idle} ms`);
+          setTimeout(terminate, 1000, w.ws).unref();
+        }
+        continue;
+      }
+      // Busy (a subscription, a long poll) but silent: ping; no answer within half the idle time → gone.
+      if (w.pinged !== 0 && now - w.pinged > idle / 2) {
+        w.ws.terminate();
+        continue;
+      }
+      if (w.pinged === 0 && quiet > idle / 2) {
+        w.pinged = now;
+        try {
+          w.ws.ping();
+        } catch {
+          w.ws.terminate();
+        }
+      }
+    }
+  }, WS_SWEEP_MS);
+  sweep.unref();
+
+  const watch = (ws: WebSocket, session: WsSession, socket: Duplex): WsWatch => {
+    const w: WsWatch = { ws, session, lastData: Date.now(), pendingSince: 0, reserved: 0, messages: 0, seenMessages: 0, pinged: 0 };
+    watched.add(w);
+    // After ws's own 'data' listener (added by handleUpgrade): the receiver has taken the chunk.
+    socket.on("data", () => {
+      const now = Date.now();
+      w.lastData = now;
+      w.pinged = 0;
+      const pending = receiverPending(ws);
+      if (w.messages !== w.seenMessages) {
+        w.seenMessages = w.messages;
+        w.pendingSince = pending > 0 ? now : 0;
+      } else if (pending === 0) w.pendingSince = 0;
+      else if (w.pendingSince === 0) w.pendingSince = now;
+      const delta = pending - w.reserved;
+      if (delta > 0) {
+        if (pending > limits.maxConnectionBufferedBytes || !budget.reserve(delta)) {
+          budget.release(w.reserved);
+          w.reserved = 0;
+          ws.close(1008, bufferExhausted("websocket", pending > limits.maxConnectionBufferedBytes ? limits.maxConnectionBufferedBytes : budget.max).message.slice(0, 120));
+          setTimeout(terminate, 1000, ws).unref();
+          socket.pause();
+          return;
+        }
+      } else if (delta < 0) budget.release(-delta);
+      w.reserved = pending;
+    });
+    return w;
+  };
+  const unwatch = (w: WsWatch) => {
+    watched.delete(w);
+    budget.release(w.reserved);
+    w.reserved = 0;
+  };
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {
     socket.on("error", () => socket.destroy());
     const url = req.url ?? "/";
     const q = url.indexOf("?");
     const path = q < 0 ? url : url.slice(0, q);
+    const refusal = guard.check(req.headers.host, req.headers.origin);
+    if (refusal !== undefined) return rejectUpgrade(socket, refusal.status === 403 ? "403 Forbidden" : "421 Misdirected Request", refusal.message, refusalBody(refusal));
     if (path !== WS_PATH) return rejectUpgrade(socket, "404 Not Found", `no WebSocket endpoint at ${path} (use ${WS_PATH})`);
     wss.handleUpgrade(req, socket, head, (ws) => {
       const session = wsApp.open(new NodePeer(ws, req.socket.remoteAddress ?? ""));
+      const w = watch(ws, session, socket);
       ws.on("message", (data: RawData, isBinary: boolean) => {
+        w.messages++;
         session.message(Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data), isBinary);
       });
-      ws.once("close", () => session.closed());
+      ws.once("close", () => {
+        unwatch(w);
+        session.closed();
+      });
       ws.on("error", () => {}); // 'close' follows; ws already answered 1009/1002 where it applies
     });
   });
@@ -333,6 +525,7 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
   });
   const addr = server.address();
   const port = typeof addr === "object" && addr ? addr.port : opts.port;
+  guard.listening(port);
   opts.log("info", `http/ws listening on ${opts.host}:${port}`);
 
   let closing: Promise<void> | undefined;
@@ -357,6 +550,7 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
           new Promise<void>((resolve) => setTimeout(resolve, 1000).unref()),
         ]);
         for (const ws of clients) ws.terminate();
+        clearInterval(sweep);
         wss.close();
         server.closeAllConnections();
         await closed;

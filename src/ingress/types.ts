@@ -1,4 +1,6 @@
 import type { Backpressure } from "../shedding/backpressure.js";
+import type { ConnectionLimits } from "./limits.js";
+import type { BrowserPolicy } from "./browser.js";
 
 /** What every ingress gets and returns. */
 export interface IngressOptions {
@@ -12,6 +14,10 @@ export interface IngressOptions {
   backpressure?: Backpressure;
   /** GET /metrics (Prometheus text); absent: no such route. src/observability */
   metrics?: () => Promise<{ contentType: string; body: string }>;
+  /** Timeouts, buffered-byte and per-connection limits (src/ingress/limits.ts); absent: the defaults. */
+  limits?: ConnectionLimits;
+  /** Origin / Host checks of the HTTP/WebSocket port (src/ingress/browser.ts); absent: nothing allowed but no Origin and localhost. */
+  browser?: BrowserPolicy;
 }
 
 export interface Listening {

@@ -7,13 +7,17 @@
  * - A frame larger than maxMessageBytes: the `ws` library closes with 1009.
  * - More than MAX_WS_BUFFERED bytes queued for a client that does not read:
  *   the connection is closed with 1008 (its subscriptions end with it).
- * - More than MAX_IN_FLIGHT requests/subscriptions open: new ones get
- *   ERROR RESOURCE_EXHAUSTED.
+ * - More than server.max_in_flight_per_connection requests/subscriptions open
+ *   (default 2048, below the shedding point, so one connection cannot shed
+ *   everyone else): new ones get ERROR RESOURCE_EXHAUSTED.
+ * - Long polls: at most server.max_long_polls_per_connection waiting (the gateway counts them).
+ * - Idle connections, unfinished frames (time and bytes): src/ingress/transport.ts.
  */
 import { Code, errors, toPrismError, type PrismError } from "../core/errors.js";
 import { decodeStrict } from "../core/decode.js";
 import { IdTable } from "../core/id-table.js";
-import { RequestContext } from "../core/context.js";
+import { RequestContext, type ConnectionState } from "../core/context.js";
+import { CONNECTION_DEFAULTS } from "../config/defaults.js";
 import { METHOD_BY_ID, type MessageCodec, type MethodDef } from "../core/methods.js";
 import type { Gateway } from "../core/gateway.js";
 import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/driver.js";
@@ -37,8 +41,8 @@ import {
 export const WS_PATH = "/v1/ws";
 /** Unsent bytes beyond which a client is considered stuck and disconnected (1008). */
 export const MAX_WS_BUFFERED = 16 * 1024 * 1024;
-/** Open requests + subscriptions per connection. */
-export const MAX_IN_FLIGHT = 10_000;
+/** Open requests + subscriptions per connection, when no limits are configured (server.max_in_flight_per_connection). */
+export const MAX_IN_FLIGHT = CONNECTION_DEFAULTS.max_in_flight_per_connection;
 /** Messages that may arrive between "live" and STREAM_READY (normally none). */
 const MAX_EARLY = 10_000;
 
@@ -111,6 +115,8 @@ class Session implements WsSession {
   private readonly calls = new IdTable<RequestContext>();
   private readonly streams = new Map<number, WsStream>();
   private closed_ = false;
+  /** This connection's long polls (the gateway counts them against its cap). */
+  private readonly conn: ConnectionState = { longPolls: 0 };
 
   /** Unsent bytes beyond which the backpressure policy applies. */
   private readonly maxBuffered: number;
@@ -120,8 +126,13 @@ class Session implements WsSession {
     private readonly peer: WsPeer,
     private readonly log: IngressOptions["log"],
     private readonly bp: Backpressure,
+    private readonly maxInFlight: number,
   ) {
     this.maxBuffered = bp.bytes(MAX_WS_BUFFERED);
+  }
+
+  get busy(): boolean {
+    return this.calls.size + this.streams.size > 0;
   }
 
   message(data: Buffer, binary: boolean): void {
@@ -139,8 +150,8 @@ class Session implements WsSession {
     if (this.calls.has(id) || this.streams.has(id)) {
       return this.send(errorFrameOf(id, errors.invalidArgument("request_id", `${id} is already in flight on this connection`)));
     }
-    if (this.calls.size + this.streams.size >= MAX_IN_FLIGHT) {
-      return this.send(errorFrameOf(id, errors.exhausted(`more than ${MAX_IN_FLIGHT} requests in flight on one connection`)));
+    if (this.calls.size + this.streams.size >= this.maxInFlight) {
+      return this.send(errorFrameOf(id, errors.exhausted(`more than ${this.maxInFlight} requests in flight on one connection (server.max_in_flight_per_connection)`)));
     }
     let req: object;
     try {
@@ -149,6 +160,7 @@ class Session implements WsSession {
       return this.send(errorFrameOf(id, errors.malformed(`malformed prism.v1.${m.requestTypeName}: ${(e as Error).message}`)));
     }
     const ctx = new RequestContext(m, "ws", this.peer.remoteAddress);
+    ctx.conn = this.conn;
     ctx.bytesIn = data.length;
     if (h.timeoutMs !== 0) ctx.deadline = Date.now() + h.timeoutMs;
     if (h.priority >= 0) ctx.priority = PRIORITIES[h.priority];
@@ -256,7 +268,7 @@ class WsDispatcher implements WsApp {
     private readonly opts: IngressOptions,
   ) {}
   open(peer: WsPeer): WsSession {
-    return new Session(this.gw, peer, this.opts.log, this.opts.backpressure ?? DISCONNECT);
+    return new Session(this.gw, peer, this.opts.log, this.opts.backpressure ?? DISCONNECT, this.opts.limits?.maxInFlightPerConnection ?? MAX_IN_FLIGHT);
   }
 }
 

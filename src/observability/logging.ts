@@ -4,10 +4,13 @@
  * Level: env PRISM_LOG_LEVEL, else PRISM_QUIET (→ warn, for tests and tools),
  * else `server.log_level` (default info). Events go through a synchronous
  * destination (rare, and must not be lost when the process exits); the access
- * log uses its own buffered destination, flushed on close.
+ * log uses its own buffered destination, flushed on close. Event messages
+ * pass through redactSecrets (src/core/redact.ts): a connection string a
+ * driver or library put in an error never reaches the log with its password.
  */
 import type { Logger, DestinationStream } from "pino";
 import { requireCjs } from "../core/require-cjs.js";
+import { redactSecrets } from "../core/redact.js";
 
 const { pino } = requireCjs("pino") as typeof import("pino");
 
@@ -82,7 +85,7 @@ export function createBufferedLogger(level: Level, sink?: LogSink): { logger: Lo
 
 /** Adapts a pino logger to Prism's `(level, msg)` Log. */
 export function asLog(logger: Logger): Log {
-  return (level, msg) => logger[level](msg);
+  return (level, msg) => logger[level](redactSecrets(msg));
 }
 
 let processLogger: Logger | undefined;
@@ -98,4 +101,4 @@ export function setProcessLogLevel(configured: Level): void {
 }
 
 /** Events as pino JSON lines on stderr (level: PRISM_LOG_LEVEL, PRISM_QUIET → warn, server.log_level). */
-export const stderrLog: Log = (level, msg) => getProcessLogger()[level](msg);
+export const stderrLog: Log = (level, msg) => getProcessLogger()[level](redactSecrets(msg));

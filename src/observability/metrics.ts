@@ -92,6 +92,13 @@ export class GatewayMetrics {
   /** Composed patterns' own counts (cache-aside hit, miss, fill, coalesced, cache_error, fill_dropped), read from the runtimes at scrape. */
   private readonly patternEvents = new CounterFamily("prism_pattern_events_total", "Events of composed patterns by namespace, pattern and event (cache-aside: hit, miss, fill, coalesced, cache_error, fill_dropped).");
 
+  /** Migrations in progress on this instance, read from the runtimes at scrape (src/migrations). */
+  private readonly migration = new GaugeFamily(
+    "prism_migration",
+    "Migrations by namespace and measure: phase_<name> (1 in that phase), cutover_pct, backfill_keys, shadow_reads, shadow_mismatches, diff_pct, to_error_rate, to_p99_ms, from_p99_ms, dual_write_errors, repairs_pending, rolled_back, rollbacks.",
+    "max",
+  );
+
   private readonly byNamespace = new Map<string, NamespaceSeries>();
   private readonly inFlightByIngress = new Map<string, GaugeSeries>();
   /** The last ingress asked for (a load usually arrives over one): no Map lookup per call. */
@@ -126,6 +133,35 @@ export class GatewayMetrics {
       return getEvents();
     };
     events.register(this.registry);
+    const mig = this.migration;
+    const getMig = mig.get.bind(mig);
+    mig.get = async () => {
+      mig.reset();
+      for (const rt of this.router.list()) {
+        const m = rt.migration;
+        if (!m) continue;
+        const set = (measure: string, v: number) => (mig.child({ namespace: rt.name, from: m.settings.from, to: m.settings.to, measure }).value = v);
+        set(`phase_${m.state.phase}`, 1);
+        set("rolled_back", m.state.rolledBack || m.kv?.isRolledBack ? 1 : 0);
+        if (m.kv) {
+          const s = m.kv.snapshot();
+          set("cutover_pct", m.kv.cutoverPct);
+          const b = m.kv.backfillProgress;
+          if (b) set("backfill_keys", b.copied + b.skipped);
+          set("shadow_reads", s.shadowReads);
+          set("shadow_mismatches", s.shadowMismatches);
+          set("diff_pct", s.diffPct);
+          set("to_error_rate", s.toErrorRate);
+          set("to_p99_ms", s.toP99Ms);
+          set("from_p99_ms", s.fromP99Ms);
+          set("dual_write_errors", s.dualWriteErrors);
+          set("repairs_pending", s.repairsPending);
+          set("rollbacks", s.rollbacks);
+        }
+      }
+      return getMig();
+    };
+    mig.register(this.registry);
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
   }
 

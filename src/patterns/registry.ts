@@ -15,6 +15,7 @@ import type { NamespaceStores } from "../backends/driver.js";
 import type { Clock } from "../core/clock.js";
 import { cacheAside } from "./cache-aside.js";
 import { multicastRegistry } from "./multicast-registry.js";
+import { outbox } from "./outbox.js";
 
 export interface SlotDef {
   readonly name: string;
@@ -25,6 +26,12 @@ export interface SlotDef {
   readonly optional: readonly InterfaceName[];
   /** Backend types recommended for this slot, best first. */
   readonly recommended: readonly string[];
+  /**
+   * A slot judged by the namespace's (validated) options: what replaces the
+   * fields above when a namespace is resolved (outbox: `messaging` is a queue
+   * slot with deliver_to: queue). The fields above are the defaults Admin lists.
+   */
+  readonly forOptions?: (options: Readonly<Record<string, unknown>>) => Partial<Pick<SlotDef, "description" | "primitive" | "requires" | "optional" | "recommended">>;
 }
 
 /** What a pattern's compose step gets: each slot's stores (guarded by its instance's breaker) and claims. */
@@ -103,6 +110,7 @@ export const PATTERNS: readonly PatternDef[] = [
   ),
   cacheAside,
   multicastRegistry,
+  outbox,
 ];
 
 const BY_NAME: ReadonlyMap<string, PatternDef> = new Map(PATTERNS.map((p) => [p.name, p]));

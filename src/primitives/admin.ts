@@ -5,19 +5,16 @@ import type { Gateway } from "../core/gateway.js";
 import type { NamespaceRuntime } from "../router/router.js";
 import type { ResolvedNamespace } from "../config/resolve.js";
 import type { BackendInstanceInfo } from "../core/gateway.js";
+import type { MigrationStatus } from "../control/agent.js";
 import { PATTERNS, patternByName } from "../patterns/registry.js";
 import { structToJson, type StructMessage } from "../core/struct.js";
 import { loadAllDrivers } from "../backends/registry.js";
+import { PATTERN_ONLY_INTERFACES } from "../core/interfaces.js";
+import { redactSecrets, redactedJson } from "../core/redact.js";
 
-const SECRET_KEY = /pass(word)?|secret|token|credential|private/i;
-
-/** A namespace's config as JSON with passwords and URL credentials masked. */
+/** A namespace's config as JSON with passwords and URL credentials masked (src/core/redact.ts: every connection-string form). */
 export function redactedConfig(config: unknown): string {
-  return JSON.stringify(config, (k, v) => {
-    if (typeof v === "string" && SECRET_KEY.test(k)) return "***";
-    if (typeof v === "string") return v.replace(/(\/\/[^:/@]*:)[^@/]*@/, "$1***@");
-    return v;
-  });
+  return redactedJson(config);
 }
 
 /** A namespace as Admin shows it: from its resolution (also for a dry run, which has no runtime). */
@@ -29,7 +26,7 @@ export function resolvedInfo(r: ResolvedNamespace): prism.v1.INamespaceInfo {
   else for (const s of r.slots) {
     if (served.has(s.primitive)) continue;
     served.add(s.primitive);
-    for (const i of s.interfaces) if (i.startsWith(`${s.primitive}_`)) interfaces.push(i);
+    for (const i of s.interfaces) if (i.startsWith(`${s.primitive}_`) && !PATTERN_ONLY_INTERFACES.has(i)) interfaces.push(i);
   }
   return {
     name: r.config.name,
@@ -133,11 +130,19 @@ export async function health(gw: Gateway): Promise<prism.v1.IHealthResponse> {
         probes.push(Promise.resolve({ ...base, ok: false, latencyMs: 0, message: "no backend instance" }));
         return;
       }
-      const circuit = gw.router.breakerOf(ns.name, i)?.describe() ?? "closed";
+      const breaker = gw.router.breakerOf(ns.name, i);
+      const circuit = breaker?.describe() ?? "closed";
+      // A namespace whose circuit is open does not serve, however healthy its backend answers now:
+      // calls fail fast until a probe succeeds (the breaker probes as soon as the backend's health check does).
+      const open = breaker !== undefined && breaker.state === "open";
+      const report = (ok: boolean, latencyMs: number, message: string) => {
+        const m = redactSecrets(message ?? "");
+        return open ? { ...base, ok: false, latencyMs, message: `circuit open: calls fail fast until a probe succeeds (backend: ${m})`, circuit } : { ...base, ok, latencyMs, message: m, circuit };
+      };
       probes.push(
         inst.health().then(
-          (h) => ({ ...base, ok: h.ok, latencyMs: h.latencyMs, message: h.message, circuit }),
-          (e) => ({ ...base, ok: false, latencyMs: 0, message: (e as Error).message, circuit }),
+          (h) => report(h.ok, h.latencyMs, h.message),
+          (e) => report(false, 0, (e as Error).message),
         ),
       );
     });
@@ -150,4 +155,82 @@ export async function health(gw: Gateway): Promise<prism.v1.IHealthResponse> {
     workers: gw.workers,
     workerIndex: gw.workerIndex,
   };
+}
+
+// ---------------------------------------------------------------- migrations
+
+/** The stored phase (every instance) and this instance's live numbers (its runtime). */
+function migrationInfo(gw: Gateway, name: string, st: MigrationStatus): prism.v1.IMigrationInfo {
+  const rt = gw.router.get(name)?.migration;
+  const kv = rt?.kv;
+  const live = kv?.snapshot();
+  const c = kv?.backfillProgress ?? st.cursor ?? undefined;
+  const s = st.settings;
+  const state = st.state;
+  return {
+    namespace: name,
+    slot: s.slot,
+    from: s.from,
+    to: s.to,
+    phase: state?.phase ?? "",
+    cutoverPct: kv ? kv.cutoverPct : state?.phase === "cutover" && !state.rolledBack && !s.dryRun ? (s.cutoverSteps[state.step] ?? 0) : 0,
+    dryRun: s.dryRun,
+    rolledBack: !!state?.rolledBack || !!kv?.isRolledBack,
+    rollbackReason: state?.rolledBack?.reason ?? "",
+    rollbackAutomatic: !!state?.rolledBack?.automatic,
+    backfillCopied: c?.copied ?? 0,
+    backfillSkipped: c?.skipped ?? 0,
+    backfillEstimatedTotal: (c as { estimatedTotal?: number } | undefined)?.estimatedTotal ?? 0,
+    backfillDone: !!c?.done,
+    shadowReads: live?.shadowReads ?? 0,
+    shadowMismatches: live?.shadowMismatches ?? 0,
+    diffPct: live?.diffPct ?? 0,
+    toErrorRate: live?.toErrorRate ?? 0,
+    toP99Ms: live?.toP99Ms ?? 0,
+    fromP99Ms: live?.fromP99Ms ?? 0,
+    dualWriteErrors: live?.dualWriteErrors ?? 0,
+    repairsPending: live?.repairsPending ?? 0,
+    servedByTo: live?.servedByTo ?? 0,
+    servedByFrom: live?.servedByFrom ?? 0,
+    statsJson: JSON.stringify({ queue: rt?.queue?.stats, shadow: rt?.shadow?.stats }),
+  };
+}
+
+function nsName(req: prism.v1.IMigrationRequest): string {
+  if (!req.namespace) throw errors.invalidArgument("namespace", "must not be empty");
+  return req.namespace;
+}
+
+export async function migrationStatus(gw: Gateway, req: prism.v1.IMigrationRequest): Promise<prism.v1.IMigrationInfo> {
+  const name = nsName(req);
+  return migrationInfo(gw, name, await gw.control.migrationStatus(name));
+}
+
+export async function startMigration(gw: Gateway, req: prism.v1.IMigrationRequest): Promise<prism.v1.IMigrationInfo> {
+  const name = nsName(req);
+  return migrationInfo(gw, name, await gw.control.startMigration(name));
+}
+
+export async function advanceMigration(gw: Gateway, req: prism.v1.IMigrationRequest): Promise<prism.v1.IMigrationInfo> {
+  const name = nsName(req);
+  return migrationInfo(gw, name, await gw.control.advanceMigration(name));
+}
+
+export async function rollbackMigration(gw: Gateway, req: prism.v1.IMigrationRequest): Promise<prism.v1.IMigrationInfo> {
+  const name = nsName(req);
+  return migrationInfo(gw, name, await gw.control.rollbackMigration(name, req.reason || "rolled back by the operator", false));
+}
+
+export async function finishMigration(gw: Gateway, req: prism.v1.IMigrationRequest): Promise<prism.v1.IMigrationInfo> {
+  const name = nsName(req);
+  const before = await gw.control.migrationStatus(name);
+  // A queue finishes only once `from` is drained (looked at here, where the stores are).
+  const q = gw.router.get(name)?.migration?.queue;
+  if (q) {
+    const left = await q.undrained();
+    if (left.length) throw errors.configConflict(`"${before.settings.from}" still holds messages in ${left.map((x) => `"${x}"`).join(", ")}; finish once they are consumed`);
+  }
+  const { revision } = await gw.control.finishMigration(name);
+  const info = migrationInfo(gw, name, { ...before, state: null });
+  return { ...info, phase: "finished", revision };
 }

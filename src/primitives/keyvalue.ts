@@ -5,9 +5,9 @@
  */
 import type { prism } from "../gen/prism.js";
 import { errors } from "../core/errors.js";
-import type { KeyValueStore } from "../backends/driver.js";
+import type { KeyValueStore, OutboxMessage } from "../backends/driver.js";
 import type { NamespaceRuntime } from "../router/router.js";
-import { count, requireInterface, requireKey, requireValue } from "./validate.js";
+import { count, requireAttributes, requireInterface, requireKey, requireValue } from "./validate.js";
 
 const EMPTY = new Uint8Array(0);
 
@@ -29,6 +29,22 @@ function hasField(req: object, field: string): boolean {
   return Object.prototype.hasOwnProperty.call(req, field) && (req as Record<string, unknown>)[field] != null;
 }
 
+/**
+ * The message attached to a Set or Delete (keyvalue_outbox: pattern outbox),
+ * checked; undefined when none is. The outbox store checks the topic against
+ * where it delivers (a pubsub topic or a queue name).
+ */
+function outboxMessage(ns: NamespaceRuntime, req: { message?: prism.v1.IOutboxMessage | null }): OutboxMessage | undefined {
+  if (!hasField(req, "message")) return undefined;
+  requireInterface(ns, "keyvalue_outbox");
+  const m = req.message!;
+  const topic = m.topic ?? "";
+  if (!topic) throw errors.invalidArgument("message.topic", "must not be empty");
+  const payload = m.payload ?? EMPTY;
+  requireValue(ns, payload, "message.payload");
+  return { topic, payload, attributes: requireAttributes(m.attributes, "message.attributes") };
+}
+
 export async function get(ns: NamespaceRuntime, req: prism.v1.IGetRequest): Promise<prism.v1.IGetResponse> {
   const key = req.key ?? "";
   requireKey(ns, key);
@@ -41,17 +57,20 @@ export async function set(ns: NamespaceRuntime, req: prism.v1.ISetRequest): Prom
   requireKey(ns, key);
   const value = req.value ?? EMPTY;
   requireValue(ns, value);
+  const msg = outboxMessage(ns, req);
   const ttl = ttlMs(ns, hasField(req, "ttlSeconds") ? req.ttlSeconds : undefined);
   const expectedVersion = hasField(req, "expectedVersion") ? Number(req.expectedVersion) : undefined;
   if (req.ifAbsent || expectedVersion !== undefined) requireInterface(ns, "keyvalue_cas");
-  const version = await store(ns).set(key, value, { ttlMs: ttl, ifAbsent: !!req.ifAbsent, expectedVersion });
+  const opts = { ttlMs: ttl, ifAbsent: !!req.ifAbsent, expectedVersion };
+  const version = msg ? await store(ns).setWithMessage!(key, value, opts, msg) : await store(ns).set(key, value, opts);
   return { version };
 }
 
 export async function del(ns: NamespaceRuntime, req: prism.v1.IDeleteRequest): Promise<prism.v1.IDeleteResponse> {
   const key = req.key ?? "";
   requireKey(ns, key);
-  return { deleted: await store(ns).delete(key) };
+  const msg = outboxMessage(ns, req);
+  return { deleted: msg ? await store(ns).deleteWithMessage!(key, msg) : await store(ns).delete(key) };
 }
 
 export async function exists(ns: NamespaceRuntime, req: prism.v1.IExistsRequest): Promise<prism.v1.IExistsResponse> {

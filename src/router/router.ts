@@ -7,13 +7,17 @@
  * already running finish on the runtime they started with.
  */
 import type { Clock } from "../core/clock.js";
-import type { ApiName, InterfaceName, PrimitiveName } from "../core/interfaces.js";
+import { PATTERN_ONLY_INTERFACES, type ApiName, type InterfaceName, type PrimitiveName } from "../core/interfaces.js";
 import type { BackendDriver, BackendInstance, NamespaceLimits, NamespaceStores } from "../backends/driver.js";
 import { loadDriver } from "../backends/registry.js";
 import type { NamespaceConfig } from "../config/schema.js";
 import type { ResolvedNamespace } from "../config/resolve.js";
 import { limitsOf } from "../config/defaults.js";
 import { patternByName, primitiveOf } from "../patterns/registry.js";
+import { MigratingKeyValueStore } from "../migrations/keyvalue.js";
+import { DrainingQueueStore } from "../migrations/queue.js";
+import { ShadowCopy } from "../migrations/shadow.js";
+import type { MigrationHost, MigrationSettings, MigrationState } from "../migrations/types.js";
 import { CircuitBreaker, DEFAULT_BREAKER, guardStores, type BreakerOptions } from "../shedding/breaker.js";
 
 /** One slot of a namespace: the backend instance that serves it. */
@@ -42,6 +46,8 @@ export interface NamespaceRuntime {
   /** Per primitive, the store of the slot serving it. */
   readonly stores: NamespaceStores;
   readonly slots: readonly SlotRuntime[];
+  /** Set while a slot is in migration and its migration has started. */
+  readonly migration?: MigrationRuntime;
   /** A composed pattern's service object (its API's handlers use it: src/primitives/registry.ts). */
   readonly patternService?: unknown;
   /** A composed pattern's event counts (prism_pattern_events_total). */
@@ -58,6 +64,15 @@ export interface NamespaceRuntime {
    * with several workers): calls are forwarded to that worker.
    */
   readonly owner?: number;
+}
+
+/** The live side of a namespace's migration (Admin status reads its numbers). */
+export interface MigrationRuntime {
+  settings: MigrationSettings;
+  state: MigrationState;
+  kv?: MigratingKeyValueStore;
+  queue?: DrainingQueueStore;
+  shadow?: ShadowCopy;
 }
 
 /** Where a namespace's state lives. The default: here. src/workers supplies one for multi-worker embedded backends. */
@@ -96,6 +111,8 @@ export class Router {
   private readonly held = new Map<string, Held>();
   private readonly retiring = new Map<string, { timer: ReturnType<typeof setTimeout>; close(): void }>();
   private closing = false;
+  /** Backfill cursors and automatic rollbacks go here (the control plane; set once it exists). */
+  migrationHost: MigrationHost | undefined;
 
   constructor(
     private readonly clock: Clock,
@@ -152,7 +169,39 @@ export class Router {
       if (!served.has(s.primitive)) {
         served.add(s.primitive);
         if (owner === undefined) (stores as Record<string, unknown>)[s.primitive] = slotStores[s.primitive];
-        for (const i of driver.interfaces) if (primitiveOf(i) === s.primitive) interfaces.add(i);
+        for (const i of driver.interfaces) if (primitiveOf(i) === s.primitive && !PATTERN_ONLY_INTERFACES.has(i)) interfaces.add(i);
+      }
+    }
+    // A slot in migration: its primitive's store is wrapped to reach both instances (src/migrations).
+    let migration: MigrationRuntime | undefined;
+    const mig = resolved.migration;
+    if (mig?.state && owner === undefined) {
+      const to = mig.to;
+      const key = `${to.type}:${stableJson(to.options)}`;
+      const toDriver: BackendDriver<any> = await loadDriver(to.type);
+      const pooled = this.pooled(key, to.type, to.instance, to.options, toDriver, config.name);
+      held.push(key);
+      pooled.breaker.namespaces.add(config.name);
+      const raw = pooled.instance.namespace(config.name, limits);
+      if (raw.close) closers.push(() => raw.close!());
+      const toStores = guardStores(raw, pooled.breaker);
+      const fromStores = slots.find((s) => s.slot === mig.settings.slot)!.stores;
+      const log = (l: "info" | "warn" | "error", m: string) => this.log(l, m);
+      migration = { settings: mig.settings, state: mig.state };
+      if (to.primitive === "keyvalue" && fromStores.keyvalue && toStores.keyvalue) {
+        const kv = new MigratingKeyValueStore(config.name, fromStores.keyvalue, toStores.keyvalue, mig.settings, mig.state, this.migrationHost, this.clock, log);
+        (stores as Record<string, unknown>).keyvalue = kv;
+        migration.kv = kv;
+        closers.push(() => kv.close());
+      } else if (to.primitive === "queue" && fromStores.queue && toStores.queue) {
+        migration.queue = new DrainingQueueStore(fromStores.queue, toStores.queue);
+        (stores as Record<string, unknown>).queue = migration.queue;
+      } else if (to.primitive === "pubsub" && fromStores.pubsub && toStores.pubsub) {
+        migration.shadow = new ShadowCopy();
+        (stores as Record<string, unknown>).pubsub = migration.shadow.pubsub(fromStores.pubsub, toStores.pubsub);
+      } else if (to.primitive === "stream" && fromStores.stream && toStores.stream) {
+        migration.shadow = new ShadowCopy();
+        (stores as Record<string, unknown>).stream = migration.shadow.stream(fromStores.stream, toStores.stream);
       }
     }
     // A composed pattern (cache-aside …) serves its API from stores built over its slots'.
@@ -192,6 +241,7 @@ export class Router {
       owner,
       patternCounters,
       patternService,
+      migration,
       inProcess: resolved.slots.length > 0 && resolved.slots.every((s) => s.inProcess),
       metricSeries: undefined,
     };
@@ -212,10 +262,12 @@ export class Router {
     }
     if (!pooled) {
       const label = instance ? `${instance} (${type})` : type;
+      const inst = driver.create(options, { clock: this.clock, log: (l, m) => this.log(l, `[${label}] ${m}`) });
       pooled = {
-        instance: driver.create(options, { clock: this.clock, log: (l, m) => this.log(l, `[${label}] ${m}`) }),
+        instance: inst,
         refs: 0,
-        breaker: new CircuitBreaker(instance ? label : `${type} (namespace ${firstNamespace})`, this.options.breaker ?? DEFAULT_BREAKER, this.clock),
+        // While open, the breaker runs the instance's own health check and probes as soon as it passes.
+        breaker: new CircuitBreaker(instance ? label : `${type} (namespace ${firstNamespace})`, this.options.breaker ?? DEFAULT_BREAKER, this.clock, () => inst.health().then((h) => h.ok)),
       };
       this.instances.set(key, pooled);
     }
@@ -255,6 +307,7 @@ export class Router {
       if (pooled.refs > 0 || this.instances.get(key) !== pooled) return;
       this.instances.delete(key);
       this.retiring.delete(key);
+      pooled.breaker.dispose();
       pooled.instance.close().catch((e) => this.log("warn", `closing ${key}: ${(e as Error).message}`));
     };
     if (grace === 0) return close();
@@ -295,6 +348,7 @@ export class Router {
       const pooled = this.instances.get(key);
       if (pooled && pooled.refs <= 0) {
         this.instances.delete(key);
+        pooled.breaker.dispose();
         closes.push(pooled.instance.close().catch(() => {}));
       }
     }

@@ -1,9 +1,17 @@
 /**
  * A circuit breaker per backend instance (one Redis URL, one PostgreSQL pool…).
  *
- * closed ──N consecutive failures──▶ open ──probeAfterMs──▶ half_open
- *   ▲                                  ▲                        │
- *   └──────────── probe succeeds ──────┼──── probe fails ───────┘
+ * closed ──N consecutive failures──▶ open ──probeAfterMs, or the backend's own──▶ half_open
+ *   ▲                                  ▲       health check succeeding             │
+ *   └──────────── probe succeeds ──────┼──── probe fails ──────────────────────────┘
+ *
+ * While open, the backend instance's own health check (BackendInstance.health:
+ * a Redis PING, a PostgreSQL SELECT 1 …) runs every healthCheckMs (default
+ * 500 ms; one at a time, bounded by a timeout); the first success moves the
+ * circuit to half-open at once, so calls resume as soon as the backend is back
+ * instead of probeAfterMs after the circuit opened. probeAfterMs stays the
+ * fallback (a backend without a health check, or one whose check passes while
+ * its calls fail: the probe call re-opens the circuit, and checking resumes).
  *
  * While open, calls fail at once with UNAVAILABLE / PRISM_ERR_CIRCUIT_OPEN and
  * never reach the driver. Half-open lets one probe call through at a time (a
@@ -30,6 +38,14 @@ export interface BreakerOptions {
 
 export const DEFAULT_BREAKER: BreakerOptions = { failures: 5, probeAfterMs: 30_000 };
 
+/** How often an open circuit runs the backend's health check (ms). */
+export const HEALTH_CHECK_MS = 500;
+/** A health check that has not answered by then counts as failed. */
+const HEALTH_CHECK_TIMEOUT_MS = 2_000;
+
+/** The backend's own health check, as the breaker uses it: true when the backend answers. */
+export type HealthCheck = () => Promise<boolean>;
+
 const COUNTED: ReadonlySet<number> = new Set([Code.UNAVAILABLE, Code.DEADLINE_EXCEEDED, Code.INTERNAL]);
 
 /** True for errors that say the backend is in trouble (not the request). Non-Prism errors surface as INTERNAL. */
@@ -48,13 +64,68 @@ export class CircuitBreaker {
   rejected = 0;
   /** Namespaces served by this instance (kept by the router, for metrics). */
   readonly namespaces = new Set<string>();
+  /** Health checks run while open (tests, diagnostics). */
+  healthChecks = 0;
+  private checkTimer: ReturnType<typeof setTimeout> | undefined = undefined;
+  private checking = false;
+  private disposed = false;
 
   constructor(
     /** Display name of the backend instance (no credentials). */
     readonly backend: string,
     public options: BreakerOptions,
     private readonly clock: Clock,
+    /** The instance's health check (the router passes BackendInstance.health); absent: only probeAfterMs recovers. */
+    private readonly healthCheck?: HealthCheck,
+    private readonly healthCheckMs = HEALTH_CHECK_MS,
   ) {}
+
+  /** Stops the health checks for good (the instance is closed). */
+  dispose(): void {
+    this.disposed = true;
+    this.stopChecks();
+  }
+
+  private startChecks(): void {
+    if (this.healthCheck === undefined || this.disposed || this.checkTimer !== undefined) return;
+    this.checkTimer = setTimeout(runHealthCheck, this.healthCheckMs, this);
+    this.checkTimer.unref?.();
+  }
+
+  private stopChecks(): void {
+    if (this.checkTimer !== undefined) clearTimeout(this.checkTimer);
+    this.checkTimer = undefined;
+  }
+
+  /** @internal one health check while open; success: half-open now. */
+  async checkHealth(): Promise<void> {
+    this.checkTimer = undefined;
+    if (this.disposed || this.state_ !== "open" || this.checking || this.healthCheck === undefined) return;
+    this.checking = true;
+    this.healthChecks++;
+    let ok = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      ok = await Promise.race([
+        this.healthCheck().catch(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(resolve, HEALTH_CHECK_TIMEOUT_MS, false);
+          timer.unref?.();
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      this.checking = false;
+    }
+    if (this.disposed || this.state_ !== "open") return;
+    if (ok) {
+      // The backend answers its own health check: let a probe call through at once.
+      this.probing = false;
+      this.set("half_open");
+      return;
+    }
+    this.startChecks();
+  }
 
   get state(): CircuitState {
     if (this.state_ === "open" && this.clock.now() - this.openedAt >= this.options.probeAfterMs) return "half_open";
@@ -70,7 +141,9 @@ export class CircuitBreaker {
     const s = this.state;
     if (s === "closed") return "closed";
     const left = Math.max(0, this.options.probeAfterMs - (this.clock.now() - this.openedAt));
-    return s === "open" ? `open (${this.consecutive} consecutive failures; probe in ${Math.ceil(left / 1000)}s)` : `half_open (probing)`;
+    if (s !== "open") return `half_open (probing)`;
+    const when = this.healthCheck !== undefined ? `probe once the backend's health check passes, at the latest in ${Math.ceil(left / 1000)}s` : `probe in ${Math.ceil(left / 1000)}s`;
+    return `open (${this.consecutive} consecutive failures; ${when})`;
   }
 
   /** Throws PRISM_ERR_CIRCUIT_OPEN when the call must not reach the backend. */
@@ -123,13 +196,19 @@ export class CircuitBreaker {
 
   private set(s: CircuitState): void {
     this.state_ = s;
+    if (s === "open") this.startChecks();
+    else this.stopChecks();
     sheddingHooks.breakerState?.(this.namespaces, this.backend, s);
   }
 }
 
+function runHealthCheck(b: CircuitBreaker): void {
+  void b.checkHealth();
+}
+
 /** The driver methods a breaker guards, by store. `close` and unknown extras pass through. */
 const METHODS = {
-  keyvalue: ["get", "set", "delete", "exists", "batchGet", "batchSet", "batchDelete", "scan", "expire", "ttl", "persist"],
+  keyvalue: ["get", "set", "delete", "exists", "batchGet", "batchSet", "batchDelete", "scan", "expire", "ttl", "persist", "setWithMessage", "deleteWithMessage", "outboxRelay"],
   pubsub: ["publish", "subscribe"],
   queue: ["enqueue", "dequeue", "ack", "nack", "extendVisibility"],
   stream: ["append", "read", "readGroup", "ackGroup"],

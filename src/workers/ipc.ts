@@ -40,7 +40,21 @@ export type ToWorker =
   | { t: "close" };
 
 export type ControlOp = keyof ControlPlane;
-export const CONTROL_OPS: readonly ControlOp[] = ["applyNamespace", "deleteNamespace", "applyBackend", "deleteBackend", "listBackendInstances"];
+export const CONTROL_OPS: readonly ControlOp[] = [
+  "applyNamespace",
+  "deleteNamespace",
+  "applyBackend",
+  "deleteBackend",
+  "listBackendInstances",
+  "migrationStatus",
+  "startMigration",
+  "advanceMigration",
+  "rollbackMigration",
+  "finishMigration",
+  "loadCursor",
+  "saveCursor",
+  "rollback",
+];
 
 /** Worker `index`'s mesh socket. Unix socket paths are short (108 bytes): keep it in the temp dir. */
 export function meshSocketPath(primaryPid: number, index: number): string {

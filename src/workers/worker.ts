@@ -7,6 +7,8 @@ import { startServer, stderrLog, type RunningServer } from "../server.js";
 import { PrismError, errors, toPrismError, type Code } from "../core/errors.js";
 import type { ApplyBackendResult, ApplyNamespaceResult, BackendInstanceInfo, ControlPlane } from "../core/gateway.js";
 import type { ResolvedNamespace } from "../config/resolve.js";
+import type { MigrationStatus } from "../control/agent.js";
+import type { BackfillCursor } from "../migrations/types.js";
 import { workerPlacement } from "./placement.js";
 import { MeshForwarder } from "./mesh-client.js";
 import { startMeshServer, type MeshServer } from "./mesh-server.js";
@@ -54,6 +56,30 @@ class IpcControlPlane implements ControlPlane {
   }
   listBackendInstances() {
     return this.call<BackendInstanceInfo[]>("listBackendInstances", []);
+  }
+  migrationStatus(name: string) {
+    return this.call<MigrationStatus>("migrationStatus", [name]);
+  }
+  startMigration(name: string) {
+    return this.call<MigrationStatus>("startMigration", [name]);
+  }
+  advanceMigration(name: string) {
+    return this.call<MigrationStatus>("advanceMigration", [name]);
+  }
+  rollbackMigration(name: string, reason?: string, automatic?: boolean) {
+    return this.call<MigrationStatus>("rollbackMigration", [name, reason, automatic]);
+  }
+  finishMigration(name: string) {
+    return this.call<{ revision: number }>("finishMigration", [name]);
+  }
+  loadCursor(name: string) {
+    return this.call<BackfillCursor | null>("loadCursor", [name]);
+  }
+  saveCursor(name: string, c: BackfillCursor) {
+    return this.call<void>("saveCursor", [name, c]);
+  }
+  rollback(name: string, reason: string, automatic: boolean) {
+    return this.call<unknown>("rollback", [name, reason, automatic]);
   }
 
   done(id: number, ok: boolean, result: unknown, error: WireError | undefined): void {

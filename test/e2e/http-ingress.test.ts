@@ -22,7 +22,7 @@ after(() => server.close());
 const kvUrl = (ns: string, encodedKey: string) => `${base}/v1/ns/${ns}/kv/${encodedKey}`;
 
 async function post(path: string, body: unknown): Promise<{ status: number; json: any }> {
-  const r = await fetch(base + path, { method: "POST", body: typeof body === "string" ? body : JSON.stringify(body) });
+  const r = await fetch(base + path, { method: "POST", headers: { "content-type": "application/json" }, body: typeof body === "string" ? body : JSON.stringify(body) });
   return { status: r.status, json: await r.json() };
 }
 
@@ -363,7 +363,7 @@ test("SSE: a subscriber that stops reading gets an error event and its stream en
 test("x-prism-timeout-ms bounds a long poll (504); bad context headers are 400 naming them", async () => {
   const r = await fetch(`${base}/v1/Queue/Dequeue`, {
     method: "POST",
-    headers: { "x-prism-timeout-ms": "100" },
+    headers: { "x-prism-timeout-ms": "100", "content-type": "application/json" },
     body: JSON.stringify({ namespace: "default", queue: `q-${uid}`, wait_seconds: 20 }),
   });
   assert.equal(r.status, 504);
@@ -418,7 +418,7 @@ test("a client that disconnects during a long poll cancels it", async () => {
   });
   const ac = new AbortController();
   const queue = `gone-${uid}`;
-  const p = fetch(`${base}/v1/Queue/Dequeue`, { method: "POST", signal: ac.signal, body: JSON.stringify({ namespace: "default", queue, wait_seconds: 20 }) });
+  const p = fetch(`${base}/v1/Queue/Dequeue`, { method: "POST", signal: ac.signal, headers: { "content-type": "application/json" }, body: JSON.stringify({ namespace: "default", queue, wait_seconds: 20 }) });
   while (seen.length === 0) await new Promise((r) => setTimeout(r, 5));
   ac.abort();
   await assert.rejects(p);

@@ -76,7 +76,7 @@ test("references: unknown instance, unknown pattern, a slot the pattern lacks, a
   assert.deepEqual(await problemsOf({ backends: { main: { type: "postgres" } }, namespaces: [{ name: "a", backend: "mian" }] }), [
     'namespaces[0].backend: unknown backend instance "mian" (declared: main)',
   ]);
-  assert.match((await problemsOf({ namespaces: [{ name: "a", pattern: "graph", backend: { type: "memstore" } }] })).join("\n"), /namespaces\[0\]\.pattern: unknown pattern "graph" \(known: keyvalue, pubsub, queue, stream\)/);
+  assert.match((await problemsOf({ namespaces: [{ name: "a", pattern: "graph", backend: { type: "memstore" } }] })).join("\n"), /namespaces\[0\]\.pattern: unknown pattern "graph" \(known: keyvalue, pubsub, queue, stream, cache-aside, multicast-registry, outbox\)/);
   assert.deepEqual(await problemsOf({ namespaces: [{ name: "a", pattern: "keyvalue", slots: { keyvalue: { type: "memstore" }, cache: { type: "memstore" } } }] }), [
     'namespaces[0].slots.cache: pattern keyvalue has no slot "cache" (slots: keyvalue)',
   ]);

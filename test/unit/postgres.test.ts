@@ -15,6 +15,7 @@ import { optionsSchema } from "../../src/backends/postgres/options.js";
 import { PgInstance } from "../../src/backends/postgres/instance.js";
 import { prefixUpperBound } from "../../src/backends/postgres/keyvalue.js";
 import { MAX_NOTIFY_BYTES } from "../../src/backends/postgres/pubsub.js";
+import { SCHEMA_VERSION } from "../../src/backends/postgres/sql.js";
 import { startServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
 import { TcpProxy } from "./tcp-proxy.js";
@@ -99,7 +100,7 @@ async function rejectsWith(p: Promise<unknown>, reason: string, message?: RegExp
 
 describe("postgres driver: options and claims", () => {
   test("claims every interface; options have defaults and are validated", () => {
-    assert.equal(driver.interfaces.length, 14);
+    assert.equal(driver.interfaces.length, 15); // every interface, keyvalue_outbox included
     const d = optionsSchema.parse({});
     assert.equal(d.url, "postgres://postgres@127.0.0.1:5432/test");
     assert.equal(d.schema, "prism");
@@ -230,7 +231,7 @@ describe("postgres driver: schema", () => {
     const versions = await Promise.all(insts.map((i, n) => (i.namespace("ns", LIMITS) as Stores).keyvalue.set(`k${n}`, b("v"), {})));
     assert.deepEqual(versions, [1, 1, 1, 1]);
     const r = await sql!.query(`SELECT version FROM "${schema}".schema_version`);
-    assert.deepEqual(r.rows, [{ version: 1 }]);
+    assert.deepEqual(r.rows, [{ version: SCHEMA_VERSION }]);
     assert.ok((await insts[0]!.health()).ok);
   });
 });

@@ -1,7 +1,7 @@
 // Driver-level tests for the sqlite backend: real SQLite files under os.tmpdir(), ManualClock for time.
 import { test, describe, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ManualClock } from "../../src/core/clock.js";
@@ -59,7 +59,7 @@ async function rejectsWith(p: Promise<unknown>, reason: string): Promise<void> {
 describe("sqlite driver: options and claims", () => {
   test("claims every interface and validates options", () => {
     assert.ok(driver.interfaces.includes("queue_dead_letter"));
-    assert.equal(driver.interfaces.length, 14);
+    assert.equal(driver.interfaces.length, 15); // every interface, keyvalue_outbox included
     assert.equal(optionsSchema.safeParse({ path: "/tmp/x.db", busy_timeout_ms: 100 }).success, true);
     assert.equal(optionsSchema.safeParse({}).success, false);
     assert.equal(optionsSchema.safeParse({ path: "/tmp/x.db", bogus: 1 }).success, false);
@@ -554,7 +554,9 @@ describe("sqlite driver: durability and health", () => {
   });
 
   test("an unopenable path does not throw at create: health and calls report UNAVAILABLE", async () => {
-    const inst = open(join(dir, "no-such-dir", "x", "db.sqlite"), new ManualClock());
+    // Missing folders are created on first use; a folder under a regular file cannot be.
+    writeFileSync(join(dir, "a-file"), "");
+    const inst = open(join(dir, "a-file", "x", "db.sqlite"), new ManualClock());
     const s = inst.namespace("n", LIMITS);
     const h = await inst.health();
     assert.equal(h.ok, false);

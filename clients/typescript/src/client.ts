@@ -65,6 +65,19 @@ export interface SetOptions {
   ifAbsent?: boolean;
   /** Compare-and-set: write only when the key's version equals this (0: must be absent). */
   expectedVersion?: number;
+  /** Outbox namespaces: a message committed with the value and sent by the relay (at least once, in commit order per key). */
+  message?: OutboxMessage;
+}
+
+/** A message committed with a KeyValue write (pattern outbox). `topic` is the queue name when the namespace delivers to a queue. */
+export interface OutboxMessage {
+  topic: string;
+  payload: Bytes;
+  attributes?: Record<string, string>;
+}
+
+function outboxMessage(m: OutboxMessage): pb.v1.IOutboxMessage {
+  return { topic: m.topic, payload: toBytes(m.payload), attributes: m.attributes ?? {} };
 }
 
 /** A stored value with its version. */
@@ -102,6 +115,7 @@ export class KeyValue {
       if (opts.ttl !== undefined) req.ttlSeconds = opts.ttl;
       if (opts.ifAbsent) req.ifAbsent = true;
       if (opts.expectedVersion !== undefined) req.expectedVersion = opts.expectedVersion;
+      if (opts.message) req.message = outboxMessage(opts.message);
     }
     const res = await this.t.unary(KV_SET, req);
     return { version: num(res.version) };
@@ -119,9 +133,11 @@ export class KeyValue {
     return res.found ? { value: bytes(res.value), version: num(res.version) } : null;
   }
 
-  /** Deletes the key; false when it was absent. */
-  async delete(key: string): Promise<boolean> {
-    const res = await this.t.unary(KV_DELETE, { namespace: this.namespace, key });
+  /** Deletes the key; false when it was absent. With `message` (outbox namespaces): committed with the delete, only when a key was deleted. */
+  async delete(key: string, opts?: { message?: OutboxMessage }): Promise<boolean> {
+    const req: pb.v1.IDeleteRequest = { namespace: this.namespace, key };
+    if (opts?.message) req.message = outboxMessage(opts.message);
+    const res = await this.t.unary(KV_DELETE, req);
     return !!res.deleted;
   }
 
@@ -558,6 +574,18 @@ export class Admin {
   async listBackendInstances(): Promise<BackendInstanceInfo[]> {
     const res = await this.t.unary(AD_INSTANCES, {});
     return (res.backends as pb.v1.IBackendInstanceInfo[]).map(toInstanceInfo);
+  }
+
+  /**
+   * A namespace's migration (its `migration:` block): `status`, or a step —
+   * `start`, `advance` (next phase / cutover step), `rollback` (traffic back to
+   * `from`), `finish` (bind the slot to `to` for good). Resolves to the status.
+   */
+  async migration(namespace: string, op: "status" | "start" | "advance" | "rollback" | "finish" = "status", reason = ""): Promise<Record<string, unknown>> {
+    const method = { status: "MigrationStatus", start: "StartMigration", advance: "AdvanceMigration", rollback: "RollbackMigration", finish: "FinishMigration" }[op];
+    const info = m(`Admin/${method}`);
+    const res = await this.t.unary(info, { namespace, reason });
+    return info.responseType.toObject(res, { longs: Number, defaults: true }) as Record<string, unknown>;
   }
 
   async listPatterns(): Promise<PatternInfo[]> {

@@ -17,7 +17,7 @@ import { GrpcTransport } from "./grpc.js";
 import { HttpTransport } from "./http.js";
 
 export { Prism, KeyValue, PubSub, Queue, Stream, Admin, MulticastRegistry } from "./client.js";
-export type { Bytes, SetOptions, KvItem, ScanItem, ScanPage, QueueMessage, StreamRecord, NamespaceInfo, RegistryMember, SlotInfo, BackendInstanceInfo, PatternInfo, Health } from "./client.js";
+export type { Bytes, SetOptions, OutboxMessage, KvItem, ScanItem, ScanPage, QueueMessage, StreamRecord, NamespaceInfo, RegistryMember, SlotInfo, BackendInstanceInfo, PatternInfo, Health } from "./client.js";
 export type { Subscription, PubSubMessage } from "./subscription.js";
 export type { ConnectOptions, Priority } from "./transport.js";
 export { Code, PrismError, codeName } from "./errors.js";

@@ -71,6 +71,11 @@ const TABLE: [number, ServiceName, string, string, string][] = [
   [M.ADMIN_DELETE_BACKEND, "Admin", "DeleteBackend", "DeleteBackendRequest", "DeleteBackendResponse"],
   [M.ADMIN_LIST_BACKEND_INSTANCES, "Admin", "ListBackendInstances", "ListBackendInstancesRequest", "ListBackendInstancesResponse"],
   [M.ADMIN_LIST_PATTERNS, "Admin", "ListPatterns", "ListPatternsRequest", "ListPatternsResponse"],
+  [M.ADMIN_MIGRATION_STATUS, "Admin", "MigrationStatus", "MigrationRequest", "MigrationInfo"],
+  [M.ADMIN_START_MIGRATION, "Admin", "StartMigration", "MigrationRequest", "MigrationInfo"],
+  [M.ADMIN_ADVANCE_MIGRATION, "Admin", "AdvanceMigration", "MigrationRequest", "MigrationInfo"],
+  [M.ADMIN_ROLLBACK_MIGRATION, "Admin", "RollbackMigration", "MigrationRequest", "MigrationInfo"],
+  [M.ADMIN_FINISH_MIGRATION, "Admin", "FinishMigration", "MigrationRequest", "MigrationInfo"],
 ];
 
 /** Every method, keyed by `"Service/Method"` (e.g. `"KeyValue/Get"`). */

@@ -120,7 +120,9 @@ export class WsTransport implements Transport {
     }
     return new Promise((resolve, reject) => {
       this.pending.set(id, new Pending(resolve, reject, method.responseType, timeout > 0 ? Date.now() + timeout : 0));
-      if (timeout > 0 && this.timed++ === 0) this.startSweep();
+      // One sweep interval per connection: started when the first timed call is pending, stopped by
+      // the sweep itself once none is (a call answered in between does not start a second one).
+      if (timeout > 0 && this.timed++ === 0 && this.sweeper === undefined) this.startSweep();
       this.ws.send(frame);
     });
   }
@@ -241,6 +243,7 @@ export class WsTransport implements Transport {
   }
 
   private startSweep(): void {
+    if (this.sweeper !== undefined) return;
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS);
     this.sweeper.unref();
   }

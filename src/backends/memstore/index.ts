@@ -123,8 +123,9 @@ export class MemstoreInstance implements BackendInstance {
 
 export const driver: BackendDriver<MemstoreOptions> = {
   type: "memstore",
-  description: "in-process memory: instant start, every interface, data lost on exit",
-  interfaces: INTERFACES,
+  description: "in-process memory: instant start, every interface but keyvalue_outbox, data lost on exit",
+  // Every interface but keyvalue_outbox: an outbox store must keep committed messages across a crash.
+  interfaces: INTERFACES.filter((i) => i !== "keyvalue_outbox"),
   inProcess: true,
   properties: {
     // In this process's memory: gone when Prism stops. Values up to Prism's own ceiling (limits.max_value_bytes, 64 MiB).

@@ -10,6 +10,7 @@
 import { randomBytes } from "node:crypto";
 import { connect, type MqttClient } from "mqtt";
 import type { MqttOptions } from "./options.js";
+import { displayUrl } from "../../core/redact.js";
 import { errors } from "../../core/errors.js";
 import type { BackendDriver, BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores } from "../driver.js";
 import { MqttHub, MqttPubSub } from "./pubsub.js";
@@ -19,7 +20,7 @@ const MiB = 1024 * 1024;
 export type { MqttOptions };
 
 function display(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, "//");
+  return displayUrl(url);
 }
 
 class MqttInstance implements BackendInstance {

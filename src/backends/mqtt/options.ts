@@ -4,10 +4,17 @@
  * driver, and a serving process never loads the validator (zod).
  */
 import { z } from "zod";
+import { checkUrlCredentials } from "../../core/redact.js";
+
+/** Unencoded "/", "?", "#" in the URL's user or password are refused, naming the field (src/core/redact.ts explains why). */
+function urlCredentials(v: string, ctx: z.RefinementCtx): void {
+  const problem = checkUrlCredentials(v);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+}
 
 export const optionsSchema = z
   .object({
-    url: z.string().regex(/^(mqtts?|wss?):\/\//, "must be an mqtt://, mqtts://, ws:// or wss:// URL").default("mqtt://127.0.0.1:1883"),
+    url: z.string().regex(/^(mqtts?|wss?):\/\//, "must be an mqtt://, mqtts://, ws:// or wss:// URL").superRefine(urlCredentials).default("mqtt://127.0.0.1:1883"),
     /** First MQTT topic level of everything Prism publishes; lets several deployments share one broker. */
     prefix: z
       .string()

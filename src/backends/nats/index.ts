@@ -9,6 +9,7 @@
  * and in README "NATS".
  */
 import type { NatsOptions } from "./options.js";
+import { displayUrl } from "../../core/redact.js";
 import type { BackendDriver, BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores } from "../driver.js";
 import { Link } from "./connection.js";
 import { NatsKeyValue } from "./keyvalue.js";
@@ -24,7 +25,7 @@ export type { NatsOptions };
 
 /** Server URLs without credentials, for logs. */
 function display(servers: string[]): string {
-  return servers.map((s) => s.replace(/\/\/[^@/]*@/, "//")).join(",");
+  return servers.map(displayUrl).join(",");
 }
 
 class NatsInstance implements BackendInstance {

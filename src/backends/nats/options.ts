@@ -4,8 +4,15 @@
  * driver, and a serving process never loads the validator (zod).
  */
 import { z } from "zod";
+import { checkUrlCredentials } from "../../core/redact.js";
 
-const SERVER = z.string().regex(/^(nats|tls|wss?):\/\/[^\s]+$|^[^\s:/]+(:\d+)?$/, "must be a nats:// URL or host:port");
+/** Unencoded "/", "?", "#" in the URL's user or password are refused, naming the field (src/core/redact.ts explains why). */
+function urlCredentials(v: string, ctx: z.RefinementCtx): void {
+  const problem = checkUrlCredentials(v);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+}
+
+const SERVER = z.string().regex(/^(nats|tls|wss?):\/\/[^\s]+$|^[^\s:/]+(:\d+)?$/, "must be a nats:// URL or host:port").superRefine(urlCredentials);
 
 export const optionsSchema = z
   .object({

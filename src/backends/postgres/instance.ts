@@ -18,6 +18,7 @@ import { PgPubSub, pubsubChannel } from "./pubsub.js";
 import { PgQueue, QueueSql } from "./queue.js";
 import { ident, mapError, migrate, types } from "./sql.js";
 import { PgStream, StreamSql } from "./stream.js";
+import { RelayLocks } from "./relay-lock.js";
 import { Waiters } from "./waiters.js";
 
 const SWEEP_EVERY_MS = 5_000;
@@ -49,6 +50,10 @@ function labelOf(url: string, schema: string): string {
 export class PgInstance implements BackendInstance {
   readonly pool: pg.Pool;
   readonly listener: Listener;
+  /** Outbox relay locks of this process (one dedicated connection, opened on first use). */
+  readonly relayLocks: RelayLocks;
+  /** Outbox relay passes running in this process, by lock key (one at a time per namespace). */
+  readonly relaying = new Set<string>();
   readonly waiters: Waiters;
   /** NOTIFY channel for long-poll wake-ups, shared by every Prism process on this schema. */
   readonly wakeChannel: string;
@@ -78,6 +83,7 @@ export class PgInstance implements BackendInstance {
     // An idle connection dropped by the server: the pool discards it; say so once.
     this.pool.on("error", (e) => ctx.log("warn", `${this.label}: idle connection lost: ${e.message}`));
     this.listener = new Listener(config, this.label, ctx.log);
+    this.relayLocks = new RelayLocks(config, this.label, ctx.log);
     this.wakeChannel = `prism_w_${createHash("sha256").update(opts.schema).digest("hex").slice(0, 40)}`;
     this.waiters = new Waiters(this.listener, this.wakeChannel, ctx.clock);
     const S = ident(opts.schema);
@@ -86,6 +92,11 @@ export class PgInstance implements BackendInstance {
     this.streamSql = new StreamSql(S);
     this.sweeper = setInterval(() => void this.sweep(), SWEEP_EVERY_MS);
     this.sweeper.unref();
+  }
+
+  /** The configured schema's name (advisory lock keys). */
+  get schema(): string {
+    return this.opts.schema;
   }
 
   /** Creates/migrates the schema once; a failure is retried by the next call. */
@@ -172,14 +183,16 @@ export class PgInstance implements BackendInstance {
     shared.refs++;
     const ref = shared;
     let released = false;
+    const kv = new PgKeyValue(name, this, clock);
     return {
-      keyvalue: new PgKeyValue(name, this, clock),
+      keyvalue: kv,
       pubsub: ref.store,
       queue: new PgQueue(name, this, clock, limits),
       stream: new PgStream(name, this, clock, limits),
       close: async () => {
         if (released) return;
         released = true;
+        kv.releaseRelay();
         if (--ref.refs === 0 && this.pubsubs.get(name) === ref) {
           this.pubsubs.delete(name);
           ref.store.closeAll(new Error(`namespace "${name}" closed`));
@@ -206,6 +219,7 @@ export class PgInstance implements BackendInstance {
     for (const p of this.pubsubs.values()) p.store.closeAll(errors.unavailable(`${this.label}: closed`));
     this.pubsubs.clear();
     await this.listener.close();
+    await this.relayLocks.close();
     await this.pool.end().catch(() => {});
   }
 }

@@ -8,9 +8,10 @@
  */
 import { errors } from "../../core/errors.js";
 import type { Clock } from "../../core/clock.js";
-import type { Bytes, KeyValueStore, KvRecord, ScanPage, SetOptions } from "../driver.js";
+import type pg from "pg";
+import type { Bytes, KeyValueStore, KvRecord, OutboxMessage, OutboxOutcome, OutboxPass, OutboxRecord, OutboxRelayOptions, ScanPage, SetOptions } from "../driver.js";
 import type { PgInstance } from "./instance.js";
-import { buf } from "./sql.js";
+import { buf, decodeAttrs, encodeAttrs } from "./sql.js";
 import { PgGetBatcher } from "./get-batch.js";
 
 /** SQL text for one schema, built once per instance. `L(t)`: row t is live at $now. */
@@ -29,6 +30,14 @@ export class KvSql {
   readonly expire: string;
   readonly persist: string;
   readonly sweep: string;
+  // keyvalue_outbox
+  readonly lock: string;
+  readonly outboxInsert: string;
+  readonly outboxPending: string;
+  readonly outboxCount: string;
+  readonly outboxMarkSent: string;
+  readonly outboxPark: string;
+  readonly outboxPurge: string;
 
   constructor(S: string) {
     const T = `${S}.kv`;
@@ -69,8 +78,25 @@ export class KvSql {
     this.expire = `UPDATE ${T} t SET expires_at = $4::int8 WHERE ns = $1 AND key = $2 AND ${live("t", "$3::int8")}`;
     this.persist = `UPDATE ${T} t SET expires_at = NULL WHERE ns = $1 AND key = $2 AND ${live("t", "$3::int8")}`;
     this.sweep = `DELETE FROM ${T} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${T} WHERE expires_at <= $1::int8 LIMIT $2))`;
+
+    const O = `${S}.outbox`;
+    this.lock = `SELECT pg_advisory_xact_lock(hashtextextended($1, 0))`;
+    this.outboxInsert = `INSERT INTO ${O} (ns, key, topic, payload, attributes, created_at) VALUES ($1, $2, $3, $4, $5::jsonb, $6::int8)`;
+    this.outboxPending = `SELECT id, key, topic, payload, attributes, created_at FROM ${O}
+       WHERE ns = $1 AND sent_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT $2`;
+    this.outboxCount = `SELECT count(*)::int8 AS n FROM ${O} WHERE ns = $1 AND sent_at IS NULL AND failed_at IS NULL`;
+    this.outboxMarkSent = `UPDATE ${O} SET sent_at = $2::int8 WHERE ns = $1 AND id = ANY($3::int8[])`;
+    this.outboxPark = `UPDATE ${O} o SET failed_at = $2::int8, error = u.e FROM unnest($3::int8[], $4::text[]) AS u(i, e)
+       WHERE o.ns = $1 AND o.id = u.i AND o.sent_at IS NULL`;
+    this.outboxPurge = `DELETE FROM ${O} WHERE ctid = ANY(ARRAY(SELECT ctid FROM ${O} WHERE ns = $1 AND sent_at IS NOT NULL AND sent_at <= $2::int8 LIMIT 1000))`;
   }
 }
+
+/** One statement, on the pool or on a transaction's connection. */
+type Query = <R extends object>(name: string, text: string, values: unknown[]) => Promise<{ rows: R[]; rowCount: number | null }>;
+
+/** How often a relay pass also deletes old sent outbox rows. */
+const PURGE_EVERY_MS = 10_000;
 
 function expiresAt(ttlMs: number | undefined, now: number): number | null {
   return ttlMs ? now + ttlMs : null;
@@ -100,6 +126,9 @@ export class PgKeyValue implements KeyValueStore {
   /** The Gets of one loop turn in one statement (get-batch.ts). */
   private readonly gets: PgGetBatcher;
 
+  private readonly pool: Query;
+  private lastPurge = 0;
+
   constructor(
     private readonly ns: string,
     private readonly db: PgInstance,
@@ -107,6 +136,7 @@ export class PgKeyValue implements KeyValueStore {
   ) {
     this.sql = db.kvSql;
     this.gets = new PgGetBatcher({ getOne: (key) => this.getOne(key), getMany: (keys) => this.batchGet(keys) });
+    this.pool = (name, text, values) => this.db.query(name, text, values);
   }
 
   get(key: string): Promise<KvRecord | null> {
@@ -118,32 +148,126 @@ export class PgKeyValue implements KeyValueStore {
     return r.rows[0] ?? null;
   }
 
-  async set(key: string, value: Bytes, opts: SetOptions): Promise<number> {
-    const now = this.clock.now();
+  set(key: string, value: Bytes, opts: SetOptions): Promise<number> {
+    return this.write(this.pool, key, value, opts, this.clock.now());
+  }
+
+  /** The write with its CAS check, through q (the pool, or a transaction's connection). */
+  private async write(q: Query, key: string, value: Bytes, opts: SetOptions, now: number): Promise<number> {
     const exp = expiresAt(opts.ttlMs, now);
     const base = [this.ns, key, buf(value), exp, now];
     if (opts.expectedVersion !== undefined && opts.expectedVersion > 0) {
       if (opts.ifAbsent) throw errors.casConflict(key, `ifAbsent with expected version ${opts.expectedVersion} can never hold`);
-      const r = await this.db.query<{ version: number }>("kv_set_ver", this.sql.updateIfVersion, [...base, opts.expectedVersion]);
+      const r = await q<{ version: number }>("kv_set_ver", this.sql.updateIfVersion, [...base, opts.expectedVersion]);
       if (r.rows[0]) return r.rows[0].version;
-      const cur = await this.headVersion(key, now);
+      const cur = await this.headVersion(q, key, now);
       throw errors.casConflict(key, `expected version ${opts.expectedVersion}, current version is ${cur}`);
     }
     if (opts.ifAbsent || opts.expectedVersion === 0) {
-      const r = await this.db.query<{ version: number }>("kv_set_absent", this.sql.insertIfAbsent, base);
+      const r = await q<{ version: number }>("kv_set_absent", this.sql.insertIfAbsent, base);
       if (r.rows[0]) return r.rows[0].version;
       if (opts.ifAbsent) throw errors.casConflict(key, "already exists");
-      const cur = await this.headVersion(key, now);
+      const cur = await this.headVersion(q, key, now);
       throw errors.casConflict(key, `expected version 0, current version is ${cur}`);
     }
-    const r = await this.db.query<{ version: number }>("kv_set", this.sql.upsert, base);
+    const r = await q<{ version: number }>("kv_set", this.sql.upsert, base);
     return r.rows[0]!.version;
   }
 
   /** For conflict messages only (off the success path). */
-  private async headVersion(key: string, now: number): Promise<number> {
-    const r = await this.db.query<{ version: number }>("kv_head", this.sql.head, [this.ns, key, now]);
+  private async headVersion(q: Query, key: string, now: number): Promise<number> {
+    const r = await q<{ version: number }>("kv_head", this.sql.head, [this.ns, key, now]);
     return r.rows[0]?.version ?? 0;
+  }
+
+  // ------------------------------------------------------------ keyvalue_outbox
+
+  /**
+   * fn in one transaction that first takes a lock on (schema, namespace, key):
+   * writes with a message to one key commit one after the other, so their
+   * outbox ids (taken after the lock) grow in commit order per key, which is
+   * the order the relay hands them out. Without the lock, a delete of an
+   * absent key locks no row, and a bigserial id taken earlier could commit later.
+   */
+  private withKeyLock<T>(key: string, fn: (q: Query) => Promise<T>): Promise<T> {
+    return this.db.tx(async (c: pg.PoolClient) => {
+      const q: Query = (name, text, values) => c.query({ name, text, values }) as never;
+      await q("outbox_key_lock", this.sql.lock, [JSON.stringify(["outbox-key", this.db.schema, this.ns, key])]);
+      return fn(q);
+    });
+  }
+
+  private insertMessage(q: Query, key: string, msg: OutboxMessage, now: number) {
+    return q("outbox_insert", this.sql.outboxInsert, [this.ns, key, msg.topic, buf(msg.payload), encodeAttrs(msg.attributes), now]);
+  }
+
+  setWithMessage(key: string, value: Bytes, opts: SetOptions, msg: OutboxMessage): Promise<number> {
+    return this.withKeyLock(key, async (q) => {
+      const now = this.clock.now();
+      const version = await this.write(q, key, value, opts, now); // a CAS refusal throws: the transaction rolls back
+      await this.insertMessage(q, key, msg, now);
+      return version;
+    });
+  }
+
+  deleteWithMessage(key: string, msg: OutboxMessage): Promise<boolean> {
+    return this.withKeyLock(key, async (q) => {
+      const now = this.clock.now();
+      const deleted = ((await q("kv_del", this.sql.del, [this.ns, key, now])).rowCount ?? 0) > 0;
+      if (deleted) await this.insertMessage(q, key, msg, now);
+      return deleted;
+    });
+  }
+
+  /** The relay lock of this namespace's outbox (schema-wide: processes on other schemas never meet). */
+  private get relayKey(): string {
+    return JSON.stringify(["outbox-relay", this.db.schema, this.ns]);
+  }
+
+  /**
+   * One relay pass, by the process holding this namespace's relay lock
+   * (relay-lock.ts: a session advisory lock, released by PostgreSQL when the
+   * holder dies). One relay per namespace at a time rather than SELECT … FOR
+   * UPDATE SKIP LOCKED: relays splitting a batch would publish one key's
+   * messages out of order. No transaction stays open while deliver runs: the
+   * rows are read, delivered, then marked, each statement on its own. A crash
+   * between delivery and the mark hands the rows out again (at least once).
+   */
+  async outboxRelay(opts: OutboxRelayOptions, deliver: (batch: OutboxRecord[]) => Promise<OutboxOutcome>): Promise<OutboxPass> {
+    const key = this.relayKey;
+    if (this.db.relaying.has(key)) return { locked: false, handed: 0, pending: 0 };
+    this.db.relaying.add(key);
+    try {
+      if (!(await this.db.relayLocks.hold(key, this))) return { locked: false, handed: 0, pending: 0 };
+      if (Date.now() - this.lastPurge >= PURGE_EVERY_MS) {
+        this.lastPurge = Date.now();
+        await this.db.query("outbox_purge", this.sql.outboxPurge, [this.ns, this.clock.now() - opts.keepSentMs]);
+      }
+      const r = await this.db.query<{ id: number; key: string; topic: string; payload: Buffer; attributes: Record<string, string> | null; created_at: number }>(
+        "outbox_pending",
+        this.sql.outboxPending,
+        [this.ns, opts.limit],
+      );
+      if (r.rows.length) {
+        const outcome = await deliver(
+          r.rows.map((row) => ({ id: row.id, key: row.key, topic: row.topic, payload: row.payload, attributes: decodeAttrs(row.attributes), createdAtMs: row.created_at })),
+        );
+        const now = this.clock.now();
+        if (outcome.sent.length) await this.db.query("outbox_sent", this.sql.outboxMarkSent, [this.ns, now, outcome.sent]);
+        if (outcome.failed.length) {
+          await this.db.query("outbox_park", this.sql.outboxPark, [this.ns, now, outcome.failed.map((f) => f.id), outcome.failed.map((f) => f.error)]);
+        }
+      }
+      const n = await this.db.query<{ n: number }>("outbox_count", this.sql.outboxCount, [this.ns]);
+      return { locked: true, handed: r.rows.length, pending: n.rows[0]?.n ?? 0 };
+    } finally {
+      this.db.relaying.delete(key);
+    }
+  }
+
+  /** This namespace's stores close: its relay (if any) lets go of the relay lock. */
+  releaseRelay(): void {
+    this.db.relayLocks.release(this.relayKey, this);
   }
 
   async delete(key: string): Promise<boolean> {

@@ -74,6 +74,24 @@ CREATE TABLE IF NOT EXISTS ${S}.stream_pending (
 );
 CREATE INDEX IF NOT EXISTS stream_pending_idle ON ${S}.stream_pending (ns, stream, grp, delivered_at);
 `,
+  // 2: keyvalue_outbox. Messages committed with a KeyValue write until the relay has them acknowledged;
+  // failed_at: parked (refused for good by the messaging backend), kept for the operator.
+  (S) => `
+CREATE TABLE IF NOT EXISTS ${S}.outbox (
+  id bigserial PRIMARY KEY,
+  ns text NOT NULL,
+  key text COLLATE "C" NOT NULL,
+  topic text NOT NULL,
+  payload bytea NOT NULL,
+  attributes jsonb,
+  created_at bigint NOT NULL,
+  sent_at bigint,
+  failed_at bigint,
+  error text
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON ${S}.outbox (ns, id) WHERE sent_at IS NULL AND failed_at IS NULL;
+CREATE INDEX IF NOT EXISTS outbox_sent ON ${S}.outbox (ns, sent_at) WHERE sent_at IS NOT NULL;
+`,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -10,6 +10,7 @@
  * closes its channel, and must not take leases or subscriptions with it).
  */
 import type { RabbitOptions } from "./options.js";
+import { displayUrl } from "../../core/redact.js";
 import type { BackendDriver, BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores } from "../driver.js";
 import type { ConfirmChannel } from "amqplib";
 import { DelayTiers } from "./delay.js";
@@ -22,7 +23,7 @@ const MiB = 1024 * 1024;
 export type { RabbitOptions };
 
 function display(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, "//");
+  return displayUrl(url);
 }
 
 class RabbitInstance implements BackendInstance {

@@ -4,10 +4,17 @@
  * driver, and a serving process never loads the validator (zod).
  */
 import { z } from "zod";
+import { checkUrlCredentials } from "../../core/redact.js";
+
+/** Unencoded "/", "?", "#" in the URL's user or password are refused, naming the field (src/core/redact.ts explains why). */
+function urlCredentials(v: string, ctx: z.RefinementCtx): void {
+  const problem = checkUrlCredentials(v);
+  if (problem !== undefined) ctx.addIssue({ code: "custom", message: problem });
+}
 
 export const optionsSchema = z
   .object({
-    url: z.string().regex(/^amqps?:\/\//, "must be an amqp:// or amqps:// URL").default("amqp://guest:guest@127.0.0.1:5672"),
+    url: z.string().regex(/^amqps?:\/\//, "must be an amqp:// or amqps:// URL").superRefine(urlCredentials).default("amqp://guest:guest@127.0.0.1:5672"),
     /** First part of every queue and exchange name; lets several Prism deployments share one vhost. */
     prefix: z
       .string()

@@ -8,6 +8,7 @@
  * Subscribe. Nothing blocks a connection (long polls poll).
  */
 import type { RedisOptions } from "./options.js";
+import { displayUrl } from "../../core/redact.js";
 import type { BackendDriver, BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores } from "../driver.js";
 import { Link } from "./connection.js";
 import { Keys } from "./keys.js";
@@ -23,7 +24,7 @@ export type { RedisOptions };
 
 /** The URL without credentials, for logs. */
 function display(url: string): string {
-  return url.replace(/\/\/[^@/]*@/, "//");
+  return displayUrl(url);
 }
 
 class RedisInstance implements BackendInstance {

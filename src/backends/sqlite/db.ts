@@ -75,6 +75,23 @@ CREATE TABLE IF NOT EXISTS prism_stream_pending (
   PRIMARY KEY (ns, stream, grp, "offset")
 );
 CREATE INDEX IF NOT EXISTS prism_stream_pending_idle ON prism_stream_pending (ns, stream, grp, delivered_at);
+
+-- keyvalue_outbox: messages committed with a KeyValue write, until the relay has them acknowledged.
+-- AUTOINCREMENT: ids never go back, even after sent rows are deleted. failed_at: parked (refused for good).
+CREATE TABLE IF NOT EXISTS prism_outbox (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  ns TEXT NOT NULL,
+  key TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  payload BLOB NOT NULL,
+  attributes TEXT,
+  created_at INTEGER NOT NULL,
+  sent_at INTEGER,
+  failed_at INTEGER,
+  error TEXT
+);
+CREATE INDEX IF NOT EXISTS prism_outbox_pending ON prism_outbox (ns, id) WHERE sent_at IS NULL AND failed_at IS NULL;
+CREATE INDEX IF NOT EXISTS prism_outbox_sent ON prism_outbox (ns, sent_at) WHERE sent_at IS NOT NULL;
 `;
 
 export interface OpenOptions {

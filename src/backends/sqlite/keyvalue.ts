@@ -7,8 +7,8 @@
  */
 import { errors } from "../../core/errors.js";
 import type { Clock } from "../../core/clock.js";
-import type { Bytes, KeyValueStore, KvRecord, ScanPage, SetOptions } from "../driver.js";
-import type { Db, Stmt } from "./db.js";
+import type { Bytes, KeyValueStore, KvRecord, OutboxMessage, OutboxOutcome, OutboxPass, OutboxRecord, OutboxRelayOptions, ScanPage, SetOptions } from "../driver.js";
+import { decodeAttrs, encodeAttrs, type Db, type Stmt } from "./db.js";
 
 const LIVE = "(expires_at IS NULL OR expires_at > @now)";
 
@@ -21,6 +21,9 @@ interface Row {
   version: number;
   expires_at: number | null;
 }
+
+type OutboxRow = { id: number; key: string; topic: string; payload: Buffer; attributes: string | null; created_at: number };
+type OutboxInsert = { ns: string; key: string; topic: string; payload: Bytes; attrs: string | null; now: number };
 
 /** Prepared once per file; every statement takes the namespace as a parameter. */
 export class KvStatements {
@@ -39,6 +42,16 @@ export class KvStatements {
   readonly batchSet: (ns: string, entries: { key: string; value: Bytes }[], expiresAt: number | null, now: number) => number[];
   readonly batchGet: (ns: string, keys: string[], now: number) => (KvRecord | null)[];
   readonly batchDelete: (ns: string, keys: string[], now: number) => number;
+  // keyvalue_outbox
+  readonly outboxInsert: Stmt<OutboxInsert>;
+  readonly outboxPending: Stmt<{ ns: string; limit: number }, OutboxRow>;
+  readonly outboxCount: Stmt<{ ns: string }, number>;
+  readonly outboxPurge: Stmt<{ ns: string; before: number }>;
+  readonly setWithMessage: (ns: string, key: string, value: Bytes, opts: SetOptions, msg: OutboxMessage, now: number) => number;
+  readonly deleteWithMessage: (ns: string, key: string, msg: OutboxMessage, now: number) => boolean;
+  readonly outboxSettle: (ns: string, outcome: OutboxOutcome, now: number) => void;
+  /** Namespaces whose relay pass is running (one file has one connection, in one process: an in-process lock suffices). */
+  readonly relaying = new Set<string>();
 
   constructor(db: Db) {
     this.get = db.prepare<{ ns: string; key: string; now: number }, Row>(
@@ -80,8 +93,9 @@ export class KvStatements {
       `DELETE FROM prism_kv WHERE rowid IN (SELECT rowid FROM prism_kv WHERE expires_at <= @now LIMIT @limit)`,
     );
 
-    this.casSet = db
-      .transaction((ns: string, key: string, value: Bytes, opts: SetOptions, now: number): number => {
+    // The CAS check and the write (inside a transaction).
+    const checkedSet = (ns: string, key: string, value: Bytes, opts: SetOptions, now: number): number => {
+      if (opts.ifAbsent || opts.expectedVersion !== undefined) {
         const cur = this.head.get({ ns, key, now });
         if (opts.ifAbsent && cur) throw errors.casConflict(key, "already exists");
         if (opts.expectedVersion !== undefined) {
@@ -90,9 +104,10 @@ export class KvStatements {
             throw errors.casConflict(key, `expected version ${opts.expectedVersion}, current version is ${have}`);
           }
         }
-        return this.upsert.get({ ns, key, value, exp: expiresAt(opts.ttlMs, now), now })!;
-      })
-      .immediate;
+      }
+      return this.upsert.get({ ns, key, value, exp: expiresAt(opts.ttlMs, now), now })!;
+    };
+    this.casSet = db.transaction(checkedSet).immediate;
     this.batchSet = db
       .transaction((ns: string, entries: { key: string; value: Bytes }[], exp: number | null, now: number): number[] =>
         entries.map((e) => this.upsert.get({ ns, key: e.key, value: e.value, exp, now })!),
@@ -109,6 +124,45 @@ export class KvStatements {
         let n = 0;
         for (const key of keys) n += this.del.run({ ns, key, now }).changes;
         return n;
+      })
+      .immediate;
+
+    // keyvalue_outbox. One writer at a time (BEGIN IMMEDIATE), so id order is commit order.
+    this.outboxInsert = db.prepare<OutboxInsert>(
+      `INSERT INTO prism_outbox (ns, key, topic, payload, attributes, created_at) VALUES (@ns, @key, @topic, @payload, @attrs, @now)`,
+    );
+    this.outboxPending = db.prepare<{ ns: string; limit: number }, OutboxRow>(
+      `SELECT id, key, topic, payload, attributes, created_at FROM prism_outbox
+       WHERE ns = @ns AND sent_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT @limit`,
+    );
+    this.outboxCount = db
+      .prepare<{ ns: string }, number>(`SELECT count(*) FROM prism_outbox WHERE ns = @ns AND sent_at IS NULL AND failed_at IS NULL`)
+      .pluck();
+    this.outboxPurge = db.prepare<{ ns: string; before: number }>(`DELETE FROM prism_outbox WHERE ns = @ns AND sent_at IS NOT NULL AND sent_at <= @before`);
+    const markSent = db.prepare<{ id: number; ns: string; now: number }>(`UPDATE prism_outbox SET sent_at = @now WHERE id = @id AND ns = @ns`);
+    const park = db.prepare<{ id: number; ns: string; now: number; error: string }>(
+      `UPDATE prism_outbox SET failed_at = @now, error = @error WHERE id = @id AND ns = @ns AND sent_at IS NULL`,
+    );
+    const insert = (ns: string, key: string, msg: OutboxMessage, now: number) =>
+      this.outboxInsert.run({ ns, key, topic: msg.topic, payload: msg.payload, attrs: encodeAttrs(msg.attributes), now });
+    this.setWithMessage = db
+      .transaction((ns: string, key: string, value: Bytes, opts: SetOptions, msg: OutboxMessage, now: number): number => {
+        const version = checkedSet(ns, key, value, opts, now); // a CAS refusal throws: nothing is committed
+        insert(ns, key, msg, now);
+        return version;
+      })
+      .immediate;
+    this.deleteWithMessage = db
+      .transaction((ns: string, key: string, msg: OutboxMessage, now: number): boolean => {
+        if (this.del.run({ ns, key, now }).changes === 0) return false;
+        insert(ns, key, msg, now);
+        return true;
+      })
+      .immediate;
+    this.outboxSettle = db
+      .transaction((ns: string, outcome: OutboxOutcome, now: number): void => {
+        for (const id of outcome.sent) markSent.run({ id, ns, now });
+        for (const f of outcome.failed) park.run({ id: f.id, ns, now, error: f.error });
       })
       .immediate;
   }
@@ -138,7 +192,12 @@ export function prefixUpperBound(prefix: string): string | null {
   return null;
 }
 
+/** How often a relay pass also deletes old sent outbox rows. */
+const PURGE_EVERY_MS = 10_000;
+
 export class SqliteKeyValue implements KeyValueStore {
+  private lastPurge = 0;
+
   constructor(
     private readonly ns: string,
     private readonly s: () => KvStatements,
@@ -205,5 +264,48 @@ export class SqliteKeyValue implements KeyValueStore {
 
   async persist(key: string): Promise<boolean> {
     return this.s().persist.run({ ns: this.ns, key, now: this.clock.now() }).changes > 0;
+  }
+
+  async setWithMessage(key: string, value: Bytes, opts: SetOptions, msg: OutboxMessage): Promise<number> {
+    return this.s().setWithMessage(this.ns, key, value, opts, msg, this.clock.now());
+  }
+
+  async deleteWithMessage(key: string, msg: OutboxMessage): Promise<boolean> {
+    return this.s().deleteWithMessage(this.ns, key, msg, this.clock.now());
+  }
+
+  /**
+   * Reads the oldest unsent rows, awaits deliver (no transaction is open
+   * meanwhile: SQLite has one writer, and the writes must go on), then marks
+   * sent / parks in one transaction. A crash before that mark leaves the rows
+   * unsent: they are handed out again after the restart (at least once).
+   */
+  async outboxRelay(opts: OutboxRelayOptions, deliver: (batch: OutboxRecord[]) => Promise<OutboxOutcome>): Promise<OutboxPass> {
+    const s = this.s();
+    if (s.relaying.has(this.ns)) return { locked: false, handed: 0, pending: 0 };
+    s.relaying.add(this.ns);
+    try {
+      if (Date.now() - this.lastPurge >= PURGE_EVERY_MS) {
+        this.lastPurge = Date.now();
+        s.outboxPurge.run({ ns: this.ns, before: this.clock.now() - opts.keepSentMs });
+      }
+      const rows = s.outboxPending.all({ ns: this.ns, limit: opts.limit });
+      if (rows.length) {
+        const batch: OutboxRecord[] = rows.map((r) => ({
+          id: r.id,
+          key: r.key,
+          topic: r.topic,
+          payload: r.payload,
+          attributes: decodeAttrs(r.attributes),
+          createdAtMs: r.created_at,
+        }));
+        const outcome = await deliver(batch);
+        // The file may have been closed (and reopened) meanwhile: settle on the current connection.
+        this.s().outboxSettle(this.ns, outcome, this.clock.now());
+      }
+      return { locked: true, handed: rows.length, pending: this.s().outboxCount.get({ ns: this.ns }) ?? 0 };
+    } finally {
+      s.relaying.delete(this.ns);
+    }
   }
 }

@@ -80,6 +80,24 @@ export const UNCLAIMED: Record<InterfaceName, Suite> = {
     "set ifAbsent": (c, ns) => c.client.kv(ns).set("k", "v", { ifAbsent: true }),
     "set expectedVersion": (c, ns) => c.client.kv(ns).set("k", "v", { expectedVersion: 0 }),
   }),
+  keyvalue_outbox: (test) => {
+    callsRefused({
+      "set with a message": (c, ns) => c.client.kv(ns).set("k", "v", { message: { topic: "t", payload: "x" } }),
+      "delete with a message": async (c, ns) => {
+        await c.client.kv(ns).set("k", "v").catch(() => {}); // a namespace not serving keyvalue refuses this too
+        return c.client.kv(ns).delete("k", { message: { topic: "t", payload: "x" } });
+      },
+    })(test, undefined as never);
+    test("an outbox namespace with this backend as its store is refused (INVALID_ARGUMENT)", async (ctx) => {
+      if (ctx.fixture.pattern) return; // a composed pattern is not a backend
+      const name = ctx.uid("acc-refused");
+      await expectCode(
+        ctx.client.admin.applyNamespace({ name, pattern: "outbox", slots: { store: ctx.fixture.backend(name), messaging: { type: "memstore" } } }),
+        INVALID_ARGUMENT,
+        "ApplyNamespace outbox with this store",
+      );
+    });
+  },
   pubsub_basic: primitiveRefused("pubsub", (c, ns) => c.client.pubsub(ns).publish("a.b", "x")),
   pubsub_wildcards: callsRefused({
     "subscribe a.*": async (c, ns) => {

@@ -6,6 +6,7 @@ import { keyvalue_ttl } from "./keyvalue_ttl.js";
 import { keyvalue_scan } from "./keyvalue_scan.js";
 import { keyvalue_batch } from "./keyvalue_batch.js";
 import { keyvalue_cas } from "./keyvalue_cas.js";
+import { keyvalue_outbox } from "./keyvalue_outbox.js";
 import { pubsub_basic } from "./pubsub_basic.js";
 import { pubsub_wildcards } from "./pubsub_wildcards.js";
 import { queue_basic } from "./queue_basic.js";
@@ -24,6 +25,7 @@ export const SUITES: Record<InterfaceName, Suite> = {
   keyvalue_scan,
   keyvalue_batch,
   keyvalue_cas,
+  keyvalue_outbox,
   pubsub_basic,
   pubsub_wildcards,
   queue_basic,

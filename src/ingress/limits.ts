@@ -1,0 +1,122 @@
+/**
+ * Connection limits shared by every ingress (README "Reliability"): one
+ * careless or hostile client must not take the process down for everyone.
+ *
+ * - Timeouts: a connection that says nothing (or half a request head) is
+ *   closed after header_timeout_ms; an idle one (no call, no subscription) after
+ *   idle_timeout_ms; a request body / gRPC message / WebSocket frame that has
+ *   started must complete within request_timeout_ms.
+ * - Memory: unfinished request bytes are bounded per connection
+ *   (max_connection_buffered_bytes, default 2 × max_message_bytes) and per
+ *   worker across all connections (max_buffered_request_bytes, RequestBudget);
+ *   HTTP/2 sessions get max_session_memory_mb and max_streams_per_connection.
+ * - Work: unary calls in progress per connection (max_in_flight_per_connection,
+ *   below the shedding point) and long polls, which wait rather than work, on
+ *   their own budget (src/core/gateway.ts: max_long_polls, per connection too).
+ * - Parse cost: a JSON body's keys and nesting are counted by a byte scan
+ *   before JSON.parse (scanJson), so half a million keys cost ~10 ms, not ~1 s.
+ */
+import type { ServerConfig } from "../config/schema.js";
+import { CONNECTION_DEFAULTS } from "../config/defaults.js";
+import { errors } from "../core/errors.js";
+
+export interface ConnectionLimits {
+  /** Close a connection with nothing in progress after this long without traffic (0: never). */
+  idleTimeoutMs: number;
+  /** Close a connection that has not completed a request head (HTTP) / its first request (HTTP/2) / its upgrade within this (0: never). */
+  headerTimeoutMs: number;
+  /** An unfinished request body, gRPC message or WebSocket frame must complete within this (0: no limit). */
+  requestTimeoutMs: number;
+  maxStreamsPerConnection: number;
+  maxSessionMemoryMb: number;
+  /** Unfinished request bytes per connection. */
+  maxConnectionBufferedBytes: number;
+  /** Unary calls in progress per connection. */
+  maxInFlightPerConnection: number;
+  maxJsonKeys: number;
+  /** The worker-wide budget of unfinished request bytes. */
+  budget: RequestBudget;
+}
+
+/** Unfinished request bytes held by all connections of this worker, against one ceiling. */
+export class RequestBudget {
+  used = 0;
+  /** Reservations refused (tests, diagnostics). */
+  refused = 0;
+  constructor(readonly max: number) {}
+  /** Takes n bytes; false (nothing taken) when that would pass the ceiling. */
+  reserve(n: number): boolean {
+    if (this.used + n > this.max) {
+      this.refused++;
+      return false;
+    }
+    this.used += n;
+    return true;
+  }
+  release(n: number): void {
+    this.used -= n;
+    if (this.used < 0) this.used = 0;
+  }
+}
+
+/** server.* → the ingresses' limits (hand-built configs may lack the fields: the defaults apply). */
+export function connectionLimitsOf(server: Partial<ServerConfig>, maxMessageBytes: number): ConnectionLimits {
+  const d = CONNECTION_DEFAULTS;
+  return {
+    idleTimeoutMs: server.idle_timeout_ms ?? d.idle_timeout_ms,
+    headerTimeoutMs: server.header_timeout_ms ?? d.header_timeout_ms,
+    requestTimeoutMs: server.request_timeout_ms ?? d.request_timeout_ms,
+    maxStreamsPerConnection: server.max_streams_per_connection ?? d.max_streams_per_connection,
+    maxSessionMemoryMb: server.max_session_memory_mb ?? d.max_session_memory_mb,
+    maxConnectionBufferedBytes: server.max_connection_buffered_bytes ?? 2 * maxMessageBytes,
+    maxInFlightPerConnection: server.max_in_flight_per_connection ?? d.max_in_flight_per_connection,
+    maxJsonKeys: server.max_json_keys ?? d.max_json_keys,
+    budget: new RequestBudget(server.max_buffered_request_bytes ?? d.max_buffered_request_bytes),
+  };
+}
+
+/** Defaults for an ingress started without server config (tests that call startGrpc / startHttpTransport directly). */
+export function defaultConnectionLimits(maxMessageBytes: number): ConnectionLimits {
+  return connectionLimitsOf({}, maxMessageBytes);
+}
+
+export const bufferExhausted = (what: string, limit: number) =>
+  errors.exhausted(`${what}: more than ${limit} bytes of unfinished requests are buffered; retry later`);
+
+/** Deepest JSON nesting accepted. */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * Counts a JSON text's object keys, containers and nesting in one pass over
+ * its bytes (strings skipped, escapes honoured), stopping as soon as a limit is
+ * passed. Returns the problem, or undefined. It does not validate the JSON
+ * (JSON.parse does that next); it bounds what JSON.parse and the converters
+ * will have to build. Array elements are bounded by 10 × maxKeys.
+ */
+export function scanJson(buf: Uint8Array, maxKeys: number, maxDepth = MAX_JSON_DEPTH): { status: 413 | 400; message: string } | undefined {
+  let keys = 0;
+  let containers = 0;
+  let commas = 0;
+  let depth = 0;
+  const maxCommas = maxKeys * 10;
+  const n = buf.length;
+  for (let i = 0; i < n; i++) {
+    const c = buf[i]!;
+    if (c === 0x22) {
+      // a string: skip to its closing quote
+      for (i++; i < n; i++) {
+        const d = buf[i]!;
+        if (d === 0x5c) i++;
+        else if (d === 0x22) break;
+      }
+    } else if (c === 0x3a) {
+      if (++keys > maxKeys) return { status: 413, message: `JSON body has more than ${maxKeys} object keys (server.max_json_keys)` };
+    } else if (c === 0x2c) {
+      if (++commas > maxCommas) return { status: 413, message: `JSON body has more than ${maxCommas} values (10 × server.max_json_keys)` };
+    } else if (c === 0x7b || c === 0x5b) {
+      if (++depth > maxDepth) return { status: 400, message: `JSON body nests deeper than ${maxDepth} levels` };
+      if (++containers > maxKeys) return { status: 413, message: `JSON body has more than ${maxKeys} objects and arrays (server.max_json_keys)` };
+    } else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return undefined;
+}

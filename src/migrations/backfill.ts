@@ -1,0 +1,148 @@
+/**
+ * The backfill: a resumable copy of every key from `from` to `to` through
+ * Scan, at most backfillRps keys per second, its cursor saved in the config
+ * store after each page (a restart resumes there; another Prism instance
+ * takes over when the owner's heartbeat is 10 s old).
+ *
+ * A key written by a client meanwhile is never overwritten with an older
+ * value: the copy is an if-absent write (the dual-write already put the
+ * newer value there), followed by a re-read of `from`; when `from` changed
+ * under the copy, `to` is set to what `from` holds now (or the key deleted).
+ */
+import { hostname } from "node:os";
+import { randomBytes } from "node:crypto";
+import type { KeyValueStore } from "../backends/driver.js";
+import type { Clock } from "../core/clock.js";
+import type { BackfillCursor, MigrationHost } from "./types.js";
+
+export const INSTANCE_ID = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
+const TAKEOVER_MS = 10_000;
+const PAGE = 100;
+
+function same(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
+}
+
+export class Backfill {
+  progress: (BackfillCursor & { estimatedTotal: number }) | undefined;
+  private stopped = false;
+  private running: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly namespace: string,
+    private readonly from: KeyValueStore,
+    private readonly to: KeyValueStore,
+    private readonly rps: number,
+    private readonly host: MigrationHost,
+    private readonly clock: Clock,
+    private readonly log: (level: "info" | "warn" | "error", msg: string) => void,
+  ) {}
+
+  start(): void {
+    this.running = this.run().catch((e) => this.log("error", `migration ${this.namespace}: backfill stopped: ${(e as Error).message}`));
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((r) => {
+      const t = setTimeout(r, ms);
+      t.unref?.();
+      this.wake = () => {
+        clearTimeout(t);
+        r();
+      };
+    });
+  }
+
+  private async count(): Promise<number> {
+    let n = 0;
+    let cursor = "";
+    do {
+      const page = await this.from.scan!("", cursor, 1000, true);
+      n += page.items.length;
+      cursor = page.nextCursor;
+    } while (cursor !== "" && !this.stopped);
+    return n;
+  }
+
+  private async run(): Promise<void> {
+    let estimatedTotal = -1;
+    while (!this.stopped) {
+      let c: BackfillCursor | null;
+      try {
+        c = await this.host.loadCursor(this.namespace);
+      } catch (e) {
+        this.log("warn", `migration ${this.namespace}: backfill waits for the config store: ${(e as Error).message}`);
+        await this.sleep(1000);
+        continue;
+      }
+      const now = this.clock.now();
+      if (c?.done) {
+        this.progress = { ...c, estimatedTotal: Math.max(estimatedTotal, c.copied + c.skipped) };
+        return;
+      }
+      if (c && c.owner !== INSTANCE_ID && now - c.heartbeatMs < TAKEOVER_MS) {
+        this.progress = { ...c, estimatedTotal };
+        await this.sleep(2000); // another instance is copying
+        continue;
+      }
+      const cur: BackfillCursor = c ? { ...c, owner: INSTANCE_ID, heartbeatMs: now } : { cursor: "", copied: 0, skipped: 0, done: false, owner: INSTANCE_ID, heartbeatMs: now };
+      if (estimatedTotal < 0) estimatedTotal = await this.count().catch(() => 0);
+      try {
+        await this.copyFrom(cur, estimatedTotal);
+      } catch (e) {
+        this.log("warn", `migration ${this.namespace}: backfill paused at cursor ${JSON.stringify(cur.cursor)}: ${(e as Error).message}`);
+        await this.sleep(1000);
+      }
+    }
+  }
+
+  private async copyFrom(cur: BackfillCursor, estimatedTotal: number): Promise<void> {
+    const perPage = Math.max(1, Math.min(PAGE, this.rps));
+    while (!this.stopped) {
+      const t0 = this.clock.now();
+      const page = await this.from.scan!("", cur.cursor, perPage, false);
+      for (const item of page.items) {
+        if (await this.copy(item.key, item.value ?? new Uint8Array(0))) cur.copied++;
+        else cur.skipped++;
+      }
+      cur.cursor = page.nextCursor;
+      cur.done = page.nextCursor === "";
+      cur.heartbeatMs = this.clock.now();
+      await this.host.saveCursor(this.namespace, cur);
+      this.progress = { ...cur, estimatedTotal: Math.max(estimatedTotal, cur.copied + cur.skipped) };
+      if (cur.done) {
+        this.log("info", `migration ${this.namespace}: backfill done (${cur.copied} copied, ${cur.skipped} already there)`);
+        this.stopped = true;
+        return;
+      }
+      // Rate: perPage keys per (perPage / rps) seconds.
+      const spent = this.clock.now() - t0;
+      const budget = (1000 * page.items.length) / this.rps;
+      if (budget > spent) await this.sleep(budget - spent);
+    }
+  }
+
+  /** Copies one key unless `to` already has it; true when it wrote. */
+  private async copy(key: string, value: Uint8Array): Promise<boolean> {
+    let wrote = true;
+    try {
+      await this.to.set(key, value, { ifAbsent: true });
+    } catch (e) {
+      if ((e as { reason?: string }).reason !== "PRISM_ERR_CAS_CONFLICT") throw e;
+      wrote = false; // a client's write got there first: it is newer
+    }
+    if (!wrote) return false;
+    // Did `from` change under the copy? Then `to` follows what `from` holds now.
+    const now = await this.from.get(key);
+    if (now === null) await this.to.delete(key);
+    else if (!same(now.value, value)) await this.to.set(key, now.value, {});
+    return true;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.wake?.();
+    await this.running;
+  }
+}

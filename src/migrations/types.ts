@@ -1,0 +1,98 @@
+/**
+ * Zero-downtime migrations of one slot of a namespace from a backend instance
+ * (`from`) to another (`to`). The settings live in the namespace entry
+ * (`migration:`); the phase and its progress live in the config store (kind
+ * "migration"), so every Prism instance serves the same phase and a restart
+ * resumes where it was.
+ *
+ * KeyValue:  dual_write → backfill → shadow → cutover (1% → … → 100%) → finish
+ * Queue:     drain (enqueue to `to`, dequeue `from` first) → finish
+ * PubSub / Stream: shadow (copy to `to`, metrics only) → finish
+ */
+export type MigrationPhase = "dual_write" | "backfill" | "shadow" | "cutover" | "drain";
+
+export interface MigrationSettings {
+  /** The slot that moves (default: the namespace's only slot, or its keyvalue slot). */
+  slot: string;
+  from: string;
+  to: string;
+  backfillRps: number;
+  /** Percent of reads that also read `to` and compare (shadow phase and later). */
+  shadowReadPct: number;
+  /** Percent of keys served by `to`, step by step. */
+  cutoverSteps: number[];
+  rollbackOn: { errorRate: number; p99Ms: number; diffPct: number };
+  /** The sliding window rollback thresholds are measured over. */
+  windowSeconds: number;
+  /** Never serve from `to`: dual-write and shadow reads only. */
+  dryRun: boolean;
+}
+
+/** The shared, stored state of a migration (config store kind "migration"). */
+export interface MigrationState {
+  phase: MigrationPhase;
+  /** Index into cutoverSteps (cutover phase). */
+  step: number;
+  startedAtMs: number;
+  /** Set when traffic went back to `from`; cleared by the next advance. */
+  rolledBack?: { reason: string; atMs: number; automatic: boolean };
+  /** Backfill finished (all keys copied once). */
+  backfillDone?: boolean;
+}
+
+/** Backfill progress, stored apart (kind "migration-cursor") so that saving it does not re-apply the namespace. */
+export interface BackfillCursor {
+  cursor: string;
+  copied: number;
+  skipped: number;
+  done: boolean;
+  /** Which Prism instance runs it, and when it last said so (another takes over after 10 s). */
+  owner: string;
+  heartbeatMs: number;
+}
+
+/** What a migration's runtime asks of the control plane (the agent; a worker reaches it over IPC). */
+export interface MigrationHost {
+  loadCursor(namespace: string): Promise<BackfillCursor | null>;
+  saveCursor(namespace: string, c: BackfillCursor): Promise<void>;
+  /** Automatic rollback: stored so every instance follows. */
+  rollback(namespace: string, reason: string, automatic: boolean): Promise<unknown>;
+}
+
+/** Live numbers of a migration on this instance (Admin status, metrics). */
+export interface MigrationStats {
+  dualWriteErrors: number;
+  repairsPending: number;
+  repaired: number;
+  shadowReads: number;
+  shadowMismatches: number;
+  /** Over the window: mismatches / shadow reads, percent. */
+  diffPct: number;
+  toCalls: number;
+  toErrors: number;
+  toErrorRate: number;
+  toP99Ms: number;
+  fromP99Ms: number;
+  servedByTo: number;
+  servedByFrom: number;
+  rollbacks: number;
+  backfill?: BackfillCursor & { estimatedTotal: number };
+}
+
+export const DEFAULT_MIGRATION = {
+  backfill_rps: 1000,
+  shadow_read_pct: 10,
+  cutover_steps: [1, 10, 50, 100],
+  rollback_on: { error_rate: 0.01, p99_ms: 50, diff_pct: 0.1 },
+  window_seconds: 30,
+};
+
+/** Which of 100 buckets a key falls in (FNV-1a): sticky per key, the same on every instance. */
+export function keyBucket(key: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % 100;
+}

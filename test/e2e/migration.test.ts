@@ -1,0 +1,424 @@
+/**
+ * KeyValue and Queue migrations end to end, with real backends and SDK
+ * clients under continuous load: memstore → SQLite and Redis → PostgreSQL
+ * from start to finish (no client errors, no lost or stale acknowledged
+ * write, shadow diff 0 after the backfill), an automatic rollback when `to`
+ * (a private redis-server) dies mid-cutover, a queue drained from Redis to
+ * PostgreSQL with producers and consumers running, and a backfill that
+ * resumes from its stored cursor after Prism is killed.
+ */
+import { describe, it, after } from "node:test";
+import assert from "node:assert/strict";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { setTimeout as sleep } from "node:timers/promises";
+import pg from "pg";
+import { connect, type Prism } from "@prism/client";
+import { startServer, type RunningServer } from "../../src/server.js";
+import { validateConfig } from "../../src/config/load.js";
+import { freePort, privateRedis, haveBinary } from "../helpers/private-servers.js";
+import { runPrism, startPrism, type PrismProcess } from "./serve-process.js";
+
+const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
+const PG = process.env.POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const tag = `${process.pid}_${randomBytes(3).toString("hex")}`;
+const schemas: string[] = [];
+
+after(async () => {
+  const c = new pg.Client({ connectionString: PG });
+  await c.connect();
+  for (const s of schemas) await c.query(`DROP SCHEMA IF EXISTS "${s}" CASCADE`).catch(() => {});
+  await c.end();
+});
+
+const text = (b: Uint8Array | null) => (b === null ? null : Buffer.from(b).toString());
+
+/** 16 SDK clients, each owning its keys (so "the last acknowledged write" of a key is well defined), 70% writes. */
+class Load {
+  readonly last = new Map<string, string>();
+  errors: string[] = [];
+  ops = 0;
+  private stop = false;
+  private runs: Promise<void>[] = [];
+  constructor(private readonly clients: Prism[], private readonly ns: string, private readonly keys: number) {}
+  start(): void {
+    this.runs = this.clients.map((c, i) => this.run(c, i));
+  }
+  private async run(c: Prism, i: number): Promise<void> {
+    const kv = c.kv(this.ns);
+    let seq = 0;
+    while (!this.stop) {
+      const k = `k${(Math.floor(Math.random() * (this.keys / 16)) * 16 + i) % this.keys}`;
+      try {
+        if (Math.random() < 0.7) {
+          const v = `c${i}-${++seq}`;
+          await kv.set(k, v);
+          this.last.set(k, v);
+        } else {
+          const got = text(await kv.get(k));
+          const want = this.last.get(k);
+          // A read never goes back in time: it sees this client's last acknowledged write of its own key.
+          if (want !== undefined && got !== want) this.errors.push(`stale read of ${k}: ${got} (last acknowledged ${want})`);
+        }
+        this.ops++;
+      } catch (e) {
+        this.errors.push(`${k}: ${(e as Error).message}`);
+      }
+    }
+  }
+  async end(): Promise<void> {
+    this.stop = true;
+    await Promise.all(this.runs);
+  }
+}
+
+async function until<T>(what: string, ms: number, f: () => Promise<T | undefined | false>): Promise<T> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const v = await f();
+    if (v) return v;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+for (const [fromName, toName, from, to] of [
+  ["memstore", "sqlite", { type: "memstore" }, { type: "sqlite", path: "to.db" }],
+  ["redis", "postgres", { type: "redis", url: REDIS, key_prefix: `prism-mig-${tag}` }, { type: "postgres", url: PG, schema: `prism_mig_${tag}` }],
+] as const) {
+  describe(`KeyValue migration ${fromName} → ${toName} under load from 16 clients`, () => {
+    it("runs from start to finish with no client error, no lost or stale write, shadow diff 0 after the backfill", { timeout: 120_000 }, async () => {
+      if (toName === "postgres") schemas.push(`prism_mig_${tag}`);
+      const dir = mkdtempSync(join(tmpdir(), "prism-mig-"));
+      const config = await validateConfig(
+        {
+          server: { data_dir: dir },
+          backends: { old: from, new: to },
+          namespaces: [
+            {
+              name: "users",
+              pattern: "keyvalue",
+              backend: "old",
+              migration: { to: "new", backfill_rps: 20_000, shadow_read_pct: 50, cutover_steps: [10, 50, 100], window_seconds: 5, rollback_on: { p99_ms: 5000 } },
+            },
+          ],
+        },
+        "migration-test",
+      );
+      const srv: RunningServer = await startServer({ config, grpcPort: 0, httpPort: 0, log: () => {} });
+      const admin = await connect(`ws://127.0.0.1:${srv.httpPort}`);
+      const clients = await Promise.all(Array.from({ length: 16 }, () => connect(`ws://127.0.0.1:${srv.httpPort}`)));
+      const KEYS = 1600;
+      const load = new Load(clients, "users", KEYS);
+      try {
+        // Data that exists before the migration starts: only the backfill can bring it over.
+        for (let i = 0; i < KEYS; i += 2) {
+          await admin.kv("users").set(`k${i}`, `pre-${i}`);
+          load.last.set(`k${i}`, `pre-${i}`);
+        }
+        const call = (m: string) => admin.call("Admin", m, { namespace: "users" }) as Promise<any>;
+        load.start();
+        assert.equal((await call("StartMigration")).phase, "dual_write");
+        await sleep(300);
+        assert.equal((await call("AdvanceMigration")).phase, "backfill");
+        const bf = await until("the backfill", 60_000, async () => {
+          const s = await call("MigrationStatus");
+          return s.backfillDone ? s : undefined;
+        });
+        assert.ok(bf.backfillCopied + bf.backfillSkipped >= KEYS / 2, JSON.stringify(bf));
+        assert.equal((await call("AdvanceMigration")).phase, "shadow");
+        const sh = await until("200 shadow reads", 30_000, async () => {
+          const s = await call("MigrationStatus");
+          return s.shadowReads >= 200 ? s : undefined;
+        });
+        assert.equal(sh.shadowMismatches, 0, `shadow diff after the backfill: ${sh.diffPct}%`);
+        assert.equal(sh.diffPct, 0);
+        for (const pct of [10, 50, 100]) {
+          const s = await call("AdvanceMigration");
+          assert.equal(s.phase, "cutover");
+          assert.equal(s.cutoverPct, pct);
+          await sleep(400);
+        }
+        const st = await call("MigrationStatus");
+        assert.ok(st.servedByTo > 0, "reads were served by the new backend");
+        const metrics = await (await fetch(`http://127.0.0.1:${srv.httpPort}/metrics`)).text();
+        assert.match(metrics, /^prism_migration\{namespace="users",from="old",to="new",measure="cutover_pct"\} 100$/m);
+        assert.match(metrics, /^prism_migration\{namespace="users",from="old",to="new",measure="phase_cutover"\} 1$/m);
+        const fin = await call("FinishMigration");
+        assert.equal(fin.phase, "finished");
+        await sleep(300);
+        await load.end();
+        assert.deepEqual(load.errors.slice(0, 5), [], `${load.errors.length} client errors of ${load.ops} calls`);
+        assert.ok(load.ops > 2000, `load ran (${load.ops} calls)`);
+        // The namespace is on `new` now; every key holds its last acknowledged write.
+        const info = await admin.admin.getNamespace("users");
+        assert.deepEqual(info.slots.map((s) => s.instance), ["new"]);
+        assert.equal(JSON.parse(info.configJson).migration, undefined);
+        const kv = admin.kv("users");
+        let checked = 0;
+        for (const [k, v] of load.last) {
+          assert.equal(text(await kv.get(k)), v, `final value of ${k}`);
+          checked++;
+        }
+        assert.ok(checked >= KEYS / 2);
+        await assert.rejects(call("MigrationStatus"), /no migration/);
+      } finally {
+        await load.end();
+        for (const c of clients) await c.close();
+        await admin.close();
+        await srv.close();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+}
+
+describe("automatic rollback", () => {
+  it("when `to` (a private redis-server) dies mid-cutover, reads return to `from` within 1 s; status says why", { timeout: 60_000 }, async (t) => {
+    if (!(await haveBinary("redis-server"))) return t.skip("redis-server is not installed");
+    const dir = mkdtempSync(join(tmpdir(), "prism-rollback-"));
+    const port = await freePort();
+    const redis = privateRedis(port, dir);
+    await redis.start();
+    const config = await validateConfig(
+      {
+        server: { data_dir: dir, breaker: { failures: 0 } },
+        backends: { old: { type: "memstore" }, new: { type: "redis", url: `redis://127.0.0.1:${port}` } },
+        namespaces: [{ name: "rb", pattern: "keyvalue", backend: "old", migration: { to: "new", cutover_steps: [50, 100], window_seconds: 2, rollback_on: { error_rate: 0.05, p99_ms: 2000 } } }],
+      },
+      "rollback-test",
+    );
+    const srv = await startServer({ config, grpcPort: 0, httpPort: 0, log: () => {} });
+    const c = await connect(`ws://127.0.0.1:${srv.httpPort}`);
+    try {
+      const call = (m: string) => c.call("Admin", m, { namespace: "rb" }) as Promise<any>;
+      const kv = c.kv("rb");
+      for (let i = 0; i < 200; i++) await kv.set(`k${i}`, `v${i}`);
+      await call("StartMigration");
+      await call("AdvanceMigration"); // backfill
+      await until("the backfill", 20_000, async () => (await call("MigrationStatus")).backfillDone);
+      await call("AdvanceMigration"); // shadow
+      assert.equal((await call("AdvanceMigration")).cutoverPct, 50);
+      // Readers on every key; then `to` dies.
+      let errors = 0;
+      let stop = false;
+      let lastErrorAt = 0;
+      let readersDone = false;
+      const readers = Array.from({ length: 8 }, async (_, r) => {
+        let i = r;
+        while (!stop) {
+          try {
+            await kv.get(`k${(i += 8) % 200}`);
+          } catch {
+            errors++;
+            lastErrorAt = Date.now();
+          }
+        }
+      });
+      await sleep(300);
+      const killedAt = Date.now();
+      await redis.stop();
+      const rolled = await until("the automatic rollback", 10_000, async () => {
+        const s = await call("MigrationStatus");
+        return s.rolledBack ? s : undefined;
+      });
+      const rolledAt = Date.now();
+      await sleep(1500);
+      stop = true;
+      await Promise.all(readers);
+      readersDone = true;
+      assert.equal(rolled.rollbackAutomatic, true);
+      assert.match(rolled.rollbackReason, /to's (error rate|p99 latency)/);
+      assert.equal(rolled.cutoverPct, 0);
+      assert.ok(rolledAt - killedAt < 5000, `rolled back ${rolledAt - killedAt} ms after the kill`);
+      // Errors stop within about a second of the rollback: only calls in flight on `to` failed.
+      assert.ok(errors < 200, `${errors} client errors`);
+      assert.ok(lastErrorAt === 0 || lastErrorAt - rolledAt < 1000, `last client error ${lastErrorAt - rolledAt} ms after the rollback`);
+      // Every key still reads its value from `from`.
+      for (let i = 0; i < 200; i += 37) assert.equal(text(await kv.get(`k${i}`)), `v${i}`);
+    } finally {
+      await c.close();
+      await srv.close();
+      await redis.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("queue migration: drain then switch, Redis → PostgreSQL", () => {
+  it("every enqueued message is delivered at least once, none lost, with producers and consumers running", { timeout: 90_000 }, async () => {
+    schemas.push(`prism_migq_${tag}`);
+    const config = await validateConfig(
+      {
+        backends: { old: { type: "redis", url: REDIS, key_prefix: `prism-migq-${tag}` }, new: { type: "postgres", url: PG, schema: `prism_migq_${tag}` } },
+        namespaces: [{ name: "jobs", primitives: ["queue"], backend: "old", migration: { to: "new" } }],
+      },
+      "queue-migration-test",
+    );
+    const srv = await startServer({ config, grpcPort: 0, httpPort: 0, log: () => {} });
+    const c = await connect(`ws://127.0.0.1:${srv.httpPort}`);
+    const producers = await Promise.all(Array.from({ length: 4 }, () => connect(`ws://127.0.0.1:${srv.httpPort}`)));
+    const consumers = await Promise.all(Array.from({ length: 4 }, () => connect(`ws://127.0.0.1:${srv.httpPort}`)));
+    try {
+      const sent = new Set<string>();
+      const got = new Set<string>();
+      let stopProducing = false;
+      let stopConsuming = false;
+      const produce = producers.map(async (p, i) => {
+        let n = 0;
+        while (!stopProducing) {
+          const body = `p${i}-${++n}`;
+          await p.queue("jobs").enqueue("work", body);
+          sent.add(body);
+          if (n % 20 === 0) await sleep(5);
+        }
+      });
+      let staleAcks = 0;
+      // A stale ack (the lease ended meanwhile) means a redelivery, never a loss: counted, not fatal.
+      const ack = (q: Prism, r: string) => q.queue("jobs").ack("work", r).catch((e) => (e.code === 9 ? staleAcks++ : Promise.reject(e)));
+      const consume = consumers.map(async (q) => {
+        while (!stopConsuming) {
+          const msgs = await q.queue("jobs").dequeue("work", { max: 10, wait: 1 });
+          for (const m of msgs) {
+            got.add(Buffer.from(m.payload).toString());
+            await ack(q, m.receipt);
+          }
+        }
+      });
+      const call = (m: string) => c.call("Admin", m, { namespace: "jobs" }) as Promise<any>;
+      // A backlog on Redis before the migration starts.
+      await sleep(500);
+      stopConsuming = true;
+      await Promise.all(consume);
+      stopConsuming = false;
+      assert.equal((await call("StartMigration")).phase, "drain");
+      const consume2 = consumers.map(async (q) => {
+        while (!stopConsuming) {
+          const msgs = await q.queue("jobs").dequeue("work", { max: 10, wait: 1 });
+          for (const m of msgs) {
+            got.add(Buffer.from(m.payload).toString());
+            await ack(q, m.receipt);
+          }
+        }
+      });
+      await sleep(1500);
+      // Finish once Redis is drained (refused while it still holds messages).
+      await until("finish", 30_000, async () => {
+        try {
+          return (await call("FinishMigration")).phase === "finished";
+        } catch (e) {
+          if (/still holds messages/.test((e as Error).message)) return false;
+          throw e;
+        }
+      });
+      await sleep(500);
+      stopProducing = true;
+      await Promise.all(produce);
+      await until("every message", 30_000, async () => [...sent].every((s) => got.has(s)));
+      stopConsuming = true;
+      await Promise.all(consume2);
+      const missing = [...sent].filter((s) => !got.has(s));
+      assert.deepEqual(missing, []);
+      assert.equal(staleAcks, 0, "finish waited for the leases taken on the old backend");
+      assert.ok(sent.size > 200, `${sent.size} messages`);
+      const info = await c.admin.getNamespace("jobs");
+      assert.deepEqual(info.slots.map((s) => s.instance), ["new"]);
+    } finally {
+      for (const x of [...producers, ...consumers, c]) await x.close();
+      await srv.close();
+    }
+  });
+});
+
+describe("a restart of Prism mid-backfill", () => {
+  it("resumes from the persisted cursor", { timeout: 90_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "prism-mig-restart-"));
+    const cfg = join(dir, "prism.yaml");
+    writeFileSync(
+      cfg,
+      [
+        "server:",
+        `  data_dir: ${JSON.stringify(dir)}`,
+        "backends:",
+        "  old: { type: sqlite, path: old.db }",
+        "  new: { type: sqlite, path: new.db }",
+        "namespaces:",
+        "  - name: slow",
+        "    pattern: keyvalue",
+        "    backend: old",
+        "    migration: { to: new, backfill_rps: 100 }",
+      ].join("\n"),
+    );
+    const args = ["--workers", "1", "--config", cfg, "--grpc-port", "0", "--http-port", "0"];
+    let p: PrismProcess | undefined;
+    try {
+      p = await startPrism(args, { env: { PRISM_DATA_DIR: dir } });
+      let c = await connect(`ws://127.0.0.1:${p.httpPort}`);
+      for (let i = 0; i < 600; i++) await c.kv("slow").set(`k${String(i).padStart(4, "0")}`, `v${i}`);
+      const call = (cl: Prism, m: string) => cl.call("Admin", m, { namespace: "slow" }) as Promise<any>;
+      await call(c, "StartMigration");
+      await call(c, "AdvanceMigration");
+      const mid = await until("some progress", 20_000, async () => {
+        const s = await call(c, "MigrationStatus");
+        return s.backfillCopied >= 150 ? s : undefined;
+      });
+      assert.equal(mid.backfillDone, false);
+      await c.close();
+      p.child.kill("SIGKILL");
+      await new Promise((r) => p!.child.once("exit", r));
+      p = await startPrism(args, { env: { PRISM_DATA_DIR: dir } });
+      c = await connect(`ws://127.0.0.1:${p.httpPort}`);
+      const after = await call(c, "MigrationStatus");
+      assert.equal(after.phase, "backfill");
+      // The stored cursor survived: progress did not start over.
+      assert.ok(after.backfillCopied >= mid.backfillCopied - 100, `resumed at ${after.backfillCopied} (had ${mid.backfillCopied})`);
+      const done = await until("the backfill", 30_000, async () => {
+        const s = await call(c, "MigrationStatus");
+        return s.backfillDone ? s : undefined;
+      });
+      // Keys copied before the kill are not copied twice: copied + skipped is the key count, copied at most that.
+      assert.ok(done.backfillCopied <= 600 && done.backfillCopied + done.backfillSkipped >= 600, JSON.stringify(done));
+      await c.close();
+    } finally {
+      await p?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("prism migrate (CLI)", () => {
+  it("starts, advances, reports and rolls back a migration; refusals name what is missing", { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "prism-mig-cli-"));
+    const cfg = join(dir, "prism.yaml");
+    writeFileSync(
+      cfg,
+      ["server:", `  data_dir: ${JSON.stringify(dir)}`, "backends:", "  old: { type: sqlite, path: old.db }", "  new: { type: sqlite, path: new.db }", "namespaces:", "  - name: cli", "    pattern: keyvalue", "    backend: old", "    migration: { to: new }", "  - name: plain", "    backend: old"].join("\n"),
+    );
+    const p = await startPrism(["--workers", "1", "--config", cfg, "--grpc-port", "0", "--http-port", "0"], { env: { PRISM_DATA_DIR: dir } });
+    const addr = ["--addr", `ws://127.0.0.1:${p.httpPort}`];
+    try {
+      const run = (...a: string[]) => runPrism(["migrate", ...a, ...addr], { env: { PRISM_DATA_DIR: dir } });
+      const st = await run("status", "cli");
+      assert.equal(st.code, 0, st.stderr);
+      assert.match(st.stdout, /^namespace cli: slot keyvalue from "old" to "new"\nphase: not started/);
+      assert.match((await run("start", "cli")).stdout, /^phase: dual_write/m);
+      assert.match((await run("advance", "cli")).stdout, /^phase: backfill/m);
+      const back = await run("rollback", "cli", "--reason", "checking the runbook");
+      assert.equal(back.code, 0, back.stderr);
+      assert.match(back.stdout, /^rolled back: checking the runbook$/m);
+      const fin = await run("finish", "cli");
+      assert.equal(fin.code, 1);
+      assert.match(fin.stderr, /^prism migrate finish: PRISM_ERR_CONFIG_CONFLICT: the migration of "cli" was rolled back \(checking the runbook\)/);
+      const none = await run("start", "plain");
+      assert.equal(none.code, 1);
+      assert.match(none.stderr, /namespace "plain" has no migration: block/);
+      const usage = await runPrism(["migrate", "jump", "cli", ...addr]);
+      assert.equal(usage.code, 64);
+    } finally {
+      await p.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
