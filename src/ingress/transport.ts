@@ -193,8 +193,11 @@ class NodeExchange implements HttpExchange {
           return;
         }
         if (!budget.reserve(c.length)) {
+          // The worker holds too many unfinished bodies: read nothing more of this one (reading to
+          // discard would still make garbage at the sender's pace); answer 429, then drop the connection.
           stop();
-          this.discard(size, limit);
+          req.pause();
+          this.dropAfterResponse();
           reject(bufferExhausted("request body", budget.max));
           return;
         }
@@ -222,6 +225,17 @@ class NodeExchange implements HttpExchange {
       req.once("end", onEnd);
       req.once("error", onError);
       req.once("close", onClose);
+    });
+  }
+
+  /** Closes the connection once the response is out (or at once if none comes within a second). */
+  private dropAfterResponse(): void {
+    const sock = this.req.socket;
+    const t = setTimeout(() => sock.destroy(), 1000);
+    t.unref();
+    this.res.once("finish", () => {
+      clearTimeout(t);
+      sock.destroy();
     });
   }
 
@@ -475,11 +489,12 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
       const delta = pending - w.reserved;
       if (delta > 0) {
         if (pending > limits.maxConnectionBufferedBytes || !budget.reserve(delta)) {
+          // Too many unfinished bytes (this connection, or the worker): drop the connection now, so
+          // nothing more is read for it and what its unfinished frame holds becomes garbage.
           budget.release(w.reserved);
           w.reserved = 0;
-          ws.close(1008, bufferExhausted("websocket", pending > limits.maxConnectionBufferedBytes ? limits.maxConnectionBufferedBytes : budget.max).message.slice(0, 120));
-          setTimeout(terminate, 1000, ws).unref();
           socket.pause();
+          ws.terminate();
           return;
         }
       } else if (delta < 0) budget.release(-delta);

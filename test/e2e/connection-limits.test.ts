@@ -1,0 +1,326 @@
+/**
+ * One careless or hostile client must not take Prism down for everyone
+ * (issue 19). A real `prism serve` child process (its memory read from
+ * /proc/<pid>/status: VmRSS now, VmHWM the peak) with short timeouts and a
+ * 64 MiB budget of unfinished request bytes; bounded attack clients on loopback:
+ *
+ * - HTTP/2: one connection opens 64 streams that each declare an 8 MiB gRPC
+ *   message and send 7 MiB of it, then stop (used to grow ~448 MiB and stay);
+ * - WebSocket: 50 connections each send 7 MiB of an 8 MiB frame, then stop;
+ * - HTTP: 50 connections each send 7 MiB of an 8 MiB body, then stop;
+ * - silent TCP connections and half request heads on both ports; idle HTTP/2
+ *   sessions and idle WebSockets.
+ *
+ * Asserted: the peak RSS stays under a ceiling (each attack + 120 MB at most,
+ * the process idle + 200 MB at most; before the limits each attack took
+ * 350-450 MB), well-behaved HTTP clients keep ≥ 95% success
+ * during each attack, unfinished requests are dropped after
+ * request_timeout_ms, silent / half-header / idle connections are closed after
+ * their timeouts (bounds of several seconds, generous), a WebSocket with a
+ * subscription stays open, and the process keeps serving afterwards.
+ */
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { connect as netConnect, type Socket } from "node:net";
+import { connect as h2connect, constants as h2c, type ClientHttp2Session } from "node:http2";
+import { readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { randomBytes } from "node:crypto";
+import { Agent, request } from "node:http";
+import WebSocket from "ws";
+import { startPrism, type PrismProcess } from "./serve-process.js";
+
+const MiB = 1024 * 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/**
+ * Peak RSS allowed: each attack may add at most ATTACK_MB over the RSS it started at (the budget of
+ * unfinished bytes is 64 MiB; before the limits each attack took 350-450 MB), and the process never
+ * goes over its idle RSS + CEILING_MB (freed memory is not always given back to the OS, so RSS after
+ * one attack is where the next starts).
+ */
+const ATTACK_MB = 120;
+const CEILING_MB = 200;
+
+function procStatus(pid: number, field: "VmRSS" | "VmHWM"): number {
+  const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  return m ? Number(m[1]) / 1024 : 0;
+}
+
+/** Resets VmHWM to the current RSS (so each attack's peak is its own). */
+function resetPeak(pid: number): number {
+  const now = procStatus(pid, "VmRSS");
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, "5");
+  } catch {
+    // not permitted here: the peak then covers the whole test, which is stricter
+  }
+  return now;
+}
+
+/** Well-behaved clients: sequential GETs on the raw KeyValue route, counting successes (200 / 404) until stopped. */
+function goodClients(port: number, n = 4): { stop(): Promise<{ ok: number; total: number }> } {
+  let running = true;
+  let ok = 0;
+  let total = 0;
+  const agent = new Agent({ keepAlive: true });
+  const one = () =>
+    new Promise<boolean>((resolve) => {
+      const req = request({ host: "127.0.0.1", port, path: "/v1/ns/default/kv/good", agent, timeout: 5000 }, (res) => {
+        res.resume();
+        res.on("end", () => resolve(res.statusCode === 200 || res.statusCode === 404));
+      });
+      req.on("timeout", () => req.destroy());
+      req.on("error", () => resolve(false));
+      req.end();
+    });
+  const loops = Array.from({ length: n }, async () => {
+    while (running) {
+      total++;
+      if (await one()) ok++;
+      await sleep(5);
+    }
+  });
+  return {
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      agent.destroy();
+      return { ok, total };
+    },
+  };
+}
+
+/** Resolves once the socket is closed by the other side, or false after ms. */
+function closedWithin(s: Socket, ms: number): Promise<boolean> {
+  if (s.destroyed) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const t = setTimeout(() => resolve(false), ms);
+    s.once("close", () => {
+      clearTimeout(t);
+      resolve(true);
+    });
+  });
+}
+
+function tcp(port: number): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const s = netConnect(port, "127.0.0.1", () => resolve(s));
+    s.on("error", () => {});
+    s.once("error", reject);
+  });
+}
+
+/** A raw WebSocket connection (handshake by hand) that can send part of a frame. */
+async function rawWs(port: number): Promise<Socket> {
+  const s = await tcp(port);
+  const key = randomBytes(16).toString("base64");
+  s.write(`GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`);
+  await new Promise<void>((resolve, reject) => {
+    let head = "";
+    const onData = (d: Buffer) => {
+      head += d.toString("latin1");
+      if (head.includes("\r\n\r\n")) {
+        s.off("data", onData);
+        if (head.startsWith("HTTP/1.1 101")) resolve();
+        else reject(new Error(head.split("\r\n")[0]));
+      }
+    };
+    s.on("data", onData);
+  });
+  s.on("data", () => {}); // whatever the server sends (a close frame)
+  return s;
+}
+
+/** The header of a masked binary frame of `len` bytes. */
+function frameHeader(len: number): Buffer {
+  const h = Buffer.alloc(14);
+  h[0] = 0x82;
+  h[1] = 0x80 | 127;
+  h.writeBigUInt64BE(BigInt(len), 2);
+  randomBytes(4).copy(h, 10);
+  return h;
+}
+
+describe("connection limits: memory, timeouts and idle connections", { timeout: 170_000 }, () => {
+  let prism: PrismProcess;
+  let pid = 0;
+  let baseline = 0;
+  const dir = mkdtempSync(join(tmpdir(), "prism-limits-"));
+  const part = Buffer.alloc(7 * MiB, 7);
+
+  before(async () => {
+    const cfg = join(dir, "prism.yaml");
+    writeFileSync(
+      cfg,
+      [
+        "server:",
+        "  header_timeout_ms: 1000",
+        "  idle_timeout_ms: 2000",
+        "  request_timeout_ms: 4000",
+        `  max_buffered_request_bytes: ${64 * MiB}`,
+        "namespaces:",
+        "  - name: default",
+        "    backend: { type: memstore }",
+        "",
+      ].join("\n"),
+    );
+    prism = await startPrism(["--config", cfg, "--workers", "1", "--grpc-port", "0", "--http-port", "0"], { env: { PRISM_DATA_DIR: dir } });
+    pid = prism.child.pid!;
+    await fetch(`http://127.0.0.1:${prism.httpPort}/healthz`);
+    baseline = procStatus(pid, "VmRSS");
+  });
+
+  after(async () => {
+    await prism?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The peak RSS since resetPeak; asserted after the clients are stopped (a failed assert must not leave them running). */
+  const peakOf = (t: { diagnostic(s: string): void }, what: string, start: number) => {
+    const peak = procStatus(pid, "VmHWM");
+    t.diagnostic(`${what}: peak RSS ${peak.toFixed(0)} MB (at the start ${start.toFixed(0)} MB, idle ${baseline.toFixed(0)} MB)`);
+    return () => {
+      assert.ok(peak - start < ATTACK_MB, `${what}: peak RSS ${peak.toFixed(0)} MB, more than ${ATTACK_MB} MB over the ${start.toFixed(0)} MB it started at`);
+      assert.ok(peak - baseline < CEILING_MB, `${what}: peak RSS ${peak.toFixed(0)} MB over idle ${baseline.toFixed(0)} MB + ${CEILING_MB} MB`);
+    };
+  };
+  const assertGood = async (t: { diagnostic(s: string): void }, g: ReturnType<typeof goodClients>, what: string) => {
+    const { ok, total } = await g.stop();
+    t.diagnostic(`${what}: well-behaved clients ${ok}/${total}`);
+    assert.ok(total > 0 && ok / total >= 0.95, `${what}: well-behaved clients ${ok}/${total}`);
+  };
+
+  it("HTTP/2: 64 streams × 7 MiB of 8 MiB messages on one connection stay bounded and are dropped after request_timeout_ms", async (t) => {
+    const start = resetPeak(pid);
+    const good = goodClients(prism.httpPort);
+    const session: ClientHttp2Session = h2connect(`http://127.0.0.1:${prism.grpcPort}`);
+    session.on("error", () => {});
+    const remote = await new Promise<number>((resolve) => session.once("remoteSettings", (s) => resolve(s.maxConcurrentStreams ?? 0)));
+    assert.equal(remote, 256, "at most 256 streams per connection");
+    const statuses: string[] = [];
+    const streams = Array.from({ length: 64 }, () => {
+      const st = session.request({ ":method": "POST", ":path": "/prism.v1.KeyValue/Set", "content-type": "application/grpc", te: "trailers" });
+      st.on("error", () => {});
+      st.on("trailers", (h) => statuses.push(String(h["grpc-status"])));
+      st.on("response", (h) => h["grpc-status"] !== undefined && statuses.push(String(h["grpc-status"])));
+      st.on("close", () => st.rstCode !== h2c.NGHTTP2_NO_ERROR && statuses.push(`rst ${st.rstCode}`));
+      st.resume();
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(8 * MiB - 64, 1);
+      st.write(prefix);
+      st.write(part);
+      return st;
+    });
+    // Let the bytes flow (flow control lets each stream send as the server reads), then look.
+    await sleep(2500);
+    const ceiling = peakOf(t, "http2", start);
+    // Every stream is ended by the server: refused for its bytes (RESOURCE_EXHAUSTED) or after request_timeout_ms.
+    const end = Date.now() + 10_000;
+    while (streams.some((s) => !s.closed) && Date.now() < end) await sleep(100);
+    t.diagnostic(`http2 statuses: ${[...new Set(statuses)].join(", ")}`);
+    const allEnded = streams.every((s) => s.closed);
+    session.destroy();
+    await assertGood(t, good, "http2");
+    ceiling();
+    assert.ok(allEnded, "every unfinished stream was ended");
+  });
+
+  it("WebSocket: 50 connections × 7 MiB of an 8 MiB frame stay bounded; the rest are closed after request_timeout_ms", async (t) => {
+    const start = resetPeak(pid);
+    const good = goodClients(prism.httpPort);
+    const socks = await Promise.all(Array.from({ length: 50 }, () => rawWs(prism.httpPort)));
+    for (const s of socks) {
+      s.write(frameHeader(8 * MiB - 64));
+      s.write(part);
+    }
+    await sleep(2500);
+    const ceiling = peakOf(t, "websocket", start);
+    const closed = await Promise.all(socks.map((s) => closedWithin(s, 10_000)));
+    for (const s of socks) s.destroy();
+    await assertGood(t, good, "websocket");
+    ceiling();
+    assert.equal(closed.filter(Boolean).length, socks.length, "every connection with an unfinished frame was closed");
+  });
+
+  it("HTTP: 50 connections × 7 MiB of an 8 MiB body stay bounded; the rest are dropped after request_timeout_ms", async (t) => {
+    const start = resetPeak(pid);
+    const good = goodClients(prism.httpPort);
+    const socks = await Promise.all(Array.from({ length: 50 }, () => tcp(prism.httpPort)));
+    for (const s of socks) {
+      s.on("data", () => {});
+      s.write(`POST /v1/KeyValue/Set HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${8 * MiB - 64}\r\n\r\n`);
+      s.write(part);
+    }
+    await sleep(2500);
+    const ceiling = peakOf(t, "http", start);
+    const closed = await Promise.all(socks.map((s) => closedWithin(s, 10_000)));
+    for (const s of socks) s.destroy();
+    await assertGood(t, good, "http");
+    ceiling();
+    assert.equal(closed.filter(Boolean).length, socks.length, "every unfinished body was dropped");
+  });
+
+  it("silent connections and half request heads are closed after header_timeout_ms on both ports", async () => {
+    const socks: Socket[] = [];
+    for (const port of [prism.httpPort, prism.grpcPort]) {
+      for (let i = 0; i < 100; i++) socks.push(await tcp(port));
+      for (let i = 0; i < 20; i++) {
+        const s = await tcp(port);
+        s.write(port === prism.httpPort ? "POST /v1/KeyValue/Get HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-" : "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        socks.push(s);
+      }
+    }
+    for (const s of socks) s.on("data", () => {});
+    const closed = await Promise.all(socks.map((s) => closedWithin(s, 8000)));
+    for (const s of socks) s.destroy();
+    assert.equal(closed.filter(Boolean).length, socks.length, `${closed.filter((c) => !c).length} of ${socks.length} still open`);
+  });
+
+  it("an idle HTTP/2 session and an idle WebSocket are closed after idle_timeout_ms; a WebSocket with a subscription stays", async () => {
+    const session = h2connect(`http://127.0.0.1:${prism.grpcPort}`);
+    session.on("error", () => {});
+    await new Promise<void>((resolve) => session.once("remoteSettings", () => resolve()));
+    // One finished call (a started session), then nothing.
+    await new Promise<void>((resolve) => {
+      const st = session.request({ ":method": "POST", ":path": "/prism.v1.Admin/Health", "content-type": "application/grpc", te: "trailers" });
+      st.on("error", () => resolve());
+      st.resume();
+      st.on("close", () => resolve());
+      st.end(Buffer.alloc(5));
+    });
+    const sessionClosed = new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), 8000);
+      session.once("close", () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
+    const idle = new WebSocket(`ws://127.0.0.1:${prism.httpPort}/v1/ws`);
+    const busy = new WebSocket(`ws://127.0.0.1:${prism.httpPort}/v1/ws`);
+    await Promise.all([idle, busy].map((w) => new Promise((r) => w.once("open", r))));
+    // A Subscribe frame (kind 1 request, id 1, method PUBSUB_SUBSCRIBE) keeps `busy` busy; ws answers the server's pings.
+    const { prism: pb } = await import("../../src/gen/prism.js");
+    const body = pb.v1.SubscribeRequest.encode({ namespace: "default", pattern: "x.>" }).finish();
+    const head = Buffer.alloc(8);
+    head.writeUInt32LE((1 | (1 << 16)) >>> 0, 0);
+    head.writeUInt32LE((0 | (pb.v1.Method.PUBSUB_SUBSCRIBE << 16)) >>> 0, 4);
+    busy.send(Buffer.concat([head, body]));
+    const idleClosed = new Promise<number>((resolve) => idle.once("close", (code) => resolve(code)));
+    const t0 = Date.now();
+    const code = await Promise.race([idleClosed, sleep(8000).then(() => -1)]);
+    assert.equal(code, 1001, "the idle WebSocket was closed (1001)");
+    assert.ok(await sessionClosed, "the idle HTTP/2 session was closed");
+    await sleep(Math.max(0, 4500 - (Date.now() - t0)));
+    assert.equal(busy.readyState, WebSocket.OPEN, "a WebSocket with a live subscription stays open");
+    busy.close();
+    session.destroy();
+  });
+
+  it("keeps serving afterwards", async () => {
+    const r = await fetch(`http://127.0.0.1:${prism.httpPort}/v1/ns/default/kv/after`, { method: "PUT", body: "x" });
+    assert.equal(r.status, 200);
+    const h = await fetch(`http://127.0.0.1:${prism.httpPort}/healthz`);
+    assert.equal(h.status, 200);
+  });
+});
