@@ -13,6 +13,7 @@
  * A stored entry that no longer resolves (say, its backend instance was
  * deleted by another instance) keeps its previous runtime and is logged.
  */
+import { stableJson } from "../core/stable-json.js";
 import type { ConfigStore, StoredEntry, WriteOp } from "./store.js";
 import type { BackendSpec, NamespaceConfig, PrismConfig } from "../config/schema.js";
 import { backendRefOf, choicesOf, resolveNamespace, type ResolvedNamespace } from "../config/resolve.js";
@@ -60,16 +61,6 @@ export interface AgentOptions {
   paths?: PathPolicy;
 }
 
-function stableJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
-  if (v && typeof v === "object")
-    return `{${Object.keys(v as object)
-      .filter((k) => (v as Record<string, unknown>)[k] !== undefined) // as JSON (and the store) drop them
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
-      .join(",")}}`;
-  return JSON.stringify(v ?? null);
-}
 
 /** The instance names a namespace refers to by name (not the ones auto-chosen). */
 function namedInstances(ns: NamespaceConfig): string[] {

@@ -17,6 +17,7 @@ import type { Bytes, KeyValueStore, KvRecord, ScanPage, SetOptions } from "../ba
 import type { Clock } from "../core/clock.js";
 import { PrismError } from "../core/errors.js";
 import { Backfill } from "./backfill.js";
+import { KeyValueByKey } from "../backends/common/kv-by-key.js";
 import { Window } from "./monitor.js";
 import { keyBucket, type MigrationHost, type MigrationSettings, type MigrationState, type MigrationStats } from "./types.js";
 
@@ -42,7 +43,7 @@ function sameValue(a: KvRecord | null, b: KvRecord | null): boolean {
   return Buffer.compare(Buffer.from(a.value.buffer, a.value.byteOffset, a.value.length), Buffer.from(b.value.buffer, b.value.byteOffset, b.value.length)) === 0;
 }
 
-export class MigratingKeyValueStore implements KeyValueStore {
+export class MigratingKeyValueStore extends KeyValueByKey {
   readonly stats: MigrationStats = {
     dualWriteErrors: 0,
     repairsPending: 0,
@@ -78,6 +79,7 @@ export class MigratingKeyValueStore implements KeyValueStore {
     private readonly clock: Clock,
     private readonly log: Log,
   ) {
+    super();
     this.window = new Window(clock, settings.windowSeconds);
     let repairs = REPAIRS.get(namespace);
     if (!repairs) REPAIRS.set(namespace, (repairs = new Map()));
@@ -236,21 +238,6 @@ export class MigratingKeyValueStore implements KeyValueStore {
     return this.write(key, (s) => s.delete(key), (s) => s.delete(key));
   }
 
-  async exists(key: string): Promise<boolean> {
-    return (await this.get(key)) !== null;
-  }
-
-  async batchGet(keys: string[]): Promise<(KvRecord | null)[]> {
-    return Promise.all(keys.map((k) => this.get(k)));
-  }
-
-  async batchSet(entries: { key: string; value: Bytes }[], ttlMs: number | undefined): Promise<number[]> {
-    return Promise.all(entries.map((e) => this.set(e.key, e.value, { ttlMs })));
-  }
-
-  async batchDelete(keys: string[]): Promise<number> {
-    return (await Promise.all(keys.map((k) => this.delete(k)))).filter(Boolean).length;
-  }
 
   scan?: (prefix: string, cursor: string, limit: number, keysOnly: boolean) => Promise<ScanPage>;
 

@@ -19,6 +19,7 @@
 import type { KeyValueStore, KvRecord, NamespaceStores, ScanPage, SetOptions, Bytes } from "../backends/driver.js";
 import type { InterfaceName } from "../core/interfaces.js";
 import type { ComposeContext, PatternDef, PatternRuntime } from "./registry.js";
+import { KeyValueByKey } from "../backends/common/kv-by-key.js";
 
 export interface CacheAsideOptions {
   ttlSeconds: number;
@@ -42,7 +43,7 @@ function decode(b: Bytes): KvRecord | null {
   return { version, value: b.subarray(8) };
 }
 
-export class CacheAsideStore implements KeyValueStore {
+export class CacheAsideStore extends KeyValueByKey {
   readonly counters: Record<CacheAsideEvent, number> = { hit: 0, miss: 0, fill: 0, coalesced: 0, cache_error: 0, fill_dropped: 0 };
   private readonly inflight = new Map<string, Promise<KvRecord | null>>();
   /** Bumped by every write of a key while a read of it may be in flight (see fill). */
@@ -57,6 +58,7 @@ export class CacheAsideStore implements KeyValueStore {
     private readonly opts: CacheAsideOptions,
     private readonly log: (level: "info" | "warn" | "error", msg: string) => void,
   ) {
+    super();
     this.ttlMs = opts.ttlSeconds * 1000;
     if (source.scan) this.scan = (p, c, l, k) => source.scan!(p, c, l, k);
   }
@@ -157,22 +159,6 @@ export class CacheAsideStore implements KeyValueStore {
     return deleted;
   }
 
-  async exists(key: string): Promise<boolean> {
-    return (await this.get(key)) !== null;
-  }
-
-  async batchGet(keys: string[]): Promise<(KvRecord | null)[]> {
-    return Promise.all(keys.map((k) => this.get(k)));
-  }
-
-  async batchSet(entries: { key: string; value: Bytes }[], ttlMs: number | undefined): Promise<number[]> {
-    return Promise.all(entries.map((e) => this.set(e.key, e.value, { ttlMs })));
-  }
-
-  async batchDelete(keys: string[]): Promise<number> {
-    const r = await Promise.all(keys.map((k) => this.delete(k)));
-    return r.filter(Boolean).length;
-  }
 
   /** keyvalue_scan, from the source (set in the constructor when the source scans). */
   scan?: (prefix: string, cursor: string, limit: number, keysOnly: boolean) => Promise<ScanPage>;

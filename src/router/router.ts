@@ -6,6 +6,7 @@
  * circuit breaker. Applying or deleting a namespace swaps one map entry: calls
  * already running finish on the runtime they started with.
  */
+import { stableJson } from "../core/stable-json.js";
 import type { Clock } from "../core/clock.js";
 import { PATTERN_ONLY_INTERFACES, type ApiName, type InterfaceName, type PrimitiveName } from "../core/interfaces.js";
 import type { BackendDriver, BackendInstance, NamespaceLimits, NamespaceStores } from "../backends/driver.js";
@@ -92,15 +93,6 @@ export interface RouterOptions {
   releaseGraceMs?: number;
 }
 
-function stableJson(v: unknown): string {
-  if (Array.isArray(v)) return `[${v.map(stableJson).join(",")}]`;
-  if (v && typeof v === "object")
-    return `{${Object.keys(v as object)
-      .sort()
-      .map((k) => `${JSON.stringify(k)}:${stableJson((v as Record<string, unknown>)[k])}`)
-      .join(",")}}`;
-  return JSON.stringify(v);
-}
 
 /** Per namespace: the pool keys of the instances it holds (one ref each). */
 type Held = string[];
