@@ -1,10 +1,11 @@
 /**
  * One request context for every ingress. It carries what the middleware chain
- * needs (priority, deadline, tracing; auth later) and lets a transport cancel
+ * needs (priority, deadline, tracing, credentials and principal) and lets a transport cancel
  * a call whose client went away. The AbortController is created only when a
  * handler asks for a signal (long polls), so unary calls pay nothing for it.
  */
 import type { MethodDef } from "./methods.js";
+import type { Credentials, Principal } from "../auth/types.js";
 
 export type Ingress = "grpc" | "http" | "ws" | "mesh" | "internal";
 export type Priority = "critical" | "high" | "normal" | "low";
@@ -45,6 +46,10 @@ export class RequestContext {
   conn: ConnectionState | undefined = undefined;
   /** Counted as a long poll (its own budget, not the in-flight load). */
   longPoll = false;
+  /** What the ingress collected to identify the caller (src/auth/types.ts); undefined: nothing presented. */
+  credentials: Credentials | undefined = undefined;
+  /** Set by authentication (src/auth) before the call reaches the router; undefined: auth not configured. */
+  principal: Principal | undefined = undefined;
   private controller: AbortController | undefined = undefined;
   private cancelledReason: Error | undefined = undefined;
 
