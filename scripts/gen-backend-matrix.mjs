@@ -6,13 +6,13 @@ import { join } from "node:path";
 
 const root = new URL("..", import.meta.url).pathname;
 const { loadAllDrivers } = await import(join(root, "dist/src/backends/registry.js"));
-const { INTERFACES } = await import(join(root, "dist/src/core/interfaces.js"));
+const { INTERFACES, PAYLOAD_INTERFACES } = await import(join(root, "dist/src/core/interfaces.js"));
 
 export async function matrix() {
   const drivers = await loadAllDrivers();
   const head = `| interface | ${drivers.map((d) => (d.unverified ? `${d.type} ⚠️` : d.type)).join(" | ")} |`;
   const sep = `|---|${drivers.map(() => ":-:").join("|")}|`;
-  const rows = INTERFACES.map((i) => `| \`${i}\` | ${drivers.map((d) => (d.interfaces.includes(i) ? "✅" : "—")).join(" | ")} |`);
+  const rows = [...INTERFACES, ...PAYLOAD_INTERFACES].map((i) => `| \`${i}\` | ${drivers.map((d) => (d.interfaces.includes(i) ? "✅" : "—")).join(" | ")} |`);
   const notes = drivers.filter((d) => d.unverified).map((d) => `\n⚠️ **${d.type}**: claims not verified here — ${d.unverified}.`);
   return [head, sep, ...rows].join("\n") + (notes.length ? "\n" + notes.join("\n") : "");
 }

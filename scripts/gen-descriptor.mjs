@@ -270,4 +270,20 @@ function main() {
   console.log(`gen-descriptor: no working protoc; ${rel} matches the messages, fields, enums and services of proto/ (comments not compared)`);
 }
 
-if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) main();
+/** Copies of the set shipped inside packages that must work installed alone (the Python SDK), kept byte-identical by the build. */
+const COPIES = [join(root, "clients/python/prism_client/descriptor.binpb")];
+
+function syncCopies() {
+  const bytes = readFileSync(DESCRIPTOR_SET);
+  for (const copy of COPIES) {
+    if (!existsSync(dirname(copy))) continue;
+    if (existsSync(copy) && readFileSync(copy).equals(bytes)) continue;
+    writeFileSync(copy, bytes);
+    console.log(`gen-descriptor: copied the set to ${relative(root, copy)}`);
+  }
+}
+
+if (process.argv[1] && realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main();
+  if (!process.argv.includes("--check")) syncCopies();
+}

@@ -5,7 +5,8 @@
 # types of libprotobuf-dev) builds proto/prism/v1/descriptor.binpb
 # (scripts/gen-descriptor.mjs) and checks what reflection serves; Debian's
 # python3 with python3-grpcio and python3-protobuf runs the generic reflection
-# client (test/e2e/reflection-interop.test.ts). Idempotent; a no-op when all
+# client (test/e2e/reflection-interop.test.ts), with python3-pytest the Python
+# SDK's suite (test/e2e/python-sdk.test.ts). Idempotent; a no-op when all
 # are there.
 set -u
 need=()
@@ -20,7 +21,8 @@ else
   need+=(protobuf-compiler libprotobuf-dev)
 fi
 /usr/bin/python3 -c 'import grpc, google.protobuf' >/dev/null 2>&1 || need+=(python3-grpcio python3-protobuf)
-[ ${#need[@]} -eq 0 ] && { echo "install-tools: h2load, wrk, chromium, protoc (+ well-known types) and python3 grpcio/protobuf present"; exit 0; }
+/usr/bin/python3 -c 'import pytest' >/dev/null 2>&1 || need+=(python3-pytest)
+[ ${#need[@]} -eq 0 ] && { echo "install-tools: h2load, wrk, chromium, protoc (+ well-known types) and python3 grpcio/protobuf/pytest present"; exit 0; }
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
   echo "install-tools: missing ${need[*]} and cannot apt-get here; the benchmarks and tests needing them will say so" >&2
   exit 0

@@ -19,9 +19,15 @@ import { stderrLog, type Log } from "./observability/logging.js";
 import { VERSION } from "./core/version.js";
 import { resolve } from "node:path";
 import { ControlAgent } from "./control/agent.js";
+import { createAuth } from "./auth/gate.js";
+import { mtlsIdentityGate } from "./auth/mtls.js";
+import { setupAudit } from "./audit/index.js";
+import { Keyring } from "./pii/keyring.js";
 import { openConfigStore } from "./control/stores.js";
 import { configStoreSpec } from "./control/store-spec.js";
 import type { ResolvedNamespace } from "./config/resolve.js";
+import { TlsMaterial } from "./ingress/tls.js";
+import { checkBindSafety } from "./ingress/bind-safety.js";
 
 export { VERSION } from "./core/version.js";
 export { stderrLog, type Log } from "./observability/logging.js";
@@ -77,7 +83,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const clock = opts.clock ?? systemClock;
   const server = opts.config.server;
   const host = opts.host ?? server.host;
+  // Safe defaults (src/ingress/bind-safety.ts): no non-loopback listener without authentication.
+  checkBindSafety(opts.config, host);
+  // server.tls: read (a bad file fails the start, naming it) and watched for rotation before anything connects.
+  const tls = server.tls ? new TlsMaterial(server.tls, log) : undefined;
   const router = new Router(clock, log, opts.placement, { breaker: breakerOptions(server) });
+  // security.kek (src/pii): unwraps the data keys of pii: encrypt namespaces; read from its file or variable in every process.
+  const keyring = Keyring.load(opts.config.security, server.data_dir);
+  router.keyring = keyring;
   let control = opts.control;
   let agent: ControlAgent | undefined;
   // Migrations save backfill cursors and record rollbacks through the control plane.
@@ -90,12 +103,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       sink: { apply: async (r) => void (await router.apply(r)), delete: async (n) => void (await router.delete(n)) },
       log,
       paths: { dataDir: resolve(server.data_dir), allowedPaths: server.allowed_paths.map((p) => resolve(p)) },
+      keyring,
     });
     try {
       await agent.start({ backends: opts.config.backends ?? {}, namespaces: opts.config.namespaces });
     } catch (e) {
       await agent.close().catch(() => {});
       await router.close();
+      tls?.close();
       throw e;
     }
     control = agent;
@@ -107,7 +122,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     cluster: opts.clusterMetrics,
     accessLog: opts.accessLog ?? (opts.log === undefined || opts.log === stderrLog || opts.logSink !== undefined),
   });
+  // The audit log (src/audit): one record per call; with several workers, one file per worker.
+  const audit = await setupAudit({ audit: opts.config.audit, dataDir: server.data_dir, router, worker: (opts.workers ?? 1) > 1 ? opts.workerIndex ?? 0 : undefined, log });
   const gateway = new Gateway({
+    audit,
     observer: obs.observer,
     router,
     version: VERSION,
@@ -115,6 +133,14 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     workerIndex: opts.workerIndex,
     control,
     forwarder: opts.forwarder,
+    // Authentication and namespace RBAC (src/auth); absent `auth:` block: none, one undefined check per call.
+    auth:
+      opts.config.auth !== undefined
+        ? createAuth(opts.config.auth, { certPrincipalFrom: server.tls?.principal_from })
+        : // mTLS as the only authentication: name each caller from its certificate (audit records).
+          server.tls?.client_auth === "require"
+          ? mtlsIdentityGate(server.tls.principal_from)
+          : undefined,
   });
   // Admission control, rate limits and retries (src/shedding); the slow-subscriber policy goes to the ingresses.
   const shedding = installShedding(gateway, server);
@@ -125,9 +151,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const browser = { allowedOrigins: server.allowed_origins ?? [], allowedHosts: server.allowed_hosts };
   const listeners: Listening[] = [];
   try {
-    const grpc = opts.grpc === false ? undefined : await startGrpc(gateway, { host, port: opts.grpcPort ?? server.grpc_port, maxMessageBytes: server.max_message_bytes, log, backpressure, server: server.grpc_server, limits });
+    const grpc = opts.grpc === false ? undefined : await startGrpc(gateway, { host, port: opts.grpcPort ?? server.grpc_port, maxMessageBytes: server.max_message_bytes, log, backpressure, server: server.grpc_server, limits, tls });
     if (grpc) listeners.push(grpc);
-    const http = opts.http === false ? undefined : await startHttpTransport(gateway, { host, port: opts.httpPort ?? server.http_port, maxMessageBytes: server.max_message_bytes, log, backpressure, metrics: obs.scrape, limits, browser });
+    const http = opts.http === false ? undefined : await startHttpTransport(gateway, { host, port: opts.httpPort ?? server.http_port, maxMessageBytes: server.max_message_bytes, log, backpressure, metrics: obs.scrape, limits, browser, tls });
     if (http) listeners.push(http);
     let closed: Promise<void> | undefined;
     let drained: Promise<void> | undefined;
@@ -148,10 +174,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
       close: () =>
         (closed ??= (async () => {
           await drain();
+          // Every call has settled (or was refused): its record is written before the process goes.
+          await audit?.close();
           await agent?.close();
           await router.close();
           shedding.close();
           await obs.close();
+          tls?.close();
         })()),
     };
   } catch (e) {
@@ -160,6 +189,8 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     await router.close();
     shedding.close();
     await obs.close();
+    await audit?.close();
+    tls?.close();
     throw e;
   }
 }

@@ -2,6 +2,8 @@
  * The scenarios: each starts its own Prism process and its own baseline
  * process, measures both with the same client and concurrency, and returns a Row.
  */
+import { queueVsBullmq, queueVsPgBoss } from "./queue-vs.js";
+import { registry100k } from "./registry-100k.js";
 import { join } from "node:path";
 import * as grpc from "@grpc/grpc-js";
 import { prism as pb } from "../../src/gen/prism.js";
@@ -14,6 +16,7 @@ import { pidsByComm, runPgDirect, runRedisDirect } from "./direct.js";
 import { round3 } from "./hist.js";
 import { runWorkerLoad } from "./worker-load.js";
 import { scaleNamespaces } from "./scale-namespaces.js";
+import { wsGetTlsJwt } from "./auth-tls.js";
 import { dualWriteMemstore, dualWriteRedisPostgres } from "./dualwrite.js";
 import type { Row } from "./report.js";
 import { SERVER_NODE_FLAGS } from "../../src/workers/node-flags.js";
@@ -689,11 +692,15 @@ export const SCENARIOS: Record<string, (o: BenchOptions) => Promise<Row | Row[]>
   "ws-kv-getset-dualwrite": dualWriteMemstore,
   "ws-kv-getset-dualwrite-redis-postgres": dualWriteRedisPostgres,
   "ws-kv-get-metrics-overhead": metricsOverhead,
+  "ws-kv-get-tls-jwt": wsGetTlsJwt,
   "ws-pubsub-fanout-1": (o) => pubsubFanout(o, 1),
   "ws-pubsub-fanout-10": (o) => pubsubFanout(o, 10),
   "ws-pubsub-fanout-100": (o) => pubsubFanout(o, 100),
   "ws-queue-memstore": queueMemstore,
   "ws-queue-redis": queueRedis,
+  "queue-e2e-redis-vs-bullmq": queueVsBullmq,
+  "queue-e2e-postgres-vs-pgboss": queueVsPgBoss,
+  ...registry100k,
   "grpc-kv-get-memstore": grpcGet,
   "grpc-kv-getset-memstore": grpcGetSet,
   "http-kv-get-memstore": httpGet,
@@ -714,4 +721,4 @@ export const SCENARIOS: Record<string, (o: BenchOptions) => Promise<Row | Row[]>
 export const UNGATED = new Set(["ws-kv-get-memstore-vs-corked"]);
 
 /** The perf:check subset (ratios gated against perf/baseline.json). */
-export const CHECK_SUBSET = ["ws-kv-get-memstore", "grpc-kv-get-memstore", "http-kv-get-memstore", "ws-kv-get-redis"];
+export const CHECK_SUBSET = ["ws-kv-get-memstore", "grpc-kv-get-memstore", "http-kv-get-memstore", "ws-kv-get-redis", "queue-e2e-redis-vs-bullmq", "queue-e2e-postgres-vs-pgboss"];

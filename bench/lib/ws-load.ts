@@ -29,6 +29,8 @@ export interface WsLoadOptions {
    */
   backendPids?: number[] | (() => number[]);
   idle?: boolean;
+  /** Upgrade headers and a CA for wss:// (bench/lib/auth-tls.ts). */
+  wsOptions?: WsWorkerData["wsOptions"];
 }
 
 /** What one measurement produced. */
@@ -60,7 +62,7 @@ export async function runWsLoad(o: WsLoadOptions): Promise<Measurement> {
   const ready: Promise<void>[] = [];
   for (let t = 0; t < threads; t++) {
     const conns = Math.floor(o.conns / threads) + (t < o.conns % threads ? 1 : 0);
-    const data: WsWorkerData = { url: o.url, conns, depth: o.depth, templates: o.templates, phase: phaseBuf, rate: (o.rate ?? 0) / threads, idle: o.idle };
+    const data: WsWorkerData = { url: o.url, conns, depth: o.depth, templates: o.templates, phase: phaseBuf, rate: (o.rate ?? 0) / threads, idle: o.idle, wsOptions: o.wsOptions };
     const w = new Worker(new URL("./ws-worker.js", import.meta.url), { workerData: data });
     workers.push(w);
     ready.push(

@@ -25,6 +25,8 @@ export interface WsWorkerData {
   rate: number;
   /** Open connections only, send nothing (connection-count scenario). */
   idle?: boolean;
+  /** Extra `ws` client options: upgrade headers (Authorization), the CA of a wss:// server. */
+  wsOptions?: { headers?: Record<string, string>; ca?: string };
 }
 
 export interface WsWorkerResult {
@@ -45,7 +47,7 @@ const sockets: WebSocket[] = [];
 
 function connect(): Promise<WebSocket> {
   return new Promise((resolve, reject) => {
-    const ws = new WebSocket(d.url, { perMessageDeflate: false });
+    const ws = new WebSocket(d.url, { perMessageDeflate: false, ...d.wsOptions });
     ws.binaryType = "nodebuffer";
     ws.once("open", () => {
       connected++;

@@ -39,6 +39,34 @@ export interface NamespaceLimits {
   streamMaxAgeSeconds: number;
   /** A pending consumer-group record is redelivered after this long without ack. */
   streamClaimTimeoutSeconds: number;
+  /** How long an idempotency key is remembered (the *_idempotent interfaces). Unset: 86400. */
+  idempotencyWindowSeconds?: number;
+}
+
+// ------------------------------------------------------------------ Idempotency
+
+/**
+ * What a write carrying an idempotency_key hands the store (the *_idempotent
+ * interfaces). The store keeps one record per `key` for `windowMs`, in the
+ * backend itself and atomically with the write where the backend allows it:
+ * the first call runs the write and stores its result with `requestHash`; a
+ * call finding a live record runs nothing and returns the stored result and
+ * hash (the primitive layer refuses a hash that differs). Concurrent calls
+ * with one key: exactly one runs the write. A write that fails stores nothing.
+ */
+export interface IdempotencyToken {
+  /** Scoped by the primitive layer: operation, target (queue, topic, stream; "" for KeyValue) and the caller's key. */
+  key: string;
+  /** A digest of the request (everything that shapes the effect). */
+  requestHash: string;
+  windowMs: number;
+}
+
+/** An idempotent write's outcome: the result, and the stored hash when it was a replay. */
+export interface Once<T> {
+  result: T;
+  /** Set when a live record answered (no write ran): the hash stored with it. */
+  replayedHash?: string;
 }
 
 export interface DriverContext {
@@ -118,6 +146,8 @@ export interface NamespaceStores {
   pubsub?: PubSubStore;
   queue?: QueueStore;
   stream?: StreamStore;
+  /** payload_* (object stores: the claim-check pattern's payloads slot). */
+  payload?: PayloadStore;
   /** Forget in-process state tied to this namespace (subscriptions, timers). Data stays in the backend. */
   close?(): Promise<void>;
 }
@@ -190,6 +220,9 @@ export interface KeyValueStore {
    * older than opts.keepSentMs.
    */
   outboxRelay?(opts: OutboxRelayOptions, deliver: (batch: OutboxRecord[]) => Promise<OutboxOutcome>): Promise<OutboxPass>;
+  // keyvalue_idempotent (see IdempotencyToken)
+  setOnce?(key: string, value: Bytes, opts: SetOptions, token: IdempotencyToken): Promise<Once<number>>;
+  deleteOnce?(key: string, token: IdempotencyToken): Promise<Once<boolean>>;
 }
 
 /** What a write with a message commits next to the value (keyvalue_outbox). */
@@ -259,6 +292,8 @@ export interface PubSubStore {
    * resolves is delivered.
    */
   subscribe(pattern: string, sink: SubscriptionSink): Promise<Subscription>;
+  /** pubsub_idempotent: publish at most once per token (see IdempotencyToken). */
+  publishOnce?(topic: string, payload: Bytes, attributes: Attributes, token: IdempotencyToken): Promise<Once<string>>;
 }
 
 // ------------------------------------------------------------------ Queue
@@ -296,6 +331,8 @@ export interface QueueStore {
   nack(queue: string, receipt: string, delayMs: number): Promise<void>;
   /** queue_visibility. The lease now ends ms from now. Stale receipt: errors.staleReceipt. */
   extendVisibility?(queue: string, receipt: string, ms: number): Promise<void>;
+  /** queue_idempotent: enqueue at most once per token (see IdempotencyToken). */
+  enqueueOnce?(queue: string, payload: Bytes, attributes: Attributes, delayMs: number, token: IdempotencyToken): Promise<Once<string>>;
 }
 
 // ------------------------------------------------------------------ Stream
@@ -325,4 +362,46 @@ export interface StreamStore {
   ): Promise<StreamRecord[]>;
   /** stream_consumer_groups. Returns how many offsets were pending and are now acked. */
   ackGroup?(stream: string, group: string, offsets: number[]): Promise<number>;
+  /** stream_idempotent: append at most once per token (see IdempotencyToken). */
+  appendOnce?(stream: string, payload: Bytes, attributes: Attributes, token: IdempotencyToken): Promise<Once<number>>;
+}
+
+// ------------------------------------------------------------------ Payload (objects)
+
+/** What a payload store keeps next to the bytes (written once the bytes are stored). */
+export interface PayloadMeta {
+  size: number;
+  /** Hex SHA-256 of the whole payload. */
+  sha256: string;
+  contentType: string;
+  createdAtMs: number;
+  /** 0: no expiry (payload_ttl: an expired payload is absent for get and head). */
+  expiresAtMs: number;
+  /** Small strings the pattern keeps (which key holds the claim). */
+  labels: Record<string, string>;
+}
+
+export interface PayloadInfo extends PayloadMeta {
+  id: string;
+}
+
+/** One entry of a listing: a stored payload, or the leftovers of an upload that never completed. */
+export type PayloadListing = ({ complete: true } & PayloadInfo) | { complete: false; id: string; createdAtMs: number };
+
+export interface PayloadStore {
+  /**
+   * payload_basic. Stores `body` under `id`, reading it as it comes (a driver
+   * never holds the whole payload), then `meta()` (known only once the body
+   * ended: size, digest) as the commit point: until it is written the payload
+   * is absent. A body that throws aborts the upload and leaves nothing
+   * readable (leftovers are listed as incomplete).
+   */
+  put(id: string, body: AsyncIterable<Uint8Array>, meta: () => PayloadMeta, signal?: AbortSignal): Promise<void>;
+  /** payload_basic. The bytes from `offset` (length 0: to the end), streamed; null when absent. */
+  get(id: string, offset: number, length: number, signal?: AbortSignal): Promise<{ meta: PayloadMeta; body: AsyncIterable<Uint8Array> } | null>;
+  head(id: string): Promise<PayloadMeta | null>;
+  /** Deletes the bytes, the meta and any incomplete leftovers; false when there was nothing. */
+  delete(id: string): Promise<boolean>;
+  /** payload_basic. Everything stored, expired and incomplete included (the sweeper's view), in id order after `cursor`. */
+  list(cursor: string, limit: number): Promise<{ items: PayloadListing[]; nextCursor: string }>;
 }

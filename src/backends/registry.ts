@@ -16,6 +16,8 @@ const loaders: Record<string, Loader> = {
   rabbitmq: () => import("./rabbitmq/index.js"),
   mqtt: () => import("./mqtt/index.js"),
   kafka: () => import("./kafka/index.js"),
+  filesystem: () => import("./filesystem/index.js"),
+  s3: () => import("./s3/index.js"),
 };
 
 /**
@@ -34,6 +36,8 @@ const optionLoaders: Record<
   rabbitmq: () => import("./rabbitmq/options.js"),
   mqtt: () => import("./mqtt/options.js"),
   kafka: () => import("./kafka/options.js"),
+  filesystem: () => import("./filesystem/options.js"),
+  s3: () => import("./s3/options.js"),
 };
 
 export async function loadOptionsSchema(type: string): Promise<z.ZodType> {

@@ -1,18 +1,19 @@
-/** `prism kv get KEY | set KEY VALUE [--ttl S] | del KEY`, through @prism/client (`prism ns`: src/cli/control.ts). */
+/** `prism kv get KEY [--raw] | set KEY VALUE [--ttl S] | del KEY`, through @prism/client (`prism ns`: src/cli/control.ts). */
 import { describeError, parseClientArgs, withClient } from "./client.js";
-import { KV_USAGE, UsageError } from "./usage.js";
+import { ADDR_HELP, KV_USAGE, UsageError } from "./usage.js";
 
 export async function kvCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseClientArgs(argv, { ttl: { type: "string" } });
+  const { values, positionals } = parseClientArgs(argv, { ttl: { type: "string" }, raw: { type: "boolean" } });
   const [op, key, value] = positionals;
   const ns = values.ns as string;
   const argc = op === "set" ? 3 : 2;
-  if (!op || !key || positionals.length !== argc || !["get", "set", "del", "delete"].includes(op)) throw new UsageError(KV_USAGE);
+  if (!op || !key || positionals.length !== argc || !["get", "set", "del", "delete"].includes(op)) throw new UsageError(`${KV_USAGE}\n${ADDR_HELP}`);
   let ttlSeconds: number | undefined;
   if (values.ttl !== undefined) {
     ttlSeconds = Number(values.ttl);
     if (op !== "set" || !Number.isInteger(ttlSeconds) || ttlSeconds <= 0) throw new UsageError(`--ttl: a positive whole number of seconds, with set only`);
   }
+  if (values.raw && op !== "get") throw new UsageError(`--raw: with get only`);
   try {
     return await withClient(values.addr as string | undefined, async (c) => {
       const kv = c.kv(ns);
@@ -22,7 +23,9 @@ export async function kvCommand(argv: string[]): Promise<number> {
           process.stderr.write(`${ns}/${key}: not found\n`);
           return 1;
         }
+        // A line for the shell (prompts, `$(…)` strips it); --raw: the stored bytes exactly.
         process.stdout.write(v);
+        if (!values.raw) process.stdout.write("\n");
         return 0;
       }
       if (op === "set") {

@@ -4,13 +4,15 @@
  * same entry point runs the worker instead of the CLI.
  */
 import cluster from "node:cluster";
-import { APPLY_USAGE, BACKENDS_USAGE, EXIT_USAGE, KV_USAGE, MIGRATE_USAGE, NS_USAGE, PATTERNS_USAGE, SERVE_USAGE, UsageError, VALIDATE_USAGE } from "./usage.js";
+import { ADDR_HELP, APPLY_USAGE, AUDIT_USAGE, BACKENDS_USAGE, KEYS_USAGE, EXIT_USAGE, KV_USAGE, MIGRATE_USAGE, NS_USAGE, PATTERNS_USAGE, SERVE_USAGE, UsageError, VALIDATE_USAGE } from "./usage.js";
 
 const VERSION = "0.1.0";
 
 const USAGE = `prism ${VERSION}: a data access gateway
 
-${[SERVE_USAGE, VALIDATE_USAGE, APPLY_USAGE, KV_USAGE, NS_USAGE, BACKENDS_USAGE, PATTERNS_USAGE, MIGRATE_USAGE, "usage: prism --version"].map((u) => u.replace("usage: ", "  ")).join("\n")}
+${[SERVE_USAGE, VALIDATE_USAGE, APPLY_USAGE, KV_USAGE, NS_USAGE, BACKENDS_USAGE, PATTERNS_USAGE, MIGRATE_USAGE, AUDIT_USAGE, KEYS_USAGE, "usage: prism --version"].map((u) => u.replace("usage: ", "  ")).join("\n")}
+
+${ADDR_HELP}
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -32,6 +34,10 @@ async function main(argv: string[]): Promise<number> {
       return (await import("./control.js")).backendsCommand(rest);
     case "migrate":
       return (await import("./migrate.js")).migrateCommand(rest);
+    case "audit":
+      return (await import("../audit/cli.js")).auditCommand(rest);
+    case "keys":
+      return (await import("../pii/cli.js")).keysCommand(rest);
     case "patterns":
       return (await import("./control.js")).patternsCommand(rest);
     case "--version":

@@ -17,6 +17,7 @@ import { reportConfigError, resolveConfigInChild } from "./config.js";
 import { UsageError } from "./usage.js";
 import { resolve } from "node:path";
 import { withDefaultStore } from "../control/store-spec.js";
+import { bindRefusal } from "../ingress/bind-safety.js";
 
 const DRAIN_MS = 10_000;
 
@@ -49,6 +50,8 @@ export function banner(config: PrismConfig, host: string, grpcPort: number, http
     `prism ${VERSION} serving gRPC ${host}:${grpcPort}, HTTP/WebSocket ${host}:${httpPort} (${workers} worker${workers === 1 ? "" : "s"})`,
     `data directory ${config.server.data_dir}; config store ${store?.type === "sqlite" ? `sqlite ${resolve(config.server.data_dir, store.path)}` : store?.type === "postgres" ? `postgres ${redactSecrets(store.url)}` : "memory"}`,
   ];
+  const tls = config.server.tls;
+  if (tls) lines.push(`tls ${tls.min_version}+ with ${tls.cert}; client certificates: ${tls.client_auth}${tls.client_ca ? ` (client_ca ${tls.client_ca})` : ""}`);
   for (const [name, b] of Object.entries(config.backends)) lines.push(`backend ${name}: ${b.type}`);
   for (const ns of config.namespaces) {
     const refs = Object.entries(ns.slots ?? {}).map(([slot, ref]) => ({ slot, ...describeRef(ref, config) }));
@@ -71,6 +74,7 @@ export async function serve(argv: string[]): Promise<number> {
       host: { type: "string" },
       "grpc-port": { type: "string" },
       "http-port": { type: "string" },
+      "insecure-no-auth": { type: "boolean" },
     },
     strict: true,
     allowPositionals: false,
@@ -83,7 +87,17 @@ export async function serve(argv: string[]): Promise<number> {
   }
   // prism serve keeps Admin changes in a SQLite file under data_dir unless prism.yaml names a store.
   config = { ...config, server: withDefaultStore(config.server) };
+  // --insecure-no-auth rides in the config so cluster workers (which check again in startServer) see it too.
+  if (values["insecure-no-auth"] === true) config = { ...config, server: { ...config.server, insecure_no_auth: true } };
   const host = values.host ?? config.server.host;
+  const refusal = bindRefusal(config, host);
+  if (refusal !== undefined) {
+    process.stderr.write(`prism serve: cannot start: ${refusal}\n`);
+    return 1;
+  }
+  if (config.server.insecure_no_auth && bindRefusal({ ...config, server: { ...config.server, insecure_no_auth: false } }, host) !== undefined) {
+    stderrLog("warn", `listening on ${host} with no authentication (--insecure-no-auth): any client that reaches it may read, write and delete every namespace`);
+  }
   const grpcPort = port(values["grpc-port"], "--grpc-port") ?? config.server.grpc_port;
   const httpPort = port(values["http-port"], "--http-port") ?? config.server.http_port;
   const workers = workerCount(values.workers ?? config.server.workers);

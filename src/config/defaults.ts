@@ -16,6 +16,7 @@ export const DEFAULT_LIMITS: NamespaceLimits = {
   streamMaxCount: 0,
   streamMaxAgeSeconds: 0,
   streamClaimTimeoutSeconds: 30,
+  idempotencyWindowSeconds: 86400,
 };
 
 export const SHEDDING_DEFAULTS = { max_in_flight: 10_000, max_event_loop_delay_ms: 500, capacity_pct: 90 };
@@ -47,5 +48,6 @@ export function limitsOf(ns: NamespaceConfig): NamespaceLimits {
     streamMaxCount: l.stream_max_count ?? DEFAULT_LIMITS.streamMaxCount,
     streamMaxAgeSeconds: l.stream_max_age_seconds ?? DEFAULT_LIMITS.streamMaxAgeSeconds,
     streamClaimTimeoutSeconds: l.stream_claim_timeout_seconds ?? DEFAULT_LIMITS.streamClaimTimeoutSeconds,
+    idempotencyWindowSeconds: l.idempotency_window_seconds ?? DEFAULT_LIMITS.idempotencyWindowSeconds,
   };
 }

@@ -21,27 +21,13 @@ import {
 import { PATTERNS, patternByName } from "../patterns/registry.js";
 import { resolveNamespace, type Instances, type ResolvedNamespace } from "./resolve.js";
 import { ConfigError } from "./errors.js";
+import { adminFilePolicy, substitute, type FileRefPolicy } from "./secrets.js";
 
 export { ConfigError } from "./errors.js";
 
-/** `${NAME}` and `${NAME:-fallback}` inside string values. */
-function substituteEnv(value: unknown, path: PropertyKey[], problems: string[], env: NodeJS.ProcessEnv): unknown {
-  if (typeof value === "string") {
-    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, fallback?: string) => {
-      const v = env[name];
-      if (v !== undefined) return v;
-      if (fallback !== undefined) return fallback;
-      problems.push(`${formatPath(path)}: environment variable ${name} is not set`);
-      return "";
-    });
-  }
-  if (Array.isArray(value)) return value.map((v, i) => substituteEnv(v, [...path, i], problems, env));
-  if (value && typeof value === "object") {
-    const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(value)) out[k] = substituteEnv(v, [...path, k], problems, env);
-    return out;
-  }
-  return value;
+/** `${NAME}`, `${NAME:-fallback}` and `${file:/path}` inside string values (src/config/secrets.ts). */
+function substituteEnv(value: unknown, path: PropertyKey[], problems: string[], env: NodeJS.ProcessEnv, files: FileRefPolicy = "refuse"): unknown {
+  return substitute(value, path, problems, env, files);
 }
 
 function zodProblems(issues: readonly { path: readonly PropertyKey[]; message: string }[], prefix: PropertyKey[] = []) {
@@ -130,8 +116,9 @@ export async function checkNamespace(ns: NamespaceConfig, path: PropertyKey[], p
   if (ns.pattern !== undefined) {
     const p = patternByName(ns.pattern);
     if (!p) problems.push(`${formatPath([...path, "pattern"])}: unknown pattern "${ns.pattern}" (known: ${PATTERNS.map((x) => x.name).join(", ")})`);
-    else if (ns.primitives.join() !== p.serves.join()) {
-      problems.push(`${formatPath([...path, "primitives"])}: pattern ${p.name} serves ${p.serves.join(", ")}; leave primitives out`);
+    else {
+      const serves = p.servesFor?.(ns.options ?? {}) ?? p.serves;
+      if (ns.primitives.join() !== serves.join()) problems.push(`${formatPath([...path, "primitives"])}: pattern ${p.name} serves ${serves.join(", ")}; leave primitives out`);
     }
   }
   if (ns.backend === undefined && ns.slots === undefined) problems.push(`${formatPath(path)}: needs a backend (or slots)`);
@@ -151,7 +138,7 @@ export async function checkAndResolve(ns: NamespaceConfig, path: PropertyKey[], 
 /** Parses and validates a whole configuration document (already-parsed YAML). */
 export async function validateConfig(raw: unknown, source: string, env = process.env): Promise<PrismConfig> {
   const problems: string[] = [];
-  const substituted = substituteEnv(raw ?? {}, [], problems, env);
+  const substituted = substituteEnv(raw ?? {}, [], problems, env, "any");
   const parsed = configSchema.safeParse(substituted);
   if (!parsed.success) throw new ConfigError([...problems, ...zodProblems(parsed.error.issues)], source);
   const cfg = parsed.data as unknown as PrismConfig;
@@ -160,6 +147,15 @@ export async function validateConfig(raw: unknown, source: string, env = process
   cfg.server.data_dir = resolvePath(!dataDirSet && env.PRISM_DATA_DIR ? env.PRISM_DATA_DIR : cfg.server.data_dir);
   cfg.server.allowed_paths = cfg.server.allowed_paths.map((p) => resolvePath(p));
   const paths = pathPolicyOf(cfg);
+  // server.tls files: confined like every file option (data_dir or allowed_paths), made absolute.
+  const tls = cfg.server.tls as Record<string, unknown> | undefined;
+  if (tls) for (const f of ["cert", "key", "client_ca"]) {
+    const v = tls[f];
+    if (typeof v !== "string") continue;
+    const c = confinePath(v, `server.tls.${f}`, paths);
+    if (c.problem !== undefined) problems.push(c.problem);
+    else tls[f] = c.path;
+  }
   for (const [name, spec] of Object.entries(cfg.backends)) {
     const checked = await checkBackendSpec(spec, ["backends", name], problems, paths);
     if (checked) cfg.backends[name] = checked;
@@ -170,6 +166,7 @@ export async function validateConfig(raw: unknown, source: string, env = process
     if (seen.has(ns.name)) problems.push(`namespaces[${i}].name: duplicate namespace "${ns.name}" (also namespaces[${seen.get(ns.name)}])`);
     seen.set(ns.name, i);
     problems.push(...(await checkAndResolve(ns, ["namespaces", i], instances, paths)).problems);
+    if (ns.pii === "encrypt" && cfg.security?.kek === undefined) problems.push(`namespaces[${i}].pii: encrypt needs a key-encryption key: security.kek: { id, file | env }`);
   }
   if (problems.length) throw new ConfigError(problems, source);
   return cfg;
@@ -205,7 +202,7 @@ export async function parseNamespaceText(text: string, env = process.env, paths?
 /** One namespace entry as a parsed object (Admin.ApplyNamespace's structured form): shape, inline backends, primitives. */
 export async function parseNamespaceEntry(raw: unknown, env = process.env, source = "namespace", paths?: PathPolicy): Promise<NamespaceConfig> {
   const problems: string[] = [];
-  const substituted = substituteEnv(raw, [], problems, env);
+  const substituted = substituteEnv(raw, [], problems, env, adminFilePolicy(paths));
   const parsed = namespaceSchema.safeParse(substituted);
   if (!parsed.success) throw new ConfigError([...problems, ...zodProblems(parsed.error.issues)], source);
   const ns = parsed.data as unknown as NamespaceConfig;
@@ -218,7 +215,7 @@ export async function parseNamespaceEntry(raw: unknown, env = process.env, sourc
 export async function parseBackendEntry(name: string, raw: unknown, env = process.env, paths?: PathPolicy): Promise<BackendSpec> {
   const problems: string[] = [];
   if (!INSTANCE_NAME.test(name)) problems.push(`name: "${name}" is not a backend instance name (1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit)`);
-  const substituted = substituteEnv(raw, [], problems, env);
+  const substituted = substituteEnv(raw, [], problems, env, adminFilePolicy(paths));
   if (!substituted || typeof substituted !== "object" || Array.isArray(substituted)) problems.push(`backend: must be an object { type, ...options }`);
   const spec = problems.length ? undefined : await checkBackendSpec(substituted as BackendSpec, [], problems, paths);
   if (!spec || problems.length) throw new ConfigError(problems, `backend ${name}`);

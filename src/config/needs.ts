@@ -14,7 +14,7 @@ function undeclared(driver: BackendDriver<any>, slot: SlotDef, what: string): st
 
 export function unmetNeeds(needs: NeedsConfig | undefined, slot: SlotDef, driver: BackendDriver<any>): string[] {
   if (!needs) return [];
-  const p: PrimitiveProperties | undefined = driver.properties?.[slot.primitive];
+  const p: PrimitiveProperties | undefined = slot.primitive === "payload" ? undefined : driver.properties?.[slot.primitive];
   const out: string[] = [];
   const on = `${driver.type} ${slot.primitive}`;
   if (needs.persistence === "required") {

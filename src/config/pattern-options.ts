@@ -2,6 +2,7 @@
 import { z } from "zod";
 import { CACHE_ASIDE_DEFAULTS } from "../patterns/cache-aside.js";
 import { OUTBOX_DEFAULTS } from "../patterns/outbox.js";
+import { CLAIM_CHECK_DEFAULTS } from "../patterns/claim-check.js";
 
 const SCHEMAS: Record<string, z.ZodType<Record<string, unknown>>> = {
   "cache-aside": z
@@ -22,6 +23,30 @@ const SCHEMAS: Record<string, z.ZodType<Record<string, unknown>>> = {
       keep_sent_seconds: z.number().int().min(0).max(30 * 24 * 3600).default(OUTBOX_DEFAULTS.keepSentSeconds),
       /** When set, each delivered message also carries this attribute holding its outbox id (increasing per namespace), for consumers that drop duplicates. */
       id_attribute: z.string().min(1).max(256).optional(),
+    })
+    .strict(),
+  "multicast-registry": z
+    .object({
+      /** pubsub: multicasts reach live subscribers only (at most once); queue: one queue per member, kept while it is offline (at least once). */
+      delivery: z.enum(["pubsub", "queue"]).default("pubsub"),
+    })
+    .strict(),
+  "claim-check": z
+    .object({
+      /** What the messages slot serves, and so the namespace: queue (default), keyvalue, stream or pubsub. */
+      fronts: z.enum(["queue", "keyvalue", "stream", "pubsub"]).default(CLAIM_CHECK_DEFAULTS.fronts),
+      /** Values and messages above this many bytes are stored in the payloads slot (default 1 MiB). */
+      threshold_bytes: z.number().int().min(0).max(1 << 30).default(CLAIM_CHECK_DEFAULTS.thresholdBytes),
+      /** Claims up to this size are handed back inline by Get, Dequeue, Read, ReadGroup and subscriptions (default 8 MiB); larger ones are streamed with ClaimCheck.Get. */
+      inline_max_bytes: z.number().int().min(0).max(1 << 30).default(CLAIM_CHECK_DEFAULTS.inlineMaxBytes),
+      /** Largest payload ClaimCheck.Put accepts (default 5 GiB). */
+      max_payload_bytes: z.number().int().positive().max(5 * 1024 ** 4).default(CLAIM_CHECK_DEFAULTS.maxPayloadBytes),
+      /** How long a message's payload is kept (queue, stream, pubsub; 0: until deleted). Keys' payloads live as long as the key holds the claim. */
+      payload_ttl_seconds: z.number().int().min(0).default(CLAIM_CHECK_DEFAULTS.payloadTtlSeconds),
+      /** How often the sweeper looks for orphaned and expired payloads (0: never). */
+      sweep_interval_ms: z.number().int().min(0).default(CLAIM_CHECK_DEFAULTS.sweepIntervalMs),
+      /** An orphan (incomplete upload, a key's payload the key no longer holds) is deleted only after this long. */
+      orphan_grace_seconds: z.number().int().min(0).default(CLAIM_CHECK_DEFAULTS.orphanGraceSeconds),
     })
     .strict(),
 };

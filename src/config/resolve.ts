@@ -5,7 +5,7 @@
  * explaining it (the chosen instance and every rejected one, with reasons).
  * No zod and no yaml: the control plane runs it on entries already validated.
  */
-import type { InterfaceName, PrimitiveName } from "../core/interfaces.js";
+import type { InterfaceName, SlotFamily } from "../core/interfaces.js";
 import type { BackendDriver } from "../backends/driver.js";
 import { backendTypes, isBackendType, loadDriver } from "../backends/registry.js";
 import { PATTERNS, patternByName, type PatternDef, type SlotDef } from "../patterns/registry.js";
@@ -22,7 +22,7 @@ function fmt(path: readonly PropertyKey[]): string {
 
 export interface ResolvedSlot {
   readonly slot: string;
-  readonly primitive: PrimitiveName;
+  readonly primitive: SlotFamily;
   /** The backend instance's name; `""` for an inline (private) backend. */
   readonly instance: string;
   readonly type: string;

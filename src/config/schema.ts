@@ -8,6 +8,7 @@ import { PRIMITIVES, REQUIRED_INTERFACES, type ApiName, type PrimitiveName } fro
 import { patternByName } from "../patterns/registry.js";
 import { DEFAULT_MIGRATION } from "../migrations/types.js";
 import { BACKPRESSURE_DEFAULTS, BREAKER_DEFAULTS, CONNECTION_DEFAULTS, DEFAULT_LIMITS, RETRY_DEFAULTS, SHEDDING_DEFAULTS } from "./defaults.js";
+import { authSchema } from "../auth/config.js";
 
 export { DEFAULT_LIMITS, limitsOf } from "./defaults.js";
 
@@ -28,6 +29,8 @@ export const limitsSchema = z
     stream_max_count: uint.optional(),
     stream_max_age_seconds: uint.optional(),
     stream_claim_timeout_seconds: z.number().int().positive().optional(),
+    /** How long a write's idempotency_key is remembered (the *_idempotent interfaces; 30 days at most). */
+    idempotency_window_seconds: z.number().int().positive().max(30 * 86400).optional(),
   })
   .strict();
 
@@ -80,6 +83,10 @@ export const namespaceSchema = z
     breaker: z.lazy(() => breakerSchema).optional(),
     /** Access-log options (src/observability). log_keys false: the access log omits this namespace's keys. */
     observability: z.object({ log_keys: z.boolean().default(true) }).strict().optional(),
+    /** Audit log (src/audit). hide_keys: this namespace's records carry no key / queue / topic / stream name. */
+    audit: z.object({ hide_keys: z.boolean().default(false) }).strict().optional(),
+    /** src/pii. encrypt: values and payloads are AES-256-GCM ciphertext in the backend (needs security.kek); mask: keys are masked in the access log and audit records. */
+    pii: z.enum(["encrypt", "mask"]).optional(),
   })
   .strict()
   .transform((ns) => ({ ...ns, primitives: (ns.primitives as ApiName[] | undefined) ?? derivePrimitives(ns) }));
@@ -88,10 +95,10 @@ export const namespaceSchema = z
  * The primitives a namespace serves when it does not list them: its pattern's;
  * else the primitives its slots name, when it has no backend for the rest; else all four.
  */
-function derivePrimitives(ns: { pattern?: string; backend?: unknown; slots?: Record<string, unknown> }): ApiName[] {
+function derivePrimitives(ns: { pattern?: string; backend?: unknown; slots?: Record<string, unknown>; options?: Record<string, unknown> }): ApiName[] {
   if (ns.pattern !== undefined) {
     const p = patternByName(ns.pattern);
-    return p ? [...p.serves] : [];
+    return p ? [...(p.servesFor?.(ns.options ?? {}) ?? p.serves)] : [];
   }
   const named = Object.keys(ns.slots ?? {});
   if (named.length && ns.backend === undefined) return PRIMITIVES.filter((p) => named.includes(p));
@@ -174,9 +181,40 @@ export const configStoreSchema = z.discriminatedUnion("type", [
   z.object({ type: z.literal("memory") }).strict(),
 ]);
 
+/**
+ * TLS on every ingress (src/ingress/tls.ts). File paths resolve inside server.data_dir
+ * unless server.allowed_paths lists them (src/config/paths.ts); the files are re-read when they change.
+ */
+export const tlsSchema = z
+  .object({
+    /** PEM certificate chain and private key of the server. */
+    cert: z.string().min(1),
+    key: z.string().min(1),
+    /** PEM CA bundle client certificates are verified against (mTLS). */
+    client_ca: z.string().min(1).optional(),
+    min_version: z.enum(["TLSv1.2", "TLSv1.3"]).default("TLSv1.3"),
+    /** none: no client certificate asked; request: verified if sent; require: a handshake without a valid one fails. Default: require with client_ca, else none. */
+    client_auth: z.enum(["none", "request", "require"]).optional(),
+    /** The mTLS principal's id: the subject CN or the first subjectAltName. */
+    principal_from: z.enum(["cn", "san"]).default("cn"),
+    /** How often the files are checked for changes (rotation). */
+    reload_interval_ms: z.number().int().min(50).max(3_600_000).default(1000),
+  })
+  .strict()
+  .superRefine((t, ctx) => {
+    if (t.client_auth !== undefined && t.client_auth !== "none" && t.client_ca === undefined) {
+      ctx.addIssue({ code: "custom", path: ["client_ca"], message: `client_auth "${t.client_auth}" needs client_ca (the CA bundle client certificates are verified against)` });
+    }
+  })
+  .transform((t) => ({ ...t, client_auth: t.client_auth ?? (t.client_ca !== undefined ? ("require" as const) : ("none" as const)) }));
+
 export const serverSchema = z
   .object({
+    /** Without an `auth` block (or mTLS with client_auth require), only a loopback address may be bound unless insecure_no_auth. */
     host: z.string().default("127.0.0.1"),
+    /** Allow binding a non-loopback address with no authentication configured (also `prism serve --insecure-no-auth`). */
+    insecure_no_auth: z.boolean().default(false),
+    tls: tlsSchema.optional(),
     /** Every file of an embedded backend and the default config store live under it (created on first use). */
     data_dir: z.string().min(1).default("prism-data"),
     /** Files or directories outside data_dir that file options may name (only from the operator's prism.yaml). */
@@ -234,6 +272,49 @@ export const configSchema = z
     /** Named backend instances, shared by the namespaces that name them (one pool, one breaker each). */
     backends: z.record(z.string().regex(INSTANCE_NAME, "backend instance names are 1-64 of A-Z a-z 0-9 _ . - starting with a letter or digit"), backendSchema).default({}),
     namespaces: z.array(namespaceSchema).default([]),
+    /** The audit log (src/audit): one JSON line per data and Admin call. Absent: no audit. */
+    audit: z.lazy(() => auditSchema).optional(),
+    /** Key material (src/pii): the key-encryption key that wraps the data keys of `pii: encrypt` namespaces. */
+    security: z.lazy(() => securitySchema).optional(),
+    /** Authentication and authorization (src/auth): JWT, API keys, mTLS principals, namespace RBAC, OPA. Absent: every caller may do everything. */
+    auth: authSchema.optional(),
+  })
+  .strict();
+
+/** Where a key-encryption key comes from: a file or an environment variable holding 32 bytes as hex or base64. */
+export const kekSchema = z
+  .object({
+    /** Written into every wrapped data key: which KEK unwraps it (1-64 of A-Z a-z 0-9 _ . -). */
+    id: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, "must be 1-64 of A-Z a-z 0-9 _ . -"),
+    file: z.string().min(1).optional(),
+    env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name").optional(),
+  })
+  .strict()
+  .refine((k) => (k.file === undefined) !== (k.env === undefined), "give exactly one of file or env");
+
+export const securitySchema = z
+  .object({
+    /** The current KEK: new data keys are wrapped with it, `prism keys rotate` re-wraps the others with it. */
+    kek: kekSchema.optional(),
+    /** Older KEKs still accepted for unwrapping until `prism keys rotate` has re-wrapped their data keys. */
+    previous_keks: z.array(kekSchema).default([]),
+  })
+  .strict();
+
+export const auditSchema = z
+  .object({
+    /** The JSON-lines file (relative: inside server.data_dir). With --workers N each worker writes <name>.w<index><ext>. */
+    file: z.string().min(1),
+    /** Rotate when the file exceeds this: file → file.1 → … → file.<keep>. */
+    rotate_bytes: z.number().int().min(1024).default(100 * 1024 * 1024),
+    /** Rotated files kept. */
+    keep: z.number().int().min(1).max(1000).default(10),
+    /** Each record carries prev (the previous record's hash) and hash (sha256): `prism audit verify FILE` detects removed, edited or reordered lines. */
+    hash_chain: z.boolean().default(true),
+    /** A full buffer (or a failing disk): block makes new calls wait; refuse answers them UNAVAILABLE "audit log full". */
+    on_full: z.enum(["block", "refuse"]).default("block"),
+    /** Records held in memory before they are written. */
+    buffer_records: z.number().int().min(1).max(10_000_000).default(65_536),
   })
   .strict();
 
@@ -259,6 +340,10 @@ export type NeedsConfig = z.output<typeof needsSchema>;
 export type MigrationConfig = z.output<typeof migrationSchema>;
 export type ConfigStoreConfig = z.output<typeof configStoreSchema>;
 export type ServerConfig = z.output<typeof serverSchema>;
+export type AuditConfig = z.output<typeof auditSchema>;
+export type SecurityConfig = z.output<typeof securitySchema>;
+export type KekConfig = z.output<typeof kekSchema>;
+export type TlsConfig = z.output<typeof tlsSchema>;
 export type PrismConfig = Omit<z.output<typeof configSchema>, "namespaces" | "backends"> & {
   namespaces: NamespaceConfig[];
   backends: Record<string, BackendSpec>;

@@ -21,6 +21,7 @@ import { errors, PrismError } from "../core/errors.js";
 import type { ApplyBackendResult, ApplyNamespaceResult, BackendInstanceInfo, ControlPlane } from "../core/gateway.js";
 import type { PathPolicy } from "../config/paths.js";
 import type { BackfillCursor, MigrationPhase, MigrationSettings, MigrationState } from "../migrations/types.js";
+import { DATAKEY_KIND, type Keyring, type WrappedDataKey } from "../pii/keyring.js";
 
 /** What Admin shows of a migration (the live numbers come from the runtime: src/primitives/admin.ts). */
 export interface MigrationStatus {
@@ -59,6 +60,8 @@ export interface AgentOptions {
   pollMs?: number;
   /** File options (sqlite paths) of Admin changes are confined to this (src/config/paths.ts). */
   paths?: PathPolicy;
+  /** security.kek: wraps the data keys this agent creates for `pii: encrypt` namespaces (src/pii). */
+  keyring?: Keyring;
 }
 
 
@@ -78,6 +81,11 @@ export class ControlAgent implements ControlPlane {
   private readonly namespaces = new Map<string, StoredNamespace & { revision: number }>();
   private readonly migrations = new Map<string, MigrationState>();
   private readonly cursors = new Map<string, BackfillCursor>();
+  /**
+   * pii: encrypt data keys by namespace, then id (kind `datakey`, name `<ns>/<id>`). Never
+   * overwritten but by a re-wrap: processes creating one at once each keep theirs readable.
+   */
+  private readonly dataKeys = new Map<string, Map<string, WrappedDataKey>>();
   /** What the sink has, by namespace. */
   private readonly applied = new Map<string, ResolvedNamespace>();
   private readonly appliedKey = new Map<string, string>();
@@ -120,6 +128,7 @@ export class ControlAgent implements ControlPlane {
       ops.push({ kind: SEED_KIND, name: `${BACKEND_KIND}/${name}`, spec });
     }
     for (const ns of seed.namespaces) {
+      if (ns.pii === "encrypt" && this.opts.keyring === undefined) throw new Error(`prism.yaml namespace "${ns.name}": pii: encrypt needs a key-encryption key (security.kek: { id, file | env })`);
       const before = stored.get(`${NAMESPACE_KIND}/${ns.name}`) as StoredNamespace | undefined;
       const unchangedInFile = stableJson(seededBefore(NAMESPACE_KIND, ns.name)) === stableJson(ns);
       if (before && unchangedInFile) continue;
@@ -180,6 +189,13 @@ export class ControlAgent implements ControlPlane {
         touched.add(c.name);
         if (c.spec === null) this.migrations.delete(c.name);
         else this.migrations.set(c.name, c.spec as MigrationState);
+      } else if (c.kind === DATAKEY_KIND) {
+        const ns = c.name.slice(0, c.name.lastIndexOf("/"));
+        const id = c.name.slice(c.name.lastIndexOf("/") + 1);
+        touched.add(ns);
+        let m = this.dataKeys.get(ns);
+        if (c.spec === null) m?.delete(id);
+        else (m ??= this.dataKeys.set(ns, new Map()).get(ns)!).set(id, { ...(c.spec as WrappedDataKey), revision: c.revision });
       } else if (c.kind === NAMESPACE_KIND) {
         touched.add(c.name);
         if (c.spec === null) this.namespaces.delete(c.name);
@@ -206,12 +222,41 @@ export class ControlAgent implements ControlPlane {
       }
       resolved.revision = entry.revision;
       if (resolved.migration) resolved.migration.state = this.migrations.get(name) ?? null;
-      const key = stableJson({ c: resolved.config, s: resolved.slots, m: resolved.migration?.state ?? null });
+      let dataKeys: WrappedDataKey[] | undefined;
+      if (resolved.config.pii === "encrypt") {
+        dataKeys = await this.dataKeysOf(name).catch((e: Error) => {
+          this.opts.log("error", `namespace "${name}" (revision ${entry.revision}) has pii: encrypt but no data key: ${e.message}; not applied`);
+          return undefined;
+        });
+        if (dataKeys === undefined) continue;
+        // A data key this process cannot unwrap (a KEK it does not have): keep the previous runtime rather than fail the sync.
+        const missing = dataKeys.find((k) => !this.opts.keyring!.has(k.kek));
+        if (missing !== undefined) {
+          this.opts.log("error", `namespace "${name}": its data key ${missing.id} is wrapped by KEK "${missing.kek}", which this process does not have (security.kek / previous_keks); keeping its previous configuration`);
+          continue;
+        }
+        (resolved as ResolvedNamespace & { dataKeys?: WrappedDataKey[] }).dataKeys = dataKeys;
+      }
+      const key = stableJson({ c: resolved.config, s: resolved.slots, m: resolved.migration?.state ?? null, k: dataKeys?.map((k) => `${k.id}:${k.kek}:${k.wrapped}`) ?? null });
       if (this.appliedKey.get(name) === key && this.applied.get(name)?.revision === entry.revision) continue;
       await this.opts.sink.apply(resolved);
       this.applied.set(name, resolved);
       this.appliedKey.set(name, key);
     }
+  }
+
+  /** A pii: encrypt namespace's wrapped data keys, creating the first one (written to the store) when it has none. */
+  private async dataKeysOf(name: string): Promise<WrappedDataKey[]> {
+    const keyring = this.opts.keyring;
+    if (keyring === undefined) throw new Error("this process has no key-encryption key (security.kek)");
+    const have = this.dataKeys.get(name);
+    if (have !== undefined && have.size > 0) return [...have.values()];
+    const w = keyring.newDataKey(name);
+    const r = await this.opts.store.write([{ kind: DATAKEY_KIND, name: `${name}/${w.id}`, spec: w }]);
+    // This process's revision moves on at the next sync, which reads this entry back with the others.
+    const k = { ...w, revision: r.revision };
+    this.dataKeys.set(name, new Map([[w.id, k]]));
+    return [k];
   }
 
   private instanceMap(): Map<string, BackendSpec> {
@@ -248,6 +293,7 @@ export class ControlAgent implements ControlPlane {
 
   async applyNamespace(entry: unknown, opts: { dryRun?: boolean } = {}): Promise<ApplyNamespaceResult> {
     const ns = await this.parse((l) => (typeof entry === "string" ? l.parseNamespaceText(entry, process.env, this.opts.paths) : l.parseNamespaceEntry(entry, process.env, "namespace", this.opts.paths)), typeof entry === "string" ? "config" : "namespace");
+    if (ns.pii === "encrypt" && this.opts.keyring === undefined) throw errors.invalidArgument("namespace.pii", "encrypt needs a key-encryption key: set security.kek in prism.yaml on the Prism instances");
     await this.current();
     const before = this.namespaces.get(ns.name);
     const { resolved, problems } = await resolveNamespace(ns, [], this.instanceMap(), before?.choice);

@@ -118,6 +118,13 @@ export const errors = {
     ),
   casConflict: (key: string, why: string) =>
     new PrismError(Code.FAILED_PRECONDITION, "PRISM_ERR_CAS_CONFLICT", `key "${key}": ${why}`),
+  /** A retry whose idempotency_key the namespace already holds for a different request (src/primitives/idempotency.ts). */
+  idempotencyKeyReused: (key: string) =>
+    new PrismError(
+      Code.FAILED_PRECONDITION,
+      "PRISM_ERR_IDEMPOTENCY_KEY_REUSED",
+      `idempotency_key "${key.length > 64 ? key.slice(0, 64) + "…" : key}": reused with a different request (a key names one request; use a new key for a new request)`,
+    ),
   staleReceipt: (queue: string) =>
     new PrismError(
       Code.FAILED_PRECONDITION,

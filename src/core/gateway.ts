@@ -2,7 +2,8 @@
  * The gateway: the one request path every ingress calls after decoding.
  *
  *   ingress (decode) → Gateway.unary / Gateway.subscribe
- *     → middleware chain (shedding, rate limits, auth: src/shedding, later)
+ *     → auth (src/auth: credentials → principal → namespace RBAC, before the router lookup)
+ *     → middleware chain (shedding, rate limits: src/shedding)
  *     → router (namespace → runtime; unknown → NOT_FOUND)
  *     → primitive handler (validation, limits) → driver
  *   ← plain response object; the ingress encodes it.
@@ -20,6 +21,7 @@ import type { Subscription, SubscriptionSink } from "../backends/driver.js";
 import type { ResolvedNamespace } from "../config/resolve.js";
 import type { MigrationHost } from "../migrations/types.js";
 import type { MigrationStatus } from "../control/agent.js";
+import type { Credentials, Principal } from "../auth/types.js";
 export type { PathPolicy } from "../config/paths.js";
 
 /** Runs before the namespace handler; throw a PrismError to refuse the call. */
@@ -52,6 +54,34 @@ export interface GatewayObserver {
 }
 
 export type BackendCall = (ns: NamespaceRuntime, req: any, ctx: RequestContext) => Promise<object>;
+
+/**
+ * The audit log (src/audit): one record per call that reaches the gateway,
+ * allowed or refused. Optional: without one the gateway pays an undefined
+ * check. Calls over the worker mesh were audited by the worker that received
+ * them; the sink ignores them.
+ */
+export interface GatewayAudit {
+  /**
+   * Reserves room for this call's record before the call runs: undefined when
+   * admitted at once; a promise while the log is full (audit.on_full block:
+   * backpressure); throws UNAVAILABLE "audit log full" (on_full refuse).
+   */
+  admit(ctx: RequestContext): Promise<void> | undefined;
+  /** The call settled with `code` (0: OK); `admitted`: admit() reserved its room. */
+  record(ctx: RequestContext, req: any, code: number, admitted: boolean): void;
+}
+
+/**
+ * Authentication and authorization of one call (src/auth): sets ctx.principal
+ * or throws UNAUTHENTICATED / PERMISSION_DENIED. Returns undefined when it
+ * decided synchronously (a cached token), a promise otherwise.
+ */
+export interface CallGate {
+  check(ctx: RequestContext, req: any): Promise<void> | undefined;
+  /** Token / API-key authentication alone (the WebSocket AUTH frame); absent: no token authentication configured. */
+  authenticate?(creds: Credentials | undefined): Principal | Promise<Principal>;
+}
 
 export interface ApplyNamespaceResult {
   /** As applied (or, dry run, as it would be). */
@@ -110,6 +140,9 @@ export interface GatewayOptions {
   control: ControlPlane;
   forwarder?: Forwarder;
   observer?: GatewayObserver;
+  audit?: GatewayAudit;
+  /** Authentication and authorization (src/auth/gate.ts); absent: auth not configured. */
+  auth?: CallGate;
 }
 
 export class Gateway {
@@ -120,6 +153,14 @@ export class Gateway {
   control: ControlPlane;
   forwarder: Forwarder | undefined;
   observer: GatewayObserver | undefined;
+  audit: GatewayAudit | undefined;
+  /**
+   * Authenticates and authorizes each call before the router lookup (so an
+   * unknown namespace and a forbidden one look the same to a caller without
+   * the permission). Undefined: auth not configured, one check per call.
+   * Mesh calls were checked by the worker that received them.
+   */
+  auth: CallGate | undefined;
   private middleware: Middleware[] | null = null;
 
   constructor(opts: GatewayOptions) {
@@ -130,6 +171,8 @@ export class Gateway {
     this.control = opts.control;
     this.forwarder = opts.forwarder;
     this.observer = opts.observer;
+    this.audit = opts.audit;
+    this.auth = opts.auth;
   }
 
   use(mw: Middleware): void {
@@ -254,8 +297,13 @@ export class Gateway {
 
   /** A unary call. Resolves to a plain response object; rejects with PrismError. */
   async unary(ctx: RequestContext, req: any): Promise<object> {
+    const a = this.audit;
     // Peers' forwarded calls (mesh) are still served while draining: they finish their own in-flight work.
-    if (this.draining && ctx.ingress !== "mesh") throw errors.shuttingDown();
+    if (this.draining && ctx.ingress !== "mesh") {
+      const e = errors.shuttingDown();
+      if (a !== undefined) a.record(ctx, req, e.code, false);
+      throw e;
+    }
     const o = this.observer;
     if (isLongPoll(ctx.method.id, req) && ctx.livePrev === null && this.liveHead !== ctx) {
       try {
@@ -265,23 +313,40 @@ export class Gateway {
           o.start(ctx);
           o.end(ctx, req, toPrismError(e).code);
         }
+        if (a !== undefined) a.record(ctx, req, toPrismError(e).code, false);
         throw e;
       }
     }
     this.track(ctx);
     if (o !== undefined) o.start(ctx);
+    // Whether the audit sink reserved this call's record (backpressure waits here, before the call runs).
+    let admitted = false;
     try {
-      const res = await this.dispatch(ctx, req);
+      if (a !== undefined) {
+        const wait = a.admit(ctx);
+        if (wait !== undefined) await wait;
+        admitted = true;
+      }
+      const res = await (this.auth === undefined || ctx.ingress === "mesh" ? this.dispatch(ctx, req) : this.authorizedDispatch(ctx, req));
       if (o !== undefined) o.end(ctx, req, 0);
+      if (a !== undefined) a.record(ctx, req, 0, admitted);
       return res;
     } catch (e) {
-      if (o !== undefined) o.end(ctx, req, toPrismError(e).code);
+      const code = toPrismError(e).code;
+      if (o !== undefined) o.end(ctx, req, code);
+      if (a !== undefined) a.record(ctx, req, code, admitted);
       throw e;
     } finally {
       this.untrack(ctx);
       this.releaseLongPoll(ctx);
       if (this.onIdle !== undefined && this.liveCount === 0) this.onIdle();
     }
+  }
+
+  /** The auth step, then dispatch: no await when the decision was synchronous (a cached token). */
+  private authorizedDispatch(ctx: RequestContext, req: any): Promise<object> {
+    const wait = this.auth!.check(ctx, req);
+    return wait === undefined ? this.dispatch(ctx, req) : wait.then(() => this.dispatch(ctx, req));
   }
 
   private dispatch(ctx: RequestContext, req: any): Promise<object> {
@@ -313,21 +378,32 @@ export class Gateway {
   private readonly invoke: BackendCall = (ns, req, ctx) =>
     ns.owner !== undefined
       ? this.forwarder!.unary(ns.owner, ctx, req)
-      : this.retrier !== null && ctx.method.idempotent && ns.inProcess !== true
+      : // A write with an idempotency key is safe to retry too: its record answers a retry of a write that went through.
+        this.retrier !== null && (ctx.method.idempotent || !!req.idempotencyKey) && ns.inProcess !== true
         ? this.retrier(ctx.method.handler!, ns, req, ctx)
         : ctx.method.handler!(ns, req, ctx);
 
   /** A server stream (PubSub.Subscribe). Resolves once the subscription is live. */
   async subscribe(ctx: RequestContext, req: any, sink: SubscriptionSink): Promise<Subscription> {
     const o = this.observer;
-    if (o === undefined) return this.openSubscription(ctx, req, sink);
-    o.start(ctx);
+    const a = this.audit;
+    if (o === undefined && a === undefined) return this.openSubscription(ctx, req, sink);
+    if (o !== undefined) o.start(ctx);
+    let admitted = false;
     try {
+      if (a !== undefined) {
+        const wait = a.admit(ctx);
+        if (wait !== undefined) await wait;
+        admitted = true;
+      }
       const sub = await this.openSubscription(ctx, req, sink);
-      o.end(ctx, req, 0);
+      if (o !== undefined) o.end(ctx, req, 0);
+      if (a !== undefined) a.record(ctx, req, 0, admitted);
       return sub;
     } catch (e) {
-      o.end(ctx, req, toPrismError(e).code);
+      const code = toPrismError(e).code;
+      if (o !== undefined) o.end(ctx, req, code);
+      if (a !== undefined) a.record(ctx, req, code, admitted);
       throw e;
     }
   }
@@ -336,6 +412,10 @@ export class Gateway {
     const m = ctx.method;
     if (this.draining && ctx.ingress !== "mesh") throw errors.shuttingDown();
     if (m.subscribe === undefined) throw errors.unknownMethod(m.path);
+    if (this.auth !== undefined && ctx.ingress !== "mesh") {
+      const wait = this.auth.check(ctx, req);
+      if (wait !== undefined) await wait;
+    }
     const ns = this.resolve(ctx, req);
     if (ns.owner !== undefined) return this.forwarder!.subscribe(ns.owner, ctx, req, sink);
     return m.subscribe(ns, req, sink, ctx);

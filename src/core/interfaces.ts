@@ -11,17 +11,30 @@ export const INTERFACES = [
   "keyvalue_batch",
   "keyvalue_cas",
   "keyvalue_outbox",
+  "keyvalue_idempotent",
   "pubsub_basic",
   "pubsub_wildcards",
+  "pubsub_idempotent",
   "queue_basic",
   "queue_visibility",
   "queue_dead_letter",
   "queue_delayed",
+  "queue_idempotent",
   "stream_basic",
   "stream_consumer_groups",
   "stream_replay",
+  "stream_idempotent",
 ] as const;
-export type InterfaceName = (typeof INTERFACES)[number];
+/**
+ * Payload (object) store claims: put and get streams, ranges, delete, list
+ * (payload_basic) and expiry (payload_ttl). Only the claim-check pattern's
+ * `payloads` slot uses them (src/patterns/claim-check.ts); kept apart from
+ * INTERFACES, which some drivers claim whole.
+ */
+export const PAYLOAD_INTERFACES = ["payload_basic", "payload_ttl"] as const;
+/** The interfaces of the four primitives (each has an acceptance suite in test/acceptance/suites). */
+export type PrimitiveInterfaceName = (typeof INTERFACES)[number];
+export type InterfaceName = PrimitiveInterfaceName | (typeof PAYLOAD_INTERFACES)[number];
 
 /**
  * Claims that only a pattern's slot uses: a namespace serving the primitive
@@ -34,9 +47,14 @@ export const PATTERN_ONLY_INTERFACES: ReadonlySet<InterfaceName> = new Set<Inter
 
 export const PRIMITIVES = ["keyvalue", "pubsub", "queue", "stream"] as const;
 export type PrimitiveName = (typeof PRIMITIVES)[number];
+/**
+ * What a pattern's slot is judged by: a primitive, or the payload family
+ * (payload_* claims: object stores, which no namespace serves as a primitive).
+ */
+export type SlotFamily = PrimitiveName | "payload";
 
 /** APIs of Layer 2 patterns (their own services), served by namespaces of that pattern. */
-export const PATTERN_APIS = ["multicast_registry"] as const;
+export const PATTERN_APIS = ["multicast_registry", "claim_check"] as const;
 /** What a namespace serves and a method belongs to: a primitive or a pattern's API. */
 export type ApiName = PrimitiveName | (typeof PATTERN_APIS)[number];
 

@@ -16,6 +16,7 @@ import * as q from "../primitives/queue.js";
 import * as st from "../primitives/stream.js";
 import * as admin from "../primitives/admin.js";
 import * as reg from "../primitives/registry.js";
+import * as cc from "../primitives/claim-check.js";
 
 /** The static protobufjs class of a message. */
 export interface MessageCodec<T = any> {
@@ -33,7 +34,7 @@ export type SubscribeHandler = (ns: NamespaceRuntime, req: any, sink: Subscripti
 export interface MethodDef {
   /** prism.v1.Method value: the WebSocket frame's method field. */
   readonly id: number;
-  readonly service: "KeyValue" | "PubSub" | "Queue" | "Stream" | "MulticastRegistry" | "Admin";
+  readonly service: "KeyValue" | "PubSub" | "Queue" | "Stream" | "MulticastRegistry" | "ClaimCheck" | "Admin";
   readonly name: string;
   /** gRPC path, e.g. /prism.v1.KeyValue/Get */
   readonly path: string;
@@ -50,6 +51,12 @@ export interface MethodDef {
   readonly subscribe?: SubscribeHandler;
   /** Safe to retry (no side effects beyond the first success). */
   readonly idempotent: boolean;
+  /**
+   * A byte stream (ClaimCheck): "upload" is client-streaming (the handler reads
+   * the request's UPLOAD_BODY), "download" server-streaming (the ingress sends
+   * the response's DOWNLOAD_BODY). Served by gRPC and HTTP only (src/ingress/transfer.ts).
+   */
+  readonly transfer?: "upload" | "download";
 }
 
 const M = prism.v1.Method;
@@ -61,7 +68,7 @@ function def(
   name: string,
   req: string,
   res: string,
-  impl: { handler?: NsHandler; admin?: AdminHandler; subscribe?: SubscribeHandler; primitive?: ApiName; idempotent?: boolean },
+  impl: { handler?: NsHandler; admin?: AdminHandler; subscribe?: SubscribeHandler; primitive?: ApiName; idempotent?: boolean; transfer?: "upload" | "download" },
 ): MethodDef {
   return {
     id,
@@ -78,11 +85,13 @@ function def(
     admin: impl.admin,
     subscribe: impl.subscribe,
     idempotent: impl.idempotent ?? false,
+    transfer: impl.transfer,
   };
 }
 
 const KV = "keyvalue" as const;
 const REG = "multicast_registry" as const;
+const CC = "claim_check" as const;
 export const METHODS: readonly MethodDef[] = [
   def(M.KV_GET, "KeyValue", "Get", "GetRequest", "GetResponse", { handler: kv.get, primitive: KV, idempotent: true }),
   def(M.KV_SET, "KeyValue", "Set", "SetRequest", "SetResponse", { handler: kv.set, primitive: KV }),
@@ -111,6 +120,10 @@ export const METHODS: readonly MethodDef[] = [
   def(M.REGISTRY_ENUMERATE, "MulticastRegistry", "Enumerate", "EnumerateRequest", "EnumerateResponse", { handler: reg.enumerate, primitive: REG, idempotent: true }),
   def(M.REGISTRY_MULTICAST, "MulticastRegistry", "Multicast", "MulticastRequest", "MulticastResponse", { handler: reg.multicast, primitive: REG }),
   def(M.REGISTRY_SUBSCRIBE, "MulticastRegistry", "Subscribe", "MemberSubscribeRequest", "PubSubMessage", { subscribe: reg.subscribe, primitive: REG }),
+  def(M.CLAIM_PUT, "ClaimCheck", "Put", "PutPayloadRequest", "PutPayloadResponse", { handler: cc.put as NsHandler, primitive: CC, transfer: "upload" }),
+  def(M.CLAIM_GET, "ClaimCheck", "Get", "GetPayloadRequest", "PayloadChunk", { handler: cc.get as NsHandler, primitive: CC, transfer: "download" }),
+  def(M.CLAIM_HEAD, "ClaimCheck", "Head", "GetPayloadRequest", "Claim", { handler: cc.head, primitive: CC, idempotent: true }),
+  def(M.CLAIM_DELETE, "ClaimCheck", "Delete", "GetPayloadRequest", "DeletePayloadResponse", { handler: cc.del, primitive: CC, idempotent: true }),
   def(M.ADMIN_LIST_NAMESPACES, "Admin", "ListNamespaces", "ListNamespacesRequest", "ListNamespacesResponse", { admin: admin.listNamespaces, idempotent: true }),
   def(M.ADMIN_GET_NAMESPACE, "Admin", "GetNamespace", "GetNamespaceRequest", "NamespaceInfo", { admin: admin.getNamespace, idempotent: true }),
   def(M.ADMIN_APPLY_NAMESPACE, "Admin", "ApplyNamespace", "ApplyNamespaceRequest", "ApplyNamespaceResponse", { admin: admin.applyNamespace }),

@@ -17,6 +17,8 @@ const protobuf = requireCjs("protobufjs/minimal.js") as typeof import("protobufj
 /** Client → server kinds. */
 export const REQUEST = 1;
 export const CANCEL = 2;
+/** Credentials for the connection's later calls (body: prism.v1.AuthFrame; method 0). */
+export const AUTH = 3;
 
 /** Server → client kinds. */
 export const RESPONSE = 1;
@@ -67,7 +69,7 @@ export class FrameHeader {
     this.kind = buf[0]!;
     this.flags = buf[1]!;
     this.id = (buf[2]! | (buf[3]! << 8) | (buf[4]! << 16) | (buf[5]! << 24)) >>> 0;
-    if (this.kind !== REQUEST && this.kind !== CANCEL) return `unknown frame kind ${this.kind} (1 = REQUEST, 2 = CANCEL)`;
+    if (this.kind !== REQUEST && this.kind !== CANCEL && this.kind !== AUTH) return `unknown frame kind ${this.kind} (1 = REQUEST, 2 = CANCEL, 3 = AUTH)`;
     if (len < CLIENT_HEADER_BYTES) {
       // A CANCEL needs only the id; tolerate clients that omit the method.
       if (this.kind === CANCEL && this.flags === 0) {

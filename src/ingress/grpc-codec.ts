@@ -67,8 +67,8 @@ export function methodDefinition(m: MethodDef): MethodDefinition<any, any> {
   const res = m.responseType;
   return {
     path: m.path,
-    requestStream: false,
-    responseStream: m.streaming,
+    requestStream: m.transfer === "upload",
+    responseStream: m.streaming || m.transfer === "download",
     requestSerialize: encoder(m.requestType),
     requestDeserialize: safeDecoder(m),
     responseSerialize: responseEncoder(res),

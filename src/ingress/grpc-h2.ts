@@ -23,7 +23,7 @@
  *   a subscriber that stops reading meets the backpressure policy.
  * - Server reflection (bidirectional) from protoc's descriptor set (grpc-h2-reflection.ts).
  */
-import { createServer, constants, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
+import { createServer, createSecureServer, constants, type Http2SecureServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import type { AddressInfo } from "node:net";
 import { RequestContext, type Priority } from "../core/context.js";
 import { decodeStrict } from "../core/decode.js";
@@ -37,6 +37,10 @@ import { bufferExhausted, defaultConnectionLimits, type ConnectionLimits } from 
 import type { ConnectionState } from "../core/context.js";
 import { DEFAULT_MAX_BUFFERED_MESSAGES, type GrpcOptions } from "./grpc.js";
 import { REFLECTION_PATHS, ReflectionCall } from "./grpc-h2-reflection.js";
+import { transferH2Call } from "./transfer.js";
+import { peerCertificateOf, withCert } from "./tls.js";
+import { withHeaders } from "../auth/credentials.js";
+import type { PeerCertificate } from "../auth/types.js";
 import {
   ACCEPTED_ENCODINGS,
   canInflate,
@@ -81,6 +85,8 @@ interface H2Call {
   closed(): void;
   /** Request bytes held that are not a finished request yet. */
   readonly held: number;
+  /** Client-streaming calls (ClaimCheck.Put): request messages received so far; each one restarts the completion clock. */
+  readonly messages?: number;
   /** Ends the call with an error (limits: too many bytes, too slow). */
   fail(e: PrismError): void;
 }
@@ -95,11 +101,15 @@ interface SessionState {
   started: boolean;
   readonly createdAt: number;
   conn: ConnectionState;
+  /** The verified mTLS client certificate of this connection (server.tls.client_ca). */
+  cert: PeerCertificate | undefined;
 }
 
 /** One call's request side, against its connection's and the worker's limits on unfinished request bytes. */
 class Intake {
   held = 0;
+  /** call.messages when last seen. */
+  messages = 0;
   /** Since when the request has been incomplete (0: complete, or a bidirectional call between messages). */
   since: number;
   constructor(
@@ -146,6 +156,12 @@ function onData(this: Stream, chunk: Buffer): void {
   const i = this[INTAKE];
   if (i === undefined) return;
   const held = call.held;
+  const msgs = call.messages;
+  // A long upload is never "complete" until it ends: what must complete in time is each of its messages.
+  if (msgs !== undefined && msgs !== i.messages) {
+    i.messages = msgs;
+    i.since = held === 0 ? 0 : Date.now();
+  }
   const delta = held - i.held;
   if (delta === 0) return;
   const shared = this[SHARED]!;
@@ -198,7 +214,10 @@ const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 function contextOf(m: MethodDef, stream: ServerHttp2Stream, headers: IncomingHttpHeaders): RequestContext {
   const session = stream.session as Session | undefined;
   const ctx = new RequestContext(m, "grpc", session?.[PEER] ?? "unknown");
-  ctx.conn = session?.[STATE]?.conn;
+  const state = session?.[STATE];
+  ctx.conn = state?.conn;
+  if (state?.cert !== undefined) ctx.credentials = withCert(ctx.credentials, state.cert);
+  ctx.credentials = withHeaders(ctx.credentials, first(headers.authorization), first(headers["x-api-key"]));
   const timeout = headers["grpc-timeout"];
   if (timeout !== undefined) ctx.deadline = Date.now() + parseTimeout(first(timeout)!);
   const p = first(headers["prism-priority"]);
@@ -487,12 +506,18 @@ function onStream(shared: Shared, stream: Stream, headers: IncomingHttpHeaders):
     } catch (e) {
       return refuse(stream, toPrismError(e));
     }
-    call = m.streaming ? new SubscribeCall(stream, m, ctx, shared, encoding) : new UnaryCall(stream, m, ctx, shared, encoding);
+    call =
+      m.transfer !== undefined
+        ? transferH2Call(m, stream, ctx, shared.gw, shared.log, shared.maxMessageBytes, encoding)
+        : m.streaming
+          ? new SubscribeCall(stream, m, ctx, shared, encoding)
+          : new UnaryCall(stream, m, ctx, shared, encoding);
   }
   stream[CALL] = call;
   const state = (stream.session as Session | undefined)?.[STATE];
   if (state !== undefined) {
-    const intake = new Intake(call, stream, state, m !== undefined);
+    // A ClaimCheck upload is incomplete for as long as it streams: only a pause between its messages counts (as for reflection).
+    const intake = new Intake(call, stream, state, m !== undefined && m.transfer !== "upload");
     stream[INTAKE] = intake;
     stream[SHARED] = shared;
     shared.receiving.add(intake);
@@ -533,17 +558,26 @@ export async function startGrpcH2(gw: Gateway, opts: GrpcOptions): Promise<Liste
     reflection: opts.reflection !== false,
     subs: new Set(),
   };
-  const server: Http2Server = createServer({
+  const h2options = {
     // nghttp2's own budget (header tables, queued output, streams); the request bytes Prism buffers are
     // bounded per connection and per worker below (src/ingress/limits.ts).
     maxSessionMemory: limits.maxSessionMemoryMb,
     settings: { maxConcurrentStreams: limits.maxStreamsPerConnection, initialWindowSize: 1 << 20, maxHeaderListSize: 64 * 1024 },
-  });
+  };
+  // server.tls: TLS with ALPN h2 only (src/ingress/tls.ts); the certificate follows the files on disk.
+  const tls = opts.tls;
+  let server: Http2Server | Http2SecureServer;
+  let detachTls: (() => void) | undefined;
+  if (tls) {
+    const secure = createSecureServer({ ...h2options, ...tls.createOptions(limits.headerTimeoutMs) });
+    detachTls = tls.attach(secure);
+    server = secure;
+  } else server = createServer(h2options);
   const sessions = new Set<Session>();
   server.on("session", (session: Session) => {
     session[PEER] = peerOf(session);
     const now = Date.now();
-    session[STATE] = { streams: 0, held: 0, idleSince: now, started: false, createdAt: now, conn: { longPolls: 0 } };
+    session[STATE] = { streams: 0, held: 0, idleSince: now, started: false, createdAt: now, conn: { longPolls: 0 }, cert: tls?.mtls ? peerCertificateOf(session.socket) : undefined };
     sessions.add(session);
     session.on("error", noop);
     session.once("close", () => sessions.delete(session));
@@ -610,7 +644,7 @@ export async function startGrpcH2(gw: Gateway, opts: GrpcOptions): Promise<Liste
   server.on("error", (e) => opts.log("error", `grpc: ${e.message}`));
   const port = (server.address() as AddressInfo).port;
   const shown = opts.host.includes(":") && !opts.host.startsWith("[") ? `[${opts.host}]:${port}` : `${opts.host}:${port}`;
-  opts.log("info", `grpc: listening on ${shown} (node:http2)`);
+  opts.log("info", `grpc: listening on ${shown} (node:http2${tls ? ", TLS" : ""})`);
 
   const grace = opts.shutdownGraceMs ?? 2000;
   let closed: Promise<void> | undefined;
@@ -620,6 +654,7 @@ export async function startGrpcH2(gw: Gateway, opts: GrpcOptions): Promise<Liste
       (closed ??= new Promise<void>((resolve) => {
         clearInterval(keepalive);
         clearInterval(limitsSweep);
+        detachTls?.();
         // Subscriptions never end on their own: end them first (UNAVAILABLE: clients reconnect elsewhere).
         const bye = errors.unavailable("server is shutting down");
         for (const s of [...shared.subs]) s.end(bye);

@@ -23,6 +23,9 @@ import type { MethodDef } from "../core/methods.js";
 import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/driver.js";
 import { DecodeFailure, WIRE_BYTES } from "./grpc-codec.js";
 import { DISCONNECT, type Backpressure } from "../shedding/backpressure.js";
+import { peerCertificateOf, toPeerCertificate, withCert } from "./tls.js";
+import type { PeerCertificate } from "../auth/types.js";
+import { firstValue, withHeaders } from "../auth/credentials.js";
 
 export type Log = (level: "info" | "warn" | "error", msg: string) => void;
 
@@ -54,9 +57,32 @@ function failure(err: unknown, m: MethodDef, log: Log): PrismError {
 const PRIORITIES: ReadonlySet<string> = new Set<Priority>(["critical", "high", "normal", "low"]);
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
-/** The call's RequestContext. Throws INVALID_ARGUMENT for an unknown `prism-priority`. */
-export function contextOf(m: MethodDef, call: ServerUnaryCall<any, any> | ServerWritableStream<any, any>): RequestContext {
+/**
+ * The verified client certificate of the call's connection. getPeerCertificate() costs ~50 µs, so
+ * it is read once per connection and cached on the socket (peerCertificateOf), reached through
+ * grpc-js internals (call.call.stream: no interceptors); if those change, through the public
+ * getAuthContext() on every call.
+ */
+function callCert(call: ServerUnaryCall<any, any> | ServerWritableStream<any, any>): PeerCertificate | undefined {
+  const socket = (call as unknown as { call?: { stream?: { session?: { socket?: unknown } } } }).call?.stream?.session?.socket;
+  if (socket !== undefined) return peerCertificateOf(socket);
+  const peer = call.getAuthContext().sslPeerCertificate;
+  return peer === undefined ? undefined : toPeerCertificate(peer);
+}
+
+/**
+ * The call's RequestContext. Throws INVALID_ARGUMENT for an unknown `prism-priority`.
+ * mtls: put the connection's verified client certificate on ctx.credentials.
+ */
+export function contextOf(m: MethodDef, call: ServerUnaryCall<any, any> | ServerWritableStream<any, any>, mtls = false): RequestContext {
   const ctx = new RequestContext(m, "grpc", call.getPeer());
+  if (mtls) {
+    const cert = callCert(call);
+    if (cert !== undefined) ctx.credentials = withCert(ctx.credentials, cert);
+  }
+  const authz = md0(call, "authorization");
+  const key = md0(call, "x-api-key");
+  if (authz !== undefined || key !== undefined) ctx.credentials = withHeaders(ctx.credentials, authz, key);
   const d = call.getDeadline();
   const ms = typeof d === "number" ? d : d.getTime();
   if (Number.isFinite(ms)) ctx.deadline = ms;
@@ -73,15 +99,21 @@ export function contextOf(m: MethodDef, call: ServerUnaryCall<any, any> | Server
   return ctx;
 }
 
+/** The first value of a metadata entry (src/auth/credentials.ts reads them). */
+function md0(call: ServerUnaryCall<any, any> | ServerWritableStream<any, any>, name: string): string | undefined {
+  const v = call.metadata.get(name);
+  return v.length === 0 ? undefined : firstValue(v[0] as string | Buffer);
+}
+
 // One shared 'cancelled' listener (no closure per call): the context rides on the call.
 const CTX = Symbol("prism.ctx");
 function onCancelled(this: { [CTX]?: RequestContext }): void {
   this[CTX]?.cancel(errors.cancelled("call"));
 }
 
-export function unaryHandler(gw: Gateway, m: MethodDef, log: Log): handleUnaryCall<any, any> {
+export function unaryHandler(gw: Gateway, m: MethodDef, log: Log, mtls = false): handleUnaryCall<any, any> {
   return (call, callback) => {
-    void runUnary(gw, m, log, call, callback);
+    void runUnary(gw, m, log, call, callback, mtls);
   };
 }
 
@@ -91,12 +123,13 @@ async function runUnary(
   log: Log,
   call: ServerUnaryCall<any, any>,
   callback: (err: StatusObject | null, value?: object) => void,
+  mtls: boolean,
 ): Promise<void> {
   let res: Uint8Array;
   try {
     const req = call.request;
     if (req instanceof DecodeFailure) throw req.toError();
-    const ctx = contextOf(m, call);
+    const ctx = contextOf(m, call, mtls);
     ctx.bytesIn = req[WIRE_BYTES] ?? 0;
     (call as unknown as { [CTX]: RequestContext })[CTX] = ctx;
     call.once("cancelled", onCancelled);
@@ -213,9 +246,10 @@ export function subscribeHandler(
   subs: Subscriptions,
   maxBuffered: number,
   bp: Backpressure = DISCONNECT,
+  mtls = false,
 ): handleServerStreamingCall<any, PubSubMessage> {
   return (call) => {
-    void runSubscribe(gw, m, log, subs, maxBuffered, call, bp);
+    void runSubscribe(gw, m, log, subs, maxBuffered, call, bp, mtls);
   };
 }
 
@@ -227,12 +261,13 @@ async function runSubscribe(
   maxBuffered: number,
   call: ServerWritableStream<any, PubSubMessage>,
   bp: Backpressure,
+  mtls: boolean,
 ): Promise<void> {
   let s: SubscribeCall | undefined;
   try {
     const req = call.request;
     if (req instanceof DecodeFailure) throw req.toError();
-    const ctx = contextOf(m, call);
+    const ctx = contextOf(m, call, mtls);
     s = new SubscribeCall(call, ctx, maxBuffered, subs.active, log, bp);
     s.live(await gw.subscribe(ctx, req, s));
   } catch (e) {

@@ -5,17 +5,40 @@
  * UNIMPLEMENTED by grpc-js; messages above maxMessageBytes RESOURCE_EXHAUSTED.
  */
 import { Server, ServerCredentials, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import type { SecureServerOptions } from "node:http2";
+import type { TlsMaterial } from "./tls.js";
 import type { Gateway } from "../core/gateway.js";
 import type { Listening } from "./types.js";
 import { DEFAULT_MAX_BUFFERED_MESSAGES, type GrpcOptions } from "./grpc.js";
 import { serviceDefinitions } from "./grpc-codec.js";
 import { Subscriptions, subscribeHandler, unaryHandler } from "./grpc-handlers.js";
 import { addReflection } from "./grpc-reflection.js";
+import { grpcJsDownload, grpcJsUpload } from "./transfer-grpc-js.js";
 import { defaultConnectionLimits } from "./limits.js";
 
 /** `host:port`, bracketing IPv6 literals. */
 function address(host: string, port: number): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * server.tls for grpc-js. createSsl() takes fixed buffers; grpc-js servers watch
+ * their credentials instead (the mechanism behind its certificate providers), so
+ * this subclass pushes every reload of the files to them: new connections get
+ * the new certificate (http2 setSecureContext), no restart.
+ */
+class RotatingCredentials extends ServerCredentials {
+  private readonly detach: () => void;
+  constructor(tls: TlsMaterial, handshakeTimeoutMs: number) {
+    super(tls.serverOptions(handshakeTimeoutMs) as SecureServerOptions, tls.contextOptions());
+    this.detach = tls.subscribe((o) => this.updateSecureContextOptions(o));
+  }
+  _equals(other: ServerCredentials): boolean {
+    return other === this;
+  }
+  close(): void {
+    this.detach();
+  }
 }
 
 export async function startGrpcJs(gw: Gateway, opts: GrpcOptions): Promise<Listening> {
@@ -34,11 +57,20 @@ export async function startGrpcJs(gw: Gateway, opts: GrpcOptions): Promise<Liste
     ...(limits.idleTimeoutMs > 0 ? { "grpc.max_connection_idle_ms": limits.idleTimeoutMs } : {}),
   });
   const subs = new Subscriptions();
+  const mtls = opts.tls?.mtls === true;
+  const creds = opts.tls ? new RotatingCredentials(opts.tls, limits.headerTimeoutMs) : undefined;
   const maxBuffered = opts.maxBufferedMessages ?? DEFAULT_MAX_BUFFERED_MESSAGES;
   for (const { definition, methods } of serviceDefinitions().values()) {
     const impl: UntypedServiceImplementation = {};
     for (const m of methods) {
-      impl[m.name] = m.streaming ? subscribeHandler(gw, m, opts.log, subs, maxBuffered, opts.backpressure) : unaryHandler(gw, m, opts.log);
+      impl[m.name] =
+        m.transfer === "upload"
+          ? grpcJsUpload(gw, m, opts.log, mtls)
+          : m.transfer === "download"
+            ? grpcJsDownload(gw, m, opts.log, mtls)
+            : m.streaming
+              ? subscribeHandler(gw, m, opts.log, subs, maxBuffered, opts.backpressure, mtls)
+              : unaryHandler(gw, m, opts.log, mtls);
     }
     server.addService(definition, impl);
   }
@@ -51,11 +83,11 @@ export async function startGrpcJs(gw: Gateway, opts: GrpcOptions): Promise<Liste
   }
 
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address(opts.host, opts.port), ServerCredentials.createInsecure(), (err, bound) =>
+    server.bindAsync(address(opts.host, opts.port), creds ?? ServerCredentials.createInsecure(), (err, bound) =>
       err ? reject(err) : resolve(bound),
     );
   });
-  opts.log("info", `grpc: listening on ${address(opts.host, port)}`);
+  opts.log("info", `grpc: listening on ${address(opts.host, port)}${creds ? " (TLS)" : ""}`);
 
   const grace = opts.shutdownGraceMs ?? 2000;
   let closed: Promise<void> | undefined;
@@ -65,6 +97,7 @@ export async function startGrpcJs(gw: Gateway, opts: GrpcOptions): Promise<Liste
       (closed ??= new Promise<void>((resolve) => {
         // Subscriptions never end on their own: end them first so tryShutdown can finish.
         subs.endAll();
+        creds?.close();
         const timer = setTimeout(() => {
           server.forceShutdown();
           resolve();

@@ -17,13 +17,17 @@ import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/
 import { prism } from "../gen/prism.js";
 import type { IngressOptions } from "./types.js";
 import type { Cancelable, HttpApp, HttpExchange } from "./transport.js";
+import { withCert } from "./tls.js";
+import { withHeaders } from "../auth/credentials.js";
 import { fromJson, toJson } from "./http-json.js";
+import { applyIdempotencyHeader, IDEMPOTENCY_HEADER } from "./idempotency-header.js";
 import { openApiDocument } from "./openapi.js";
 import { descriptorIndex, protoSource } from "./descriptor-set.js";
 import { WS_PATH } from "./ws.js";
 import { isJsonContentType } from "./browser.js";
 import { scanJson } from "./limits.js";
 import { CONNECTION_DEFAULTS } from "../config/defaults.js";
+import { payloadRoute } from "./transfer.js";
 
 /** Unsent SSE bytes beyond which a slow subscriber is cut off. */
 export const MAX_SSE_PENDING = 1024 * 1024;
@@ -101,6 +105,9 @@ function context(m: MethodDef, ex: HttpExchange): RequestContext {
   const tp = ex.header("traceparent");
   if (tp !== undefined) ctx.traceparent = tp;
   ctx.conn = ex.conn;
+  const cert = ex.peerCert;
+  if (cert !== undefined) ctx.credentials = withCert(ctx.credentials, cert);
+  ctx.credentials = withHeaders(ctx.credentials, ex.header("authorization"), ex.header("x-api-key"));
   ex.abortTarget = ctx;
   return ctx;
 }
@@ -270,6 +277,8 @@ class HttpRoutes implements HttpApp {
       if (err instanceof RouteError && err.allow) headers.allow = err.allow;
       // Shed, rate-limited, circuit open: tell the client when to come back (429 / 503 + Retry-After).
       if (err instanceof RetryableError) headers["retry-after"] = err.retryAfterSeconds;
+      // RFC 6750: a 401 names the scheme it wants (API keys work too: Authorization: ApiKey <key>).
+      if (err.code === Code.UNAUTHENTICATED) headers["www-authenticate"] = 'Bearer realm="prism"';
       ex.send(statusOf(err), headers, body);
     }
   }
@@ -288,6 +297,12 @@ class HttpRoutes implements HttpApp {
         const namespace = decodeSegment(rest.slice(0, slash), "namespace");
         const tail = rest.slice(slash);
         if (tail.startsWith("/kv/")) return this.kv(ex, method, namespace, decodeSegment(tail.slice(4), "key"), query, path);
+        // ClaimCheck payloads: bodies streamed both ways (src/ingress/transfer.ts).
+        if ((tail === "/payloads" || tail.startsWith("/payloads/")) && ex.raw !== undefined) {
+          const { req, res } = ex.raw();
+          const stallTimeoutMs = this.opts.limits?.requestTimeoutMs ?? CONNECTION_DEFAULTS.request_timeout_ms;
+          return payloadRoute(this.gw, { req, res, context: (m) => context(m, ex), stallTimeoutMs }, method, namespace, tail.slice(9), query);
+        }
         if (tail === "/subscribe") {
           if (method !== "GET") throw notAllowed(method, path, "GET");
           return this.subscribe(ex, namespace, query);
@@ -325,6 +340,7 @@ class HttpRoutes implements HttpApp {
       const m = parts.length === 2 ? methodByName(parts[0]!, parts[1]!) : undefined;
       if (m !== undefined) {
         if (m.streaming) throw noRoute(method, `${path}: subscriptions are served as Server-Sent Events at GET /v1/ns/{namespace}/subscribe?pattern=...`);
+        if (m.transfer !== undefined) throw noRoute(method, `${path}: payloads stream at PUT and GET /v1/ns/{namespace}/payloads`);
         if (method !== "POST") throw notAllowed(method, path, "POST");
         return this.unary(ex, m);
       }
@@ -355,6 +371,7 @@ class HttpRoutes implements HttpApp {
       }
     }
     const req = fromJson(m.requestType, m.requestTypeName, json);
+    applyIdempotencyHeader(ex.header(IDEMPOTENCY_HEADER), m.requestTypeName, req as { idempotencyKey?: string });
     const resp = await this.gw.unary(ctx, req);
     ctx.bytesOut = sendJson(ex, 200, toJson(m.responseType, resp));
   }
@@ -398,6 +415,7 @@ class HttpRoutes implements HttpApp {
           if (!UINT.test(v) || !Number.isSafeInteger(Number(v))) throw errors.invalidArgument("If-Match", `must be a version number, got ${JSON.stringify(im)}`);
           req.expectedVersion = Number(v);
         }
+        applyIdempotencyHeader(ex.header(IDEMPOTENCY_HEADER), "SetRequest", req);
         req.value = await ex.readBody(this.maxBody);
         ctx.bytesIn = req.value.length;
         const resp = (await this.gw.unary(ctx, req)) as prism.v1.ISetResponse;
@@ -406,7 +424,9 @@ class HttpRoutes implements HttpApp {
       }
       case "DELETE": {
         const ctx = context(KV_DELETE, ex);
-        const resp = (await this.gw.unary(ctx, { namespace, key })) as prism.v1.IDeleteResponse;
+        const req: prism.v1.IDeleteRequest = { namespace, key };
+        applyIdempotencyHeader(ex.header(IDEMPOTENCY_HEADER), "DeleteRequest", req);
+        const resp = (await this.gw.unary(ctx, req)) as prism.v1.IDeleteResponse;
         ctx.bytesOut = sendJson(ex, 200, resp.deleted ? '{"deleted":true}' : '{"deleted":false}');
         return;
       }

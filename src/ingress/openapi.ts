@@ -6,6 +6,7 @@
 import type protobuf from "protobufjs";
 import { METHODS } from "../core/methods.js";
 import { camelCase, protobufjs, reflectType } from "./http-json.js";
+import { takesIdempotencyKey } from "./idempotency-header.js";
 
 type Schema = Record<string, unknown>;
 
@@ -129,6 +130,7 @@ function build(): object {
           { name: "ttl", in: "query", description: "Time to live in seconds", schema: { type: "integer", minimum: 0 } },
           { name: "If-None-Match", in: "header", description: "`*`: write only if absent", schema: { type: "string", enum: ["*"] } },
           { name: "If-Match", in: "header", description: "Compare-and-set: the expected current version (0: must be absent)", schema: { type: "integer", minimum: 0 } },
+          { $ref: "#/components/parameters/idempotencyKey" },
         ],
         requestBody: { required: false, content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
         responses: {
@@ -140,6 +142,7 @@ function build(): object {
       },
       delete: {
         summary: "Delete a key",
+        parameters: [{ $ref: "#/components/parameters/idempotencyKey" }],
         responses: {
           "200": { description: "Deleted or absent", content: { "application/json": { schema: { type: "object", properties: { deleted: { type: "boolean" } } } } } },
           default: errorResponse,
@@ -157,15 +160,46 @@ function build(): object {
       },
     },
   };
+  // ClaimCheck payloads: raw bodies streamed both ways (src/ingress/transfer.ts).
+  const claimHeaders = { "X-Prism-Claim-Id": { schema: { type: "string" } }, "X-Prism-Sha256": { schema: { type: "string" } }, "X-Prism-Size": { schema: { type: "integer" } } };
+  paths["/v1/ns/{namespace}/payloads"] = {
+    parameters: [nsParam, ...common],
+    put: {
+      summary: "Upload a payload (claim-check namespaces): the body, streamed, of any size up to options.max_payload_bytes",
+      parameters: [
+        ...["key", "queue", "topic", "stream"].map((name) => ({ name, in: "query", description: `Where the claim goes once stored (at most one of key, queue, topic, stream)`, schema: { type: "string" } })),
+        { name: "ttl", in: "query", description: "The key's TTL, or the payload's life for messages (seconds)", schema: { type: "integer", minimum: 0 } },
+        { name: "sha256", in: "query", description: "Expected hex SHA-256 (also X-Prism-Sha256), checked when the upload ends", schema: { type: "string" } },
+        { name: "if_absent", in: "query", description: "key: write the claim only if the key is absent (also If-None-Match: *)", schema: { type: "boolean" } },
+      ],
+      requestBody: { required: true, content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } },
+      responses: { "200": { description: "Stored: {claim: {id, size, sha256, ...}, version | message_id | offset}", content: { "application/json": { schema: { type: "object" } } } }, default: errorResponse },
+    },
+    get: {
+      summary: "Stream the payload a key holds (?key=)",
+      parameters: [{ name: "key", in: "query", required: true, schema: { type: "string" } }],
+      responses: { "200": { description: "The bytes", headers: claimHeaders, content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } }, default: errorResponse },
+    },
+  };
+  paths["/v1/ns/{namespace}/payloads/{claim_id}"] = {
+    parameters: [nsParam, { name: "claim_id", in: "path", required: true, schema: { type: "string" } }, ...common],
+    get: {
+      summary: "Stream a payload, whole (SHA-256 checked: a mismatch cuts the body short) or one Range",
+      parameters: [{ name: "Range", in: "header", description: "bytes=FIRST-[LAST]", schema: { type: "string" } }],
+      responses: { "200": { description: "The bytes", headers: claimHeaders, content: { "application/octet-stream": { schema: { type: "string", format: "binary" } } } }, "206": { description: "The range" }, default: errorResponse },
+    },
+    head: { summary: "The claim, as headers", responses: { "200": { description: "Present", headers: claimHeaders }, default: errorResponse } },
+    delete: { summary: "Delete a payload", responses: { "200": { description: "{deleted}" }, default: errorResponse } },
+  };
   for (const m of METHODS) {
-    if (m.streaming) continue;
+    if (m.streaming || m.transfer !== undefined) continue;
     const req = collect(reflectType(m.requestTypeName), schemas);
     const res = collect(reflectType(m.responseTypeName), schemas);
     paths[`/v1/${m.service}/${m.name}`] = {
       post: {
         operationId: `${m.service}.${m.name}`,
         tags: [m.service],
-        parameters: common,
+        parameters: takesIdempotencyKey(m.requestTypeName) ? [...common, { $ref: "#/components/parameters/idempotencyKey" }] : common,
         requestBody: { required: false, content: { "application/json": { schema: REF(req) } } },
         responses: { "200": { description: "OK", content: { "application/json": { schema: REF(res) } } }, default: errorResponse },
       },
@@ -182,6 +216,12 @@ function build(): object {
         timeout: { name: "x-prism-timeout-ms", in: "header", description: "Deadline in milliseconds", schema: { type: "integer", minimum: 1 } },
         priority: { name: "x-prism-priority", in: "header", schema: { type: "string", enum: ["critical", "high", "normal", "low"] } },
         traceparent: { name: "traceparent", in: "header", description: "W3C trace context", schema: { type: "string" } },
+        idempotencyKey: {
+          name: "Idempotency-Key",
+          in: "header",
+          description: "The request's idempotency_key: a retry with the same key within the namespace's idempotency_window_seconds answers the first call's result without a second effect (README: Idempotency keys)",
+          schema: { type: "string", maxLength: 255 },
+        },
       },
     },
   };

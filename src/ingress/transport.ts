@@ -6,6 +6,7 @@
  * WebSocket. A faster transport can replace this file without touching them.
  */
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
 import type { WebSocket, RawData } from "ws";
 import { requireCjs } from "../core/require-cjs.js";
@@ -17,6 +18,9 @@ import { createHttpApp } from "./http.js";
 import { createWsApp, WS_PATH } from "./ws.js";
 import { bufferExhausted, defaultConnectionLimits, type ConnectionLimits, type RequestBudget } from "./limits.js";
 import { BrowserGuard, refusalBody, type Refusal } from "./browser.js";
+import { peerCertificateOf } from "./tls.js";
+import type { Credentials, PeerCertificate } from "../auth/types.js";
+import { firstValue, withHeaders } from "../auth/credentials.js";
 
 const { WebSocketServer } = requireCjs("ws") as typeof import("ws");
 
@@ -37,6 +41,8 @@ export interface HttpExchange {
   header(name: string): string | undefined;
   /** The connection's counters (long polls per connection). */
   readonly conn: ConnectionState;
+  /** The connection's verified mTLS client certificate (server.tls.client_ca); undefined: none. */
+  readonly peerCert: PeerCertificate | undefined;
   /**
    * The whole body. Past `limit` bytes it rejects with PRISM_ERR_FRAME_TOO_LARGE
    * and stops buffering (the rest is discarded, then the connection dropped if
@@ -57,6 +63,8 @@ export interface HttpExchange {
   end(): void;
   /** Drops the connection if the response was not fully sent yet (a reused keep-alive connection is left alone). */
   destroy(): void;
+  /** The node:http request and response, for routes that stream bodies both ways (payloads: src/ingress/transfer.ts). */
+  raw?(): { req: IncomingMessage; res: ServerResponse };
 }
 
 /** Routes implement this. */
@@ -69,6 +77,10 @@ export interface HttpApp {
 /** One WebSocket connection, as the dispatcher sees it. */
 export interface WsPeer {
   readonly remoteAddress: string;
+  /** The connection's verified mTLS client certificate (server.tls.client_ca); undefined: none. */
+  readonly peerCert: PeerCertificate | undefined;
+  /** Bearer token / API key of the upgrade request's headers (src/auth/credentials.ts); undefined: none. */
+  readonly credentials: Credentials | undefined;
   /** Bytes queued for sending. */
   readonly bufferedAmount: number;
   send(frame: Uint8Array): void;
@@ -132,6 +144,8 @@ class NodeExchange implements HttpExchange {
     private readonly res: ServerResponse,
     /** The worker's budget of unfinished request bytes (src/ingress/limits.ts). */
     private readonly budget: RequestBudget,
+    /** Client certificates are verified (server.tls.client_ca). */
+    private readonly mtls: boolean,
   ) {
     track(this, req.socket);
   }
@@ -154,6 +168,10 @@ class NodeExchange implements HttpExchange {
   get conn(): ConnectionState {
     const sock = this.req.socket as TrackedSocket;
     return (sock[CONN] ??= { longPolls: 0 });
+  }
+
+  get peerCert(): PeerCertificate | undefined {
+    return this.mtls ? peerCertificateOf(this.req.socket) : undefined;
   }
 
   header(name: string): string | undefined {
@@ -289,6 +307,10 @@ class NodeExchange implements HttpExchange {
     if (!this.res.writableFinished) this.res.destroy();
   }
 
+  raw(): { req: IncomingMessage; res: ServerResponse } {
+    return { req: this.req, res: this.res };
+  }
+
   /** The connection closed: if the response had not finished, the call is cancelled. */
   closed(): void {
     const t = this.abortTarget;
@@ -315,6 +337,8 @@ class NodePeer implements WsPeer {
   constructor(
     private readonly ws: WebSocket,
     readonly remoteAddress: string,
+    readonly peerCert: PeerCertificate | undefined,
+    readonly credentials: Credentials | undefined,
   ) {
     // ws keeps its socket private; without it we simply do not batch.
     this.socket = (ws as unknown as { _socket?: Duplex })._socket;
@@ -355,7 +379,7 @@ function refuseRequest(res: ServerResponse, r: Refusal): void {
 }
 
 /** CORS for an allowed Origin: what a browser may send, for how long it may cache the answer. */
-const CORS_ALLOW_HEADERS = "content-type, x-prism-priority, x-prism-timeout-ms, traceparent, tracestate, if-match, if-none-match";
+const CORS_ALLOW_HEADERS = "authorization, x-api-key, content-type, x-prism-priority, x-prism-timeout-ms, traceparent, tracestate, if-match, if-none-match, idempotency-key";
 const CORS_ALLOW_METHODS = "GET, HEAD, POST, PUT, DELETE";
 
 /** Per WebSocket connection: what the monitor needs (unfinished frame bytes, activity, liveness). */
@@ -400,35 +424,43 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
   const headersTimeout = limits.headerTimeoutMs;
   const requestTimeout = limits.requestTimeoutMs > 0 && headersTimeout > 0 ? Math.max(limits.requestTimeoutMs, headersTimeout) : limits.requestTimeoutMs;
   const checkEvery = Math.max(100, Math.min(1000, Math.floor((headersTimeout || requestTimeout || 4000) / 4)));
-  const server: Server = createServer(
-    {
-      headersTimeout,
-      requestTimeout,
-      connectionsCheckingInterval: checkEvery,
-      keepAliveTimeout: limits.idleTimeoutMs > 0 ? Math.min(5000, limits.idleTimeoutMs) : 5000,
-    },
-    (req, res) => {
-      const origin = req.headers.origin;
-      const refusal = guard.check(req.headers.host, origin);
-      if (refusal !== undefined) return refuseRequest(res, refusal);
-      if (origin !== undefined) {
-        res.setHeader("access-control-allow-origin", origin);
-        res.setHeader("vary", "Origin");
-        if (req.method === "OPTIONS") {
-          res.writeHead(204, { "access-control-allow-methods": CORS_ALLOW_METHODS, "access-control-allow-headers": CORS_ALLOW_HEADERS, "access-control-max-age": "600", "access-control-expose-headers": "x-prism-version, retry-after" });
-          res.end();
-          return;
-        }
-        res.setHeader("access-control-expose-headers", "x-prism-version, retry-after");
+  const httpOptions = {
+    headersTimeout,
+    requestTimeout,
+    connectionsCheckingInterval: checkEvery,
+    keepAliveTimeout: limits.idleTimeoutMs > 0 ? Math.min(5000, limits.idleTimeoutMs) : 5000,
+  };
+  // server.tls: HTTPS (and wss:// upgrades on it); the certificate follows the files on disk (src/ingress/tls.ts).
+  const tls = opts.tls;
+  const mtls = tls?.mtls === true;
+  const onRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const origin = req.headers.origin;
+    const refusal = guard.check(req.headers.host, origin);
+    if (refusal !== undefined) return refuseRequest(res, refusal);
+    if (origin !== undefined) {
+      res.setHeader("access-control-allow-origin", origin);
+      res.setHeader("vary", "Origin");
+      if (req.method === "OPTIONS") {
+        res.writeHead(204, { "access-control-allow-methods": CORS_ALLOW_METHODS, "access-control-allow-headers": CORS_ALLOW_HEADERS, "access-control-max-age": "600", "access-control-expose-headers": "x-prism-version, retry-after, www-authenticate" });
+        res.end();
+        return;
       }
-      try {
-        app.handle(new NodeExchange(req, res, budget));
-      } catch (e) {
-        opts.log("error", `http: ${(e as Error).message}`);
-        if (!res.headersSent) res.writeHead(500).end();
-      }
-    },
-  );
+      res.setHeader("access-control-expose-headers", "x-prism-version, retry-after, www-authenticate");
+    }
+    try {
+      app.handle(new NodeExchange(req, res, budget, mtls));
+    } catch (e) {
+      opts.log("error", `http: ${(e as Error).message}`);
+      if (!res.headersSent) res.writeHead(500).end();
+    }
+  };
+  let detachTls: (() => void) | undefined;
+  let server: Server;
+  if (tls) {
+    const secure = createHttpsServer({ ...httpOptions, ...tls.createOptions(limits.headerTimeoutMs) }, onRequest);
+    detachTls = tls.attach(secure);
+    server = secure;
+  } else server = createServer(httpOptions, onRequest);
   server.on("clientError", (_err, socket) => {
     if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
     socket.destroy();
@@ -517,7 +549,7 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
     if (refusal !== undefined) return rejectUpgrade(socket, refusal.status === 403 ? "403 Forbidden" : "421 Misdirected Request", refusal.message, refusalBody(refusal));
     if (path !== WS_PATH) return rejectUpgrade(socket, "404 Not Found", `no WebSocket endpoint at ${path} (use ${WS_PATH})`);
     wss.handleUpgrade(req, socket, head, (ws) => {
-      const session = wsApp.open(new NodePeer(ws, req.socket.remoteAddress ?? ""));
+      const session = wsApp.open(new NodePeer(ws, req.socket.remoteAddress ?? "", mtls ? peerCertificateOf(req.socket) : undefined, withHeaders(undefined, req.headers.authorization, firstValue(req.headers["x-api-key"]))));
       const w = watch(ws, session, socket);
       ws.on("message", (data: RawData, isBinary: boolean) => {
         w.messages++;
@@ -541,7 +573,7 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
   const addr = server.address();
   const port = typeof addr === "object" && addr ? addr.port : opts.port;
   guard.listening(port);
-  opts.log("info", `http/ws listening on ${opts.host}:${port}`);
+  opts.log("info", `http/ws listening on ${opts.host}:${port}${tls ? " (TLS)" : ""}`);
 
   let closing: Promise<void> | undefined;
   return {
@@ -566,6 +598,7 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
         ]);
         for (const ws of clients) ws.terminate();
         clearInterval(sweep);
+        detachTls?.();
         wss.close();
         server.closeAllConnections();
         await closed;

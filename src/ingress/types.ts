@@ -1,6 +1,7 @@
 import type { Backpressure } from "../shedding/backpressure.js";
 import type { ConnectionLimits } from "./limits.js";
 import type { BrowserPolicy } from "./browser.js";
+import type { TlsMaterial } from "./tls.js";
 
 /** What every ingress gets and returns. */
 export interface IngressOptions {
@@ -18,6 +19,8 @@ export interface IngressOptions {
   limits?: ConnectionLimits;
   /** Origin / Host checks of the HTTP/WebSocket port (src/ingress/browser.ts); absent: nothing allowed but no Origin and localhost. */
   browser?: BrowserPolicy;
+  /** server.tls (src/ingress/tls.ts): serve TLS (and verify client certificates) with it; absent: plaintext. */
+  tls?: TlsMaterial;
 }
 
 export interface Listening {

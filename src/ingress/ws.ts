@@ -18,6 +18,7 @@ import { decodeStrict } from "../core/decode.js";
 import { IdTable } from "../core/id-table.js";
 import { RequestContext, type ConnectionState } from "../core/context.js";
 import { CONNECTION_DEFAULTS } from "../config/defaults.js";
+import { streamedOnly } from "../primitives/claim-check.js";
 import { METHOD_BY_ID, type MessageCodec, type MethodDef } from "../core/methods.js";
 import type { Gateway } from "../core/gateway.js";
 import type { PubSubMessage, Subscription, SubscriptionSink } from "../backends/driver.js";
@@ -25,7 +26,10 @@ import { prism } from "../gen/prism.js";
 import type { IngressOptions } from "./types.js";
 import { DISCONNECT, type Backpressure } from "../shedding/backpressure.js";
 import type { WsApp, WsPeer, WsSession } from "./transport.js";
+import { withCert } from "./tls.js";
+import type { Credentials } from "../auth/types.js";
 import {
+  AUTH,
   CANCEL,
   FrameHeader,
   PRIORITIES,
@@ -47,6 +51,8 @@ export const MAX_IN_FLIGHT = CONNECTION_DEFAULTS.max_in_flight_per_connection;
 const MAX_EARLY = 10_000;
 
 const MESSAGE_CODEC = prism.v1.PubSubMessage as unknown as MessageCodec;
+const AUTH_FRAME_CODEC = prism.v1.AuthFrame as unknown as MessageCodec;
+const AUTH_RESULT_CODEC = prism.v1.AuthResult as unknown as MessageCodec;
 
 function errorFrameOf(id: number, err: PrismError): Uint8Array {
   return errorFrame(id, err.code, err.message, err.reason);
@@ -117,6 +123,8 @@ class Session implements WsSession {
   private closed_ = false;
   /** This connection's long polls (the gateway counts them against its cap). */
   private readonly conn: ConnectionState = { longPolls: 0 };
+  /** Bearer token / API key for this connection's calls: the upgrade headers', replaced by an AUTH frame. */
+  private creds: Credentials | undefined;
 
   /** Unsent bytes beyond which the backpressure policy applies. */
   private readonly maxBuffered: number;
@@ -129,6 +137,7 @@ class Session implements WsSession {
     private readonly maxInFlight: number,
   ) {
     this.maxBuffered = bp.bytes(MAX_WS_BUFFERED);
+    this.creds = peer.credentials;
   }
 
   get busy(): boolean {
@@ -145,6 +154,7 @@ class Session implements WsSession {
     if (why !== null) return this.send(errorFrameOf(h.id, errors.malformed(`malformed frame: ${why}`)));
     const id = h.id;
     if (h.kind === CANCEL) return this.cancel(id);
+    if (h.kind === AUTH) return this.authFrame(id, data, h.bodyOffset);
     const m = METHOD_BY_ID[h.method];
     if (m === undefined) return this.send(errorFrameOf(id, errors.unknownMethod(`id ${h.method} (see prism.v1.Method)`)));
     if (this.calls.has(id) || this.streams.has(id)) {
@@ -161,12 +171,47 @@ class Session implements WsSession {
     }
     const ctx = new RequestContext(m, "ws", this.peer.remoteAddress);
     ctx.conn = this.conn;
+    const cert = this.peer.peerCert;
+    if (cert !== undefined) ctx.credentials = withCert(ctx.credentials, cert);
+    const creds = this.creds;
+    if (creds !== undefined) ctx.credentials = ctx.credentials === undefined ? creds : { ...ctx.credentials, ...creds };
     ctx.bytesIn = data.length;
     if (h.timeoutMs !== 0) ctx.deadline = Date.now() + h.timeoutMs;
     if (h.priority >= 0) ctx.priority = PRIORITIES[h.priority];
     if (h.traceparent !== undefined) ctx.traceparent = h.traceparent;
+    if (m.transfer !== undefined) return this.send(errorFrameOf(id, streamedOnly(m.path.slice(1))));
     if (m.streaming) void this.subscribe(id, req, ctx);
     else void this.unary(id, m, req, ctx);
+  }
+
+  /**
+   * AUTH (proto/prism/v1/frame.proto): the credentials apply to the calls that
+   * follow at once (each call is checked by the gateway); the answer says
+   * whether they verified. Without auth configured they are accepted unread.
+   */
+  private authFrame(id: number, data: Buffer, offset: number): void {
+    let body: prism.v1.AuthFrame;
+    try {
+      body = decodeStrict(AUTH_FRAME_CODEC, data, offset) as prism.v1.AuthFrame;
+    } catch (e) {
+      return this.send(errorFrameOf(id, errors.malformed(`malformed prism.v1.AuthFrame: ${(e as Error).message}`)));
+    }
+    const creds: Credentials = {};
+    if (body.bearer !== "") creds.bearer = body.bearer;
+    else if (body.apiKey !== "") creds.apiKey = body.apiKey;
+    else return this.send(errorFrameOf(id, errors.invalidArgument("AuthFrame", "give bearer or api_key")));
+    this.creds = creds;
+    const gate = this.gw.auth;
+    if (gate?.authenticate === undefined) return this.send(messageFrame(RESPONSE, id, AUTH_RESULT_CODEC, { principal: "" }));
+    const ok = (p: { kind: string; id: string }) => this.send(messageFrame(RESPONSE, id, AUTH_RESULT_CODEC, { principal: `${p.kind}:${p.id}` }));
+    const fail = (e: unknown) => this.send(errorFrameOf(id, toPrismError(e)));
+    try {
+      const p = gate.authenticate(creds);
+      if (p instanceof Promise) p.then(ok, fail);
+      else ok(p);
+    } catch (e) {
+      fail(e);
+    }
   }
 
   private async unary(id: number, m: MethodDef, req: object, ctx: RequestContext): Promise<void> {

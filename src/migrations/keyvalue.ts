@@ -13,7 +13,7 @@
  * back to `from` at once (locally) and records why in the config store
  * (every instance follows).
  */
-import type { Bytes, KeyValueStore, KvRecord, ScanPage, SetOptions } from "../backends/driver.js";
+import type { Bytes, IdempotencyToken, KeyValueStore, KvRecord, Once, ScanPage, SetOptions } from "../backends/driver.js";
 import type { Clock } from "../core/clock.js";
 import { PrismError } from "../core/errors.js";
 import { Backfill } from "./backfill.js";
@@ -86,6 +86,10 @@ export class MigratingKeyValueStore extends KeyValueByKey {
     this.repairs = repairs;
     this.rolledBack = !!state.rolledBack;
     if (from.scan) this.scan = (p, c, l, k) => this.primaryForScan().scan!(p, c, l, k);
+    if (from.setOnce && from.deleteOnce && to.setOnce && to.deleteOnce) {
+      this.setOnce = (k, v, o, t) => this.keyedSet(k, v, o, t);
+      this.deleteOnce = (k, t) => this.keyedDelete(k, t);
+    }
     const repair = setInterval(() => void this.repair(), 500);
     repair.unref?.();
     this.timers.push(repair);
@@ -236,6 +240,32 @@ export class MigratingKeyValueStore extends KeyValueByKey {
 
   delete(key: string): Promise<boolean> {
     return this.write(key, (s) => s.delete(key), (s) => s.delete(key));
+  }
+
+  /**
+   * keyvalue_idempotent (both sides have it): the key's primary runs the keyed
+   * write; a write that ran (not a replay) is copied to the other side with the
+   * same idempotency key, so both sides hold the record and a retry finds it
+   * whichever side is the key's primary by then. A key first used before the
+   * migration started is known to `from` only (README: Idempotency keys).
+   */
+  setOnce?: (key: string, value: Bytes, opts: SetOptions, token: IdempotencyToken) => Promise<Once<number>>;
+  deleteOnce?: (key: string, token: IdempotencyToken) => Promise<Once<boolean>>;
+
+  private keyedSet(key: string, value: Bytes, opts: SetOptions, token: IdempotencyToken): Promise<Once<number>> {
+    return this.write(
+      key,
+      (s) => s.setOnce!(key, value, opts, token),
+      (s, once) => (once.replayedHash === undefined ? s.setOnce!(key, value, { ttlMs: opts.ttlMs }, token) : Promise.resolve()),
+    );
+  }
+
+  private keyedDelete(key: string, token: IdempotencyToken): Promise<Once<boolean>> {
+    return this.write(
+      key,
+      (s) => s.deleteOnce!(key, token),
+      (s, once) => (once.replayedHash === undefined ? s.deleteOnce!(key, token) : Promise.resolve()),
+    );
   }
 
 

@@ -7,7 +7,7 @@
  * (no prefix) is acked on `to`, refused as stale, and redelivered from `from`:
  * at least once, never lost. Finish waits for the `f~` leases taken here.
  */
-import type { Attributes, Bytes, DequeueOptions, QueueMessage, QueueStore } from "../backends/driver.js";
+import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, Once, QueueMessage, QueueStore } from "../backends/driver.js";
 
 const FROM = "f~";
 
@@ -22,6 +22,14 @@ export class DrainingQueueStore implements QueueStore {
     private readonly from: QueueStore,
     private readonly to: QueueStore,
   ) {
+    // queue_idempotent: new messages go to `to`, so `to` keeps their keys (a key first used before the migration is known to `from` only).
+    if (to.enqueueOnce) {
+      this.enqueueOnce = async (q, p, a, d, t) => {
+        const once = await to.enqueueOnce!(q, p, a, d, t);
+        if (once.replayedHash === undefined) this.stats.enqueuedToTo++;
+        return once;
+      };
+    }
     if (from.extendVisibility && to.extendVisibility) {
       this.extendVisibility = (q, r, ms) => {
         const [side, receipt] = this.side(r);
@@ -29,6 +37,8 @@ export class DrainingQueueStore implements QueueStore {
       };
     }
   }
+
+  enqueueOnce?: (queue: string, payload: Bytes, attributes: Attributes, delayMs: number, token: IdempotencyToken) => Promise<Once<string>>;
 
   private side(receipt: string): [QueueStore, string] {
     if (receipt.startsWith(FROM)) return [this.from, receipt.slice(FROM.length)];

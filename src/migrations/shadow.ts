@@ -21,8 +21,23 @@ function delegate<T extends object>(o: T): T {
 
 export class ShadowCopy {
   readonly stats = { copied: 0, copyErrors: 0 };
+  /** Counts a best-effort copy. */
+  private copied(p: Promise<unknown>): void {
+    p.then(
+      () => this.stats.copied++,
+      () => this.stats.copyErrors++,
+    );
+  }
   pubsub(from: PubSubStore, to: PubSubStore): PubSubStore {
     const out = delegate(from);
+    // Keyed: `from` runs it; a message that went out (not a replay) is copied with the same key, so `to` knows the key after the switch.
+    if (from.publishOnce) {
+      out.publishOnce = async (topic, payload, attributes, token) => {
+        const once = await from.publishOnce!(topic, payload, attributes, token);
+        if (once.replayedHash === undefined) this.copied(to.publishOnce ? to.publishOnce(topic, payload, attributes, token) : to.publish(topic, payload, attributes));
+        return once;
+      };
+    }
     out.publish = async (topic: string, payload: Bytes, attributes: Attributes) => {
       const id = await from.publish(topic, payload, attributes);
       to.publish(topic, payload, attributes).then(
@@ -35,6 +50,13 @@ export class ShadowCopy {
   }
   stream(from: StreamStore, to: StreamStore): StreamStore {
     const out = delegate(from);
+    if (from.appendOnce) {
+      out.appendOnce = async (stream, payload, attributes, token) => {
+        const once = await from.appendOnce!(stream, payload, attributes, token);
+        if (once.replayedHash === undefined) this.copied(to.appendOnce ? to.appendOnce(stream, payload, attributes, token) : to.append(stream, payload, attributes));
+        return once;
+      };
+    }
     out.append = async (stream: string, payload: Bytes, attributes: Attributes) => {
       const offset = await from.append(stream, payload, attributes);
       to.append(stream, payload, attributes).then(

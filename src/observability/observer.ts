@@ -17,6 +17,7 @@ import type { Span } from "@opentelemetry/api";
 import { NO_BACKEND, UNKNOWN_NAMESPACE, type GatewayMetrics, type MethodSeries } from "./metrics.js";
 import type { AccessLog } from "./access-log.js";
 import type { Tracing } from "./tracing.js";
+import { maskKey } from "../pii/mask.js";
 
 /** A sampled access-log line, completed with the byte counts at flush. */
 interface PendingLine {
@@ -99,7 +100,9 @@ export class Observer implements GatewayObserver {
       const namespace = admin ? undefined : rt !== undefined ? rt.name : UNKNOWN_NAMESPACE;
       if (span !== undefined) this.tracing!.endCall(span, namespace, rt?.backendType, code);
       if (access !== undefined && access.sampled()) {
-        const key = typeof req?.key === "string" && rt?.config.observability?.log_keys !== false ? (req.key as string) : undefined;
+        const cfg = rt?.config;
+        // pii: mask (src/pii/mask.ts): the key is logged masked.
+        const key = typeof req?.key === "string" && cfg?.observability?.log_keys !== false ? (cfg?.pii === "mask" ? maskKey(req.key) : (req.key as string)) : undefined;
         this.lines.push({ ctx, namespace: namespace ?? "", key, code, latencyMs, backendMs, span });
       } else if (s === undefined) return;
     } else if (s === undefined) return;

@@ -16,7 +16,7 @@
  * The cache holds each value with the source's version in front (8 bytes), so
  * a hit answers the same version the source would.
  */
-import type { KeyValueStore, KvRecord, NamespaceStores, ScanPage, SetOptions, Bytes } from "../backends/driver.js";
+import type { KeyValueStore, KvRecord, NamespaceStores, ScanPage, SetOptions, Bytes, IdempotencyToken, Once } from "../backends/driver.js";
 import type { InterfaceName } from "../core/interfaces.js";
 import type { ComposeContext, PatternDef, PatternRuntime } from "./registry.js";
 import { KeyValueByKey } from "../backends/common/kv-by-key.js";
@@ -61,6 +61,31 @@ export class CacheAsideStore extends KeyValueByKey {
     super();
     this.ttlMs = opts.ttlSeconds * 1000;
     if (source.scan) this.scan = (p, c, l, k) => source.scan!(p, c, l, k);
+    if (source.setOnce && source.deleteOnce) {
+      this.setOnce = (k, v, o, t) => this.keyedSet(k, v, o, t);
+      this.deleteOnce = (k, t) => this.keyedDelete(k, t);
+    }
+  }
+
+  /** keyvalue_idempotent: set, with the source (which owns the effect) keeping the key's record. */
+  setOnce?: (key: string, value: Bytes, opts: SetOptions, token: IdempotencyToken) => Promise<Once<number>>;
+  deleteOnce?: (key: string, token: IdempotencyToken) => Promise<Once<boolean>>;
+
+  private async keyedSet(key: string, value: Bytes, opts: SetOptions, token: IdempotencyToken): Promise<Once<number>> {
+    this.bump(key);
+    const once = await this.source.setOnce!(key, value, opts, token);
+    // A replay wrote nothing: the value it answers for may be stale, so it is not written through, only invalidated.
+    if (once.replayedHash === undefined) await this.afterWrite(key, { value, version: once.result });
+    else await this.afterWrite(key, null);
+    return once;
+  }
+
+  private async keyedDelete(key: string, token: IdempotencyToken): Promise<Once<boolean>> {
+    this.bump(key);
+    const once = await this.source.deleteOnce!(key, token);
+    if (once.replayedHash === undefined) await this.afterWrite(key, null);
+    else await this.afterWrite(key, null);
+    return once;
   }
 
   private cacheFailed(e: unknown, what: string): void {
@@ -185,6 +210,7 @@ function claims(slots: ReadonlyMap<string, ReadonlySet<InterfaceName>>): Interfa
   const out: InterfaceName[] = ["keyvalue_basic", "keyvalue_batch"];
   if (source.has("keyvalue_scan")) out.push("keyvalue_scan");
   if (source.has("keyvalue_cas")) out.push("keyvalue_cas");
+  if (source.has("keyvalue_idempotent")) out.push("keyvalue_idempotent");
   return out;
 }
 

@@ -5,13 +5,21 @@
  * publishes the payload to each selected member's topic on the `messaging`
  * slot (PubSub), which the member receives through Subscribe(identity).
  *
+ * With `options.delivery: queue` the `messaging` slot is a queue instead:
+ * each member has its own queue `member.<identity>`, so what is multicast
+ * while a member is offline waits for it (durable delivery), and Subscribe
+ * long-polls that queue, acknowledging each message once it has been handed
+ * to the member's connection (a lease that is never acknowledged — the
+ * member went away — makes the message visible again after the visibility
+ * timeout: at-least-once).
+ *
  * A member is stored under `m/<identity>` as JSON {metadata, expiresAtMs}.
  * Expiry is checked on every read (so an expired member never appears in
  * Enumerate nor receives a Multicast, whatever the backend's expiry
  * granularity), and the key also gets the TTL when the registry backend
  * claims keyvalue_ttl, so the backend reclaims it.
  */
-import type { Bytes, KeyValueStore, PubSubStore, Subscription, SubscriptionSink, Attributes } from "../backends/driver.js";
+import type { Bytes, KeyValueStore, PubSubStore, QueueStore, Subscription, SubscriptionSink, Attributes } from "../backends/driver.js";
 import type { Clock } from "../core/clock.js";
 import { errors } from "../core/errors.js";
 import type { InterfaceName } from "../core/interfaces.js";
@@ -39,8 +47,65 @@ export interface MulticastResult {
   failedIdentities: string[];
 }
 
-/** The topic a member receives on. */
+/** The topic (or, with delivery: queue, the queue) a member receives on. */
 export const memberTopic = (identity: string) => `member.${identity}`;
+
+/** How multicasts reach members: the messaging slot's primitive. */
+export interface Delivery {
+  send(identity: string, payload: Bytes, attributes: Attributes): Promise<unknown>;
+  subscribe(identity: string, sink: SubscriptionSink): Promise<Subscription>;
+}
+
+/** delivery: pubsub (default): live members only, at most once. */
+export function pubsubDelivery(pubsub: PubSubStore): Delivery {
+  return {
+    send: (identity, payload, attributes) => pubsub.publish(memberTopic(identity), payload, attributes),
+    subscribe: (identity, sink) => pubsub.subscribe(memberTopic(identity), sink),
+  };
+}
+
+/** Long poll and lease used by a queue-backed member subscription. */
+const QUEUE_POLL = { maxMessages: 64, visibilityTimeoutMs: 30_000, waitMs: 20_000 };
+
+/** delivery: queue: a queue per member; messages wait while it is offline. */
+export function queueDelivery(queue: QueueStore, log: (level: "warn", msg: string) => void): Delivery {
+  return {
+    send: (identity, payload, attributes) => queue.enqueue(memberTopic(identity), payload, attributes, 0),
+    async subscribe(identity, sink) {
+      const name = memberTopic(identity);
+      const stop = new AbortController();
+      let closed = false;
+      const loop = async () => {
+        while (!closed) {
+          let batch;
+          try {
+            batch = await queue.dequeue(name, { ...QUEUE_POLL, signal: stop.signal });
+          } catch (e) {
+            if (!closed) sink.onError(e as Error);
+            return;
+          }
+          for (const m of batch) {
+            if (closed) {
+              // Not handed over: visible again now rather than after the lease.
+              await queue.nack(name, m.receipt, 0).catch(() => {});
+              continue;
+            }
+            sink.onMessage({ topic: name, payload: m.payload, attributes: m.attributes, messageId: m.messageId, publishTimeMs: m.enqueuedAtMs });
+            await queue.ack(name, m.receipt).catch((e: Error) => log("warn", `multicast-registry: ack on ${name} failed (the message will be delivered again): ${e.message}`));
+          }
+        }
+      };
+      const running = loop();
+      return {
+        async close() {
+          closed = true;
+          stop.abort();
+          await running;
+        },
+      };
+    },
+  };
+}
 
 function requireIdentity(identity: string): void {
   if (!IDENTITY.test(identity)) throw errors.invalidArgument("identity", "must be 1-256 of A-Z a-z 0-9 _ . : @ - (not starting with .)");
@@ -60,7 +125,7 @@ export class MulticastRegistry {
 
   constructor(
     private readonly kv: KeyValueStore,
-    private readonly pubsub: PubSubStore,
+    private readonly delivery: Delivery,
     private readonly ttl: boolean,
     private readonly clock: Clock,
   ) {}
@@ -128,7 +193,7 @@ export class MulticastRegistry {
       res.total += page.members.length;
       for (let i = 0; i < page.members.length; i += FANOUT) {
         const batch = page.members.slice(i, i + FANOUT);
-        const outcomes = await Promise.allSettled(batch.map((m) => this.pubsub.publish(memberTopic(m.identity), payload, attributes)));
+        const outcomes = await Promise.allSettled(batch.map((m) => this.delivery.send(m.identity, payload, attributes)));
         outcomes.forEach((o, j) => {
           if (o.status === "fulfilled") res.delivered++;
           else {
@@ -147,14 +212,15 @@ export class MulticastRegistry {
   async subscribe(identity: string, sink: SubscriptionSink): Promise<Subscription> {
     requireIdentity(identity);
     if (!(await this.isMember(identity))) throw errors.notRegistered(identity);
-    return this.pubsub.subscribe(memberTopic(identity), sink);
+    return this.delivery.subscribe(identity, sink);
   }
 }
 
 function compose(ctx: ComposeContext): PatternRuntime {
   const registry = ctx.slots.get("registry")!;
   const messaging = ctx.slots.get("messaging")!;
-  const service = new MulticastRegistry(registry.stores.keyvalue!, messaging.stores.pubsub!, registry.interfaces.has("keyvalue_ttl"), ctx.clock);
+  const delivery = ctx.options.delivery === "queue" ? queueDelivery(messaging.stores.queue!, ctx.log) : pubsubDelivery(messaging.stores.pubsub!);
+  const service = new MulticastRegistry(registry.stores.keyvalue!, delivery, registry.interfaces.has("keyvalue_ttl"), ctx.clock);
   return { stores: {}, interfaces: claims(), counters: service.counters, service };
 }
 
@@ -182,6 +248,16 @@ export const multicastRegistry: PatternDef = {
       requires: ["pubsub_basic"],
       optional: [],
       recommended: ["nats", "redis", "mqtt", "memstore"],
+      forOptions: (options) =>
+        options.delivery === "queue"
+          ? {
+              description: "delivers multicasts durably: one queue per member, member.<identity> (options.delivery: queue)",
+              primitive: "queue",
+              requires: ["queue_basic"],
+              optional: [],
+              recommended: ["redis", "postgres", "rabbitmq", "nats", "sqlite", "memstore"],
+            }
+          : {},
     },
   ],
   compose,

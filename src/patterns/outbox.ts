@@ -227,6 +227,9 @@ export class OutboxStore implements KeyValueStore {
   expire?: (key: string, ttlMs: number) => Promise<boolean>;
   ttl?: (key: string) => Promise<{ ttlMs: number | null } | null>;
   persist?: (key: string) => Promise<boolean>;
+  // keyvalue_idempotent (writes without a message: a keyed write with one is refused above the store)
+  setOnce?: KeyValueStore["setOnce"];
+  deleteOnce?: KeyValueStore["deleteOnce"];
 
   constructor(
     private readonly inner: KeyValueStore,
@@ -235,7 +238,7 @@ export class OutboxStore implements KeyValueStore {
   ) {
     const self = this as unknown as Record<string, unknown>;
     const src = inner as unknown as Record<string, unknown>;
-    for (const m of ["batchGet", "batchSet", "batchDelete", "scan", "expire", "ttl", "persist"]) {
+    for (const m of ["batchGet", "batchSet", "batchDelete", "scan", "expire", "ttl", "persist", "setOnce", "deleteOnce"]) {
       const fn = src[m];
       if (typeof fn === "function") self[m] = (fn as (...a: unknown[]) => unknown).bind(inner);
     }

@@ -10,18 +10,19 @@
  * instance (`slots:`) or to the namespace's `backend:`. Layer 2 patterns
  * (multicast registry, cache-aside, outbox, claim check) add entries here.
  */
-import { PRIMITIVES, type ApiName, type InterfaceName, type PrimitiveName } from "../core/interfaces.js";
+import { PRIMITIVES, type ApiName, type InterfaceName, type PrimitiveName, type SlotFamily } from "../core/interfaces.js";
 import type { NamespaceStores } from "../backends/driver.js";
 import type { Clock } from "../core/clock.js";
 import { cacheAside } from "./cache-aside.js";
 import { multicastRegistry } from "./multicast-registry.js";
 import { outbox } from "./outbox.js";
+import { claimCheck } from "./claim-check.js";
 
 export interface SlotDef {
   readonly name: string;
   readonly description: string;
   /** The primitive family whose interfaces and driver properties this slot is judged by. */
-  readonly primitive: PrimitiveName;
+  readonly primitive: SlotFamily;
   readonly requires: readonly InterfaceName[];
   readonly optional: readonly InterfaceName[];
   /** Backend types recommended for this slot, best first. */
@@ -61,13 +62,15 @@ export interface PatternDef {
   readonly slots: readonly SlotDef[];
   /** The data APIs a namespace of this pattern serves. */
   readonly serves: readonly ApiName[];
+  /** What a namespace of this pattern serves given its options, when that depends on them (claim-check: options.fronts). */
+  readonly servesFor?: (options: Readonly<Record<string, unknown>>) => ApiName[];
   /**
    * Builds the namespace's stores from its slots' (a pattern is a bundle of its
    * slots' bundles). Absent: each slot serves its primitive directly (the four primitives).
    */
   readonly compose?: (ctx: ComposeContext) => PatternRuntime;
   /** With compose: the interfaces the namespace claims, from its slots' claims (Admin shows them without building stores). */
-  readonly claims?: (slots: ReadonlyMap<string, ReadonlySet<InterfaceName>>) => InterfaceName[];
+  readonly claims?: (slots: ReadonlyMap<string, ReadonlySet<InterfaceName>>, options?: Readonly<Record<string, unknown>>) => InterfaceName[];
 }
 
 function primitivePattern(
@@ -111,6 +114,7 @@ export const PATTERNS: readonly PatternDef[] = [
   cacheAside,
   multicastRegistry,
   outbox,
+  claimCheck,
 ];
 
 const BY_NAME: ReadonlyMap<string, PatternDef> = new Map(PATTERNS.map((p) => [p.name, p]));

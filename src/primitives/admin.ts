@@ -22,7 +22,7 @@ export function resolvedInfo(r: ResolvedNamespace): prism.v1.INamespaceInfo {
   const served = new Set<string>();
   let interfaces: string[] = [];
   const def = r.pattern ? patternByName(r.pattern) : undefined;
-  if (def?.claims) interfaces = def.claims(new Map(r.slots.map((s) => [s.slot, new Set(s.interfaces)])));
+  if (def?.claims) interfaces = def.claims(new Map(r.slots.map((s) => [s.slot, new Set(s.interfaces)])), r.config.options ?? {});
   else for (const s of r.slots) {
     if (served.has(s.primitive)) continue;
     served.add(s.primitive);

@@ -8,6 +8,7 @@ import { errors } from "../core/errors.js";
 import type { KeyValueStore, OutboxMessage } from "../backends/driver.js";
 import type { NamespaceRuntime } from "../router/router.js";
 import { count, requireAttributes, requireInterface, requireKey, requireValue } from "./validate.js";
+import { idempotencyToken, onceMethod, onceResult } from "./idempotency.js";
 
 const EMPTY = new Uint8Array(0);
 
@@ -62,6 +63,12 @@ export async function set(ns: NamespaceRuntime, req: prism.v1.ISetRequest): Prom
   const expectedVersion = hasField(req, "expectedVersion") ? Number(req.expectedVersion) : undefined;
   if (req.ifAbsent || expectedVersion !== undefined) requireInterface(ns, "keyvalue_cas");
   const opts = { ttlMs: ttl, ifAbsent: !!req.ifAbsent, expectedVersion };
+  const token = idempotencyToken(ns, "keyvalue_idempotent", "set", "", req.idempotencyKey, [key, value, ttl, opts.ifAbsent, expectedVersion, !!msg]);
+  if (token) {
+    if (msg) throw errors.invalidArgument("idempotency_key", "cannot be combined with a message (outbox writes are not keyed)");
+    const s = store(ns);
+    return { version: onceResult(await onceMethod(ns, "keyvalue_idempotent", s.setOnce).call(s, key, value, opts, token), token) };
+  }
   const version = msg ? await store(ns).setWithMessage!(key, value, opts, msg) : await store(ns).set(key, value, opts);
   return { version };
 }
@@ -70,6 +77,12 @@ export async function del(ns: NamespaceRuntime, req: prism.v1.IDeleteRequest): P
   const key = req.key ?? "";
   requireKey(ns, key);
   const msg = outboxMessage(ns, req);
+  const token = idempotencyToken(ns, "keyvalue_idempotent", "delete", "", req.idempotencyKey, [key, !!msg]);
+  if (token) {
+    if (msg) throw errors.invalidArgument("idempotency_key", "cannot be combined with a message (outbox writes are not keyed)");
+    const s = store(ns);
+    return { deleted: onceResult(await onceMethod(ns, "keyvalue_idempotent", s.deleteOnce).call(s, key, token), token) };
+  }
   return { deleted: msg ? await store(ns).deleteWithMessage!(key, msg) : await store(ns).delete(key) };
 }
 

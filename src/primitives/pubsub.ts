@@ -5,6 +5,7 @@ import type { PubSubStore, Subscription, SubscriptionSink } from "../backends/dr
 import type { NamespaceRuntime } from "../router/router.js";
 import { requireAttributes, requireInterface, requirePattern, requireTopic, requireValue } from "./validate.js";
 import { withTraceAttributes } from "../observability/propagate.js";
+import { idempotencyToken, onceMethod, onceResult } from "./idempotency.js";
 
 const EMPTY = new Uint8Array(0);
 
@@ -19,7 +20,13 @@ export async function publish(ns: NamespaceRuntime, req: prism.v1.IPublishReques
   requireTopic(topic);
   const payload = req.payload ?? EMPTY;
   requireValue(ns, payload, "payload");
-  return { messageId: await store(ns).publish(topic, payload, withTraceAttributes(requireAttributes(req.attributes))) };
+  const attributes = requireAttributes(req.attributes);
+  const token = idempotencyToken(ns, "pubsub_idempotent", "publish", topic, req.idempotencyKey, [payload, attributes]);
+  if (token) {
+    const s = store(ns);
+    return { messageId: onceResult(await onceMethod(ns, "pubsub_idempotent", s.publishOnce).call(s, topic, payload, withTraceAttributes(attributes), token), token) };
+  }
+  return { messageId: await store(ns).publish(topic, payload, withTraceAttributes(attributes)) };
 }
 
 export async function subscribe(ns: NamespaceRuntime, req: prism.v1.ISubscribeRequest, sink: SubscriptionSink): Promise<Subscription> {

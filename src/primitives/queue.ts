@@ -6,6 +6,7 @@ import type { NamespaceRuntime } from "../router/router.js";
 import type { RequestContext } from "../core/context.js";
 import { count, requireAttributes, requireInterface, requireName, requireValue } from "./validate.js";
 import { withTraceAttributes } from "../observability/propagate.js";
+import { idempotencyToken, onceMethod, onceResult } from "./idempotency.js";
 
 const EMPTY = new Uint8Array(0);
 const MAX_WAIT_SECONDS = 20;
@@ -36,7 +37,15 @@ export async function enqueue(ns: NamespaceRuntime, req: prism.v1.IEnqueueReques
   const payload = req.payload ?? EMPTY;
   requireValue(ns, payload, "payload");
   const delayMs = delay(ns, req.delaySeconds, "delay_seconds");
-  return { messageId: await store(ns).enqueue(queue, payload, withTraceAttributes(requireAttributes(req.attributes)), delayMs) };
+  const attributes = requireAttributes(req.attributes);
+  // Hashed as the caller sent them: trace attributes differ between retries.
+  const token = idempotencyToken(ns, "queue_idempotent", "enqueue", queue, req.idempotencyKey, [payload, attributes, delayMs]);
+  if (token) {
+    const s = store(ns);
+    const once = await onceMethod(ns, "queue_idempotent", s.enqueueOnce).call(s, queue, payload, withTraceAttributes(attributes), delayMs, token);
+    return { messageId: onceResult(once, token) };
+  }
+  return { messageId: await store(ns).enqueue(queue, payload, withTraceAttributes(attributes), delayMs) };
 }
 
 export async function dequeue(ns: NamespaceRuntime, req: prism.v1.IDequeueRequest, ctx: RequestContext): Promise<prism.v1.IDequeueResponse> {

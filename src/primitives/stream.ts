@@ -6,6 +6,7 @@ import type { NamespaceRuntime } from "../router/router.js";
 import type { RequestContext } from "../core/context.js";
 import { count, requireAttributes, requireInterface, requireName, requireValue } from "./validate.js";
 import { withTraceAttributes } from "../observability/propagate.js";
+import { idempotencyToken, onceMethod, onceResult } from "./idempotency.js";
 
 const EMPTY = new Uint8Array(0);
 
@@ -20,7 +21,13 @@ export async function append(ns: NamespaceRuntime, req: prism.v1.IAppendRequest)
   requireName(stream, "stream");
   const payload = req.payload ?? EMPTY;
   requireValue(ns, payload, "payload");
-  return { offset: await store(ns).append(stream, payload, withTraceAttributes(requireAttributes(req.attributes))) };
+  const attributes = requireAttributes(req.attributes);
+  const token = idempotencyToken(ns, "stream_idempotent", "append", stream, req.idempotencyKey, [payload, attributes]);
+  if (token) {
+    const s = store(ns);
+    return { offset: onceResult(await onceMethod(ns, "stream_idempotent", s.appendOnce).call(s, stream, payload, withTraceAttributes(attributes), token), token) };
+  }
+  return { offset: await store(ns).append(stream, payload, withTraceAttributes(attributes)) };
 }
 
 export async function read(ns: NamespaceRuntime, req: prism.v1.IReadRequest): Promise<prism.v1.IReadResponse> {

@@ -8,7 +8,7 @@
  */
 import { stableJson } from "../core/stable-json.js";
 import type { Clock } from "../core/clock.js";
-import { PATTERN_ONLY_INTERFACES, type ApiName, type InterfaceName, type PrimitiveName } from "../core/interfaces.js";
+import { PATTERN_ONLY_INTERFACES, type ApiName, type InterfaceName, type SlotFamily } from "../core/interfaces.js";
 import type { BackendDriver, BackendInstance, NamespaceLimits, NamespaceStores } from "../backends/driver.js";
 import { loadDriver } from "../backends/registry.js";
 import type { NamespaceConfig } from "../config/schema.js";
@@ -20,11 +20,14 @@ import { DrainingQueueStore } from "../migrations/queue.js";
 import { ShadowCopy } from "../migrations/shadow.js";
 import type { MigrationHost, MigrationSettings, MigrationState } from "../migrations/types.js";
 import { CircuitBreaker, DEFAULT_BREAKER, guardStores, type BreakerOptions } from "../shedding/breaker.js";
+import { encryptStores } from "../pii/stores.js";
+import type { Cipher } from "../pii/envelope.js";
+import type { Keyring, WrappedDataKey } from "../pii/keyring.js";
 
 /** One slot of a namespace: the backend instance that serves it. */
 export interface SlotRuntime {
   readonly slot: string;
-  readonly primitive: PrimitiveName;
+  readonly primitive: SlotFamily;
   /** The instance's name ("" for an inline backend). */
   readonly instance: string;
   readonly backendType: string;
@@ -105,6 +108,8 @@ export class Router {
   private closing = false;
   /** Backfill cursors and automatic rollbacks go here (the control plane; set once it exists). */
   migrationHost: MigrationHost | undefined;
+  /** The KEKs (security.kek): a `pii: encrypt` namespace's slots are wrapped to encrypt values (src/pii). */
+  keyring: Keyring | undefined;
 
   constructor(
     private readonly clock: Clock,
@@ -130,13 +135,17 @@ export class Router {
     const config = resolved.config;
     const limits = limitsOf(config);
     const owner = this.placement(resolved);
+    // pii: encrypt: the namespace's data keys (wrapped, attached by the control agent) unwrapped before anything is opened.
+    const cipher = config.pii === "encrypt" && owner === undefined ? this.cipherOf(config.name, (resolved as { dataKeys?: WrappedDataKey[] }).dataKeys) : undefined;
+    // Payload (object) stores are not wrapped by src/pii/stores.ts: refused rather than stored in plaintext.
+    if (config.pii === "encrypt" && resolved.slots.some((s) => (s.primitive as string) === "payload")) throw new Error(`namespace "${config.name}": pii: encrypt does not cover payload (claim-check) slots yet`);
     const held: Held = [];
     const storesByKey = new Map<string, NamespaceStores>();
     const slots: SlotRuntime[] = [];
     const stores: { -readonly [K in keyof NamespaceStores]: NamespaceStores[K] } = {};
     const interfaces = new Set<InterfaceName>();
     const closers: (() => Promise<void>)[] = [];
-    const served = new Set<PrimitiveName>();
+    const served = new Set<SlotFamily>();
     for (const s of resolved.slots) {
       const driver: BackendDriver<any> = await loadDriver(s.type);
       let slotStores: NamespaceStores = {};
@@ -151,6 +160,7 @@ export class Router {
           const raw = pooled.instance.namespace(config.name, limits);
           if (raw.close) closers.push(() => raw.close!());
           ns = guardStores(raw, pooled.breaker);
+          if (cipher !== undefined) ns = encryptStores(ns, cipher, this.log);
           storesByKey.set(key, ns);
         }
         slotStores = ns;
@@ -176,7 +186,8 @@ export class Router {
       pooled.breaker.namespaces.add(config.name);
       const raw = pooled.instance.namespace(config.name, limits);
       if (raw.close) closers.push(() => raw.close!());
-      const toStores = guardStores(raw, pooled.breaker);
+      const guarded = guardStores(raw, pooled.breaker);
+      const toStores = cipher !== undefined ? encryptStores(guarded, cipher, this.log) : guarded;
       const fromStores = slots.find((s) => s.slot === mig.settings.slot)!.stores;
       const log = (l: "info" | "warn" | "error", m: string) => this.log(l, m);
       migration = { settings: mig.settings, state: mig.state };
@@ -203,7 +214,7 @@ export class Router {
     if (def?.compose) {
       for (const k of Object.keys(stores)) delete (stores as Record<string, unknown>)[k];
       interfaces.clear();
-      for (const i of def.claims?.(new Map(slots.map((s) => [s.slot, s.interfaces]))) ?? []) interfaces.add(i);
+      for (const i of def.claims?.(new Map(slots.map((s) => [s.slot, s.interfaces])), config.options ?? {}) ?? []) interfaces.add(i);
       if (owner === undefined) {
         const composed = def.compose({
           namespace: config.name,
@@ -243,6 +254,12 @@ export class Router {
     this.held.set(config.name, held);
     if (previous) await this.release(previous, previousHeld ?? []);
     return !previous;
+  }
+
+  private cipherOf(name: string, keys: WrappedDataKey[] | undefined): Cipher {
+    if (this.keyring === undefined) throw new Error(`namespace "${name}" has pii: encrypt but this process has no security.kek`);
+    if (!keys?.length) throw new Error(`namespace "${name}" has pii: encrypt but no data key yet (the control agent creates it)`);
+    return this.keyring.cipher(name, keys);
   }
 
   private pooled(key: string, type: string, instance: string, options: Record<string, unknown>, driver: BackendDriver<any>, firstNamespace: string): PooledInstance {

@@ -208,10 +208,11 @@ function runHealthCheck(b: CircuitBreaker): void {
 
 /** The driver methods a breaker guards, by store. `close` and unknown extras pass through. */
 const METHODS = {
-  keyvalue: ["get", "set", "delete", "exists", "batchGet", "batchSet", "batchDelete", "scan", "expire", "ttl", "persist", "setWithMessage", "deleteWithMessage", "outboxRelay"],
-  pubsub: ["publish", "subscribe"],
-  queue: ["enqueue", "dequeue", "ack", "nack", "extendVisibility"],
-  stream: ["append", "read", "readGroup", "ackGroup"],
+  keyvalue: ["get", "set", "delete", "exists", "batchGet", "batchSet", "batchDelete", "scan", "expire", "ttl", "persist", "setWithMessage", "deleteWithMessage", "outboxRelay", "setOnce", "deleteOnce"],
+  pubsub: ["publish", "subscribe", "publishOnce"],
+  queue: ["enqueue", "dequeue", "ack", "nack", "extendVisibility", "enqueueOnce"],
+  stream: ["append", "read", "readGroup", "ackGroup", "appendOnce"],
+  payload: ["put", "get", "head", "delete", "list"],
 } as const;
 
 type AnyFn = (...args: unknown[]) => Promise<unknown>;
@@ -251,6 +252,7 @@ export function guardStores(stores: NamespaceStores, b: CircuitBreaker): Namespa
   if (stores.pubsub) out.pubsub = guardStore(b, stores.pubsub, METHODS.pubsub);
   if (stores.queue) out.queue = guardStore(b, stores.queue, METHODS.queue);
   if (stores.stream) out.stream = guardStore(b, stores.stream, METHODS.stream);
+  if (stores.payload) out.payload = guardStore(b, stores.payload, METHODS.payload);
   if (stores.close) out.close = stores.close.bind(stores);
   return out;
 }

@@ -21,6 +21,7 @@ import { createServer } from "node:net";
 import { resolve } from "node:path";
 import type { PrismConfig } from "../config/schema.js";
 import { ControlAgent } from "../control/agent.js";
+import { Keyring } from "../pii/keyring.js";
 import { openConfigStore } from "../control/stores.js";
 import { configStoreSpec } from "../control/store-spec.js";
 import { toPrismError } from "../core/errors.js";
@@ -148,6 +149,8 @@ export async function runPrimary(opts: ClusterOptions): Promise<number> {
     store,
     log,
     paths: { dataDir: resolve(opts.config.server.data_dir), allowedPaths: opts.config.server.allowed_paths.map((p) => resolve(p)) },
+    // Creates the data keys of pii: encrypt namespaces (src/pii); the workers unwrap them with their own copy of the KEK.
+    keyring: Keyring.load(opts.config.security, opts.config.server.data_dir),
     sink: {
       apply: (r) => broadcast((id) => ({ t: "apply", id, resolved: r })),
       delete: (name) => broadcast((id) => ({ t: "delete", id, name })),

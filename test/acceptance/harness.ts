@@ -90,8 +90,8 @@ export const BASE_LIMITS: Readonly<Record<string, number>> = {
 export interface SuiteContext {
   /** The SDK client, connected over `transport` (valid inside test bodies). */
   client: PrismClient;
-  /** A fresh namespace on the fixture's backend serving every primitive the backend can serve. `name` forces its name. */
-  ns(opts?: { name?: string }): Promise<string>;
+  /** A fresh namespace on the fixture's backend serving every primitive the backend can serve. `name` forces its name; `limits` go over the effective limits. */
+  ns(opts?: { name?: string; limits?: Record<string, number> }): Promise<string>;
   /** Moves time: ManualClock.advance, or a real sleep (plus a small margin) with a real clock. */
   advance(ms: number): Promise<void>;
   /** Unique names for keys, queues, streams, topics. */
@@ -142,11 +142,12 @@ class Context implements SuiteContext {
     this.primitives = PRIMITIVES.filter((p) => REQUIRED_INTERFACES[p].every((i) => claims.has(i)));
   }
 
-  async ns(opts: { name?: string } = {}): Promise<string> {
+  async ns(opts: { name?: string; limits?: Record<string, number> } = {}): Promise<string> {
     const name = opts.name ?? `acc-${this.transport}-${++nsCounter}-${randomBytes(3).toString("hex")}`;
     const p = this.fixture.pattern;
+    const limits = { ...this.limits, ...(opts.limits ?? {}) };
     await this.client.admin.applyNamespace(
-      p ? { name, ...p.entry(name), limits: this.limits } : { name, primitives: this.primitives, backend: this.fixture.backend(name), limits: this.limits },
+      p ? { name, ...p.entry(name), limits } : { name, primitives: this.primitives, backend: this.fixture.backend(name), limits },
     );
     return name;
   }
@@ -192,7 +193,7 @@ export function runAcceptance(fixture: BackendFixture, opts: { transports?: Tran
     if (p) {
       const slotClaims = new Map<string, ReadonlySet<InterfaceName>>();
       for (const [slot, t] of Object.entries(p.slotTypes)) slotClaims.set(slot, new Set((await loadDriver(t)).interfaces));
-      claims = new Set(patternByName(p.name)!.claims!(slotClaims));
+      claims = new Set(patternByName(p.name)!.claims!(slotClaims, (p.entry("probe").options as Record<string, unknown> | undefined) ?? {}));
     } else claims = new Set<InterfaceName>((await loadDriver(type)).interfaces);
     const slowEverywhere = process.env.PRISM_ACCEPTANCE_SLOW === "all";
 

@@ -2,7 +2,9 @@
  * Multicast Registry on every backend combination that satisfies its slots
  * here: each registry backend (keyvalue_scan) with in-process messaging, and
  * each messaging backend (pubsub) with an in-process registry. Prism runs on
- * a ManualClock, so member expiry is exact whatever the backend.
+ * a ManualClock, so member expiry is exact whatever the backend. With
+ * options.delivery: queue, each queue backend as the messaging slot (durable
+ * delivery: what is multicast while a member is offline waits for it).
  */
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -38,22 +40,34 @@ const MESSAGING: Record<string, Record<string, unknown>> = {
   postgres: { type: "postgres", url: PG, schema: `prism_acc_mcr_ps_${process.pid}` },
 };
 
-const combos: [string, string][] = [
-  ...Object.keys(REGISTRIES).map((r) => [r, "memstore"] as [string, string]),
-  ...Object.keys(MESSAGING).filter((m) => m !== "memstore").map((m) => ["memstore", m] as [string, string]),
+const QUEUES: Record<string, Record<string, unknown>> = {
+  memstore: { type: "memstore" },
+  sqlite: { type: "sqlite", path: sqlitePath },
+  redis: { type: "redis", url: REDIS, key_prefix: `prism-acc-mcr-q-${tag}` },
+  postgres: { type: "postgres", url: PG, schema: `prism_acc_mcr_q_${process.pid}` },
+  rabbitmq: { type: "rabbitmq", url: process.env.RABBITMQ_URL ?? "amqp://guest:guest@127.0.0.1:5672", prefix: `acc-mcr-q-${process.pid}` },
+  nats: { type: "nats", servers: process.env.NATS_URL ?? "nats://127.0.0.1:4222", prefix: `acc-mcr-q-${process.pid}` },
+};
+
+type Delivery = "pubsub" | "queue";
+const combos: [string, string, Delivery][] = [
+  ...Object.keys(REGISTRIES).map((r) => [r, "memstore", "pubsub"] as [string, string, Delivery]),
+  ...Object.keys(MESSAGING).filter((m) => m !== "memstore").map((m) => ["memstore", m, "pubsub"] as [string, string, Delivery]),
+  ...Object.keys(QUEUES).map((q) => ["memstore", q, "queue"] as [string, string, Delivery]),
 ];
 
 const text = (b: Uint8Array) => Buffer.from(b).toString();
 
-for (const [reg, msg] of combos) {
-  describe(`multicast-registry (registry ${reg}, messaging ${msg})`, () => {
+for (const [reg, msg, delivery] of combos) {
+  describe(`multicast-registry (registry ${reg}, messaging ${msg} ${delivery})`, () => {
     let srv: RunningServer;
     let client: Prism;
     const clock = new ManualClock(Date.now());
     let n = 0;
     const ns = async () => {
-      const name = `mcr-${reg}-${msg}-${++n}-${randomBytes(2).toString("hex")}`;
-      await client.admin.applyNamespace({ name, pattern: "multicast-registry", slots: { registry: REGISTRIES[reg], messaging: MESSAGING[msg] } });
+      const name = `mcr-${reg}-${msg}-${delivery[0]}-${++n}-${randomBytes(2).toString("hex")}`;
+      const messaging = delivery === "queue" ? QUEUES[msg] : MESSAGING[msg];
+      await client.admin.applyNamespace({ name, pattern: "multicast-registry", slots: { registry: REGISTRIES[reg], messaging }, ...(delivery === "queue" ? { options: { delivery } } : {}) });
       return name;
     };
     before(async () => {
@@ -113,7 +127,7 @@ for (const [reg, msg] of combos) {
       await r.register("c", { role: "core", floor: "1" });
       const subs = Object.fromEntries(["a", "b", "c"].map((id) => [id, r.subscribe(id)]));
       await Promise.all(Object.values(subs).map((s) => s.ready));
-      await sleep(msg === "memstore" ? 0 : 200); // broker-side subscription propagation
+      await sleep(msg === "memstore" || delivery === "queue" ? 0 : 200); // broker-side subscription propagation
       const res = await r.multicast('role = "edge"', "to-edges", { kind: "test" });
       assert.deepEqual(res, { total: 2, delivered: 2, failed: 0, failedIdentities: [] });
       for (const id of ["a", "b"]) {
@@ -130,6 +144,34 @@ for (const [reg, msg] of combos) {
       assert.equal(text(mc.value!.payload), "to-core");
       for (const s of Object.values(subs)) s.close();
     });
+
+    if (delivery === "queue")
+      it("delivery: queue keeps what is multicast while a member is offline, and delivers each message once", async () => {
+        const r = client.registry(await ns());
+        await r.register("offline", { zone: "z1" });
+        await r.register("other", { zone: "z2" });
+        for (let i = 0; i < 5; i++) assert.deepEqual(await r.multicast('zone = "z1"', `m${i}`), { total: 1, delivered: 1, failed: 0, failedIdentities: [] });
+        const sub = r.subscribe("offline");
+        await sub.ready;
+        const got: string[] = [];
+        const it = sub[Symbol.asyncIterator]();
+        while (got.length < 5) {
+          const m = await Promise.race([it.next(), sleep(10_000).then(() => ({ value: undefined, done: true }))]);
+          assert.ok(m.value, `received only ${got.join(",")}`);
+          got.push(text(m.value.payload));
+        }
+        assert.deepEqual(got.sort(), ["m0", "m1", "m2", "m3", "m4"]);
+        sub.close();
+        // Acknowledged once handed over: past the lease (the backends that lease on Prism's clock), a new
+        // subscription gets the next multicast, not the old ones again.
+        clock.advance(31_000);
+        await r.multicast('zone = "z1"', "m5");
+        const again = r.subscribe("offline");
+        await again.ready;
+        const m = await Promise.race([again[Symbol.asyncIterator]().next(), sleep(10_000).then(() => ({ value: undefined, done: true }))]);
+        assert.equal(text(m.value!.payload), "m5");
+        again.close();
+      });
 
     it("refusals: a syntax error names its position; an unregistered member cannot subscribe; a bad identity is named", async () => {
       const r = client.registry(await ns());

@@ -138,7 +138,7 @@ describe("prism apply / ns / backends / patterns against a running gateway", () 
     assert.equal(set.code, 0, set.stderr);
     const get = await prism("kv", "get", "o1", "--ns", "orders");
     assert.equal(get.code, 0, get.stderr);
-    assert.equal(get.stdout, "first order");
+    assert.equal(get.stdout, "first order\n");
 
     const be = await prism("backends");
     assert.equal(be.code, 0, be.stderr);
@@ -252,7 +252,7 @@ describe("prism apply / ns / backends / patterns against a running gateway", () 
     assert.deepEqual(lines(be.stdout).map((l) => l.split(/\s+/).slice(0, 3)), [["NAME", "TYPE", "NAMESPACES"], ["store", "sqlite", "orders"]]);
     // The data of the kept namespace is still there.
     const get = await prism("kv", "get", "o1", "--ns", "orders");
-    assert.equal(get.stdout, "first order");
+    assert.equal(get.stdout, "first order\n");
   });
 
   it("an entry the gateway refuses: the ! line, exit 1, nothing applied; a bad file: exit 2", async () => {

@@ -51,10 +51,13 @@ test("prism serve with no config serves `default`; kv and ns commands round-trip
     assert.equal(set.code, 0, set.stderr);
     const get = await runPrism(["kv", "get", "greeting", ...addr]);
     assert.equal(get.code, 0, get.stderr);
-    assert.equal(get.stdout, "hello world");
+    assert.equal(get.stdout, "hello world\n", "the value and a newline");
+    const raw = await runPrism(["kv", "get", "greeting", "--raw", ...addr]);
+    assert.equal(raw.stdout, "hello world", "--raw: the bytes only");
 
-    const viaGrpc = await runPrism(["kv", "get", "greeting", "--addr", `grpc://127.0.0.1:${srv.grpcPort}`, "--ns", "default"]);
-    assert.equal(viaGrpc.stdout, "hello world");
+    // No --addr: $PRISM_ADDR names the gateway.
+    const viaGrpc = await runPrism(["kv", "get", "greeting", "--ns", "default"], { env: { PRISM_ADDR: `grpc://127.0.0.1:${srv.grpcPort}` } });
+    assert.equal(viaGrpc.stdout, "hello world\n", viaGrpc.stderr);
 
     const del = await runPrism(["kv", "del", "greeting", ...addr]);
     assert.equal(del.code, 0, del.stderr);
@@ -74,6 +77,7 @@ test("prism serve with no config serves `default`; kv and ns commands round-trip
 
     const usage = await runPrism(["kv", "get"]);
     assert.equal(usage.code, 64);
+    assert.match(usage.stderr, /\$PRISM_ADDR/, "the usage names $PRISM_ADDR");
   } finally {
     const code = await srv.stop("SIGTERM");
     rmSync(cwd, { recursive: true, force: true });

@@ -133,7 +133,7 @@ describe("Admin: structured entries, dry runs, backend instances, patterns (HTTP
     const kv = r.json.patterns.find((p: any) => p.name === "keyvalue");
     assert.deepEqual(kv.slots[0].requires, ["keyvalue_basic"]);
     assert.deepEqual(kv.slots[0].optional, ["keyvalue_ttl", "keyvalue_scan", "keyvalue_batch", "keyvalue_cas"]);
-    assert.deepEqual(r.json.patterns.map((p: any) => p.name), ["keyvalue", "pubsub", "queue", "stream", "cache-aside", "multicast-registry", "outbox"]);
+    assert.deepEqual(r.json.patterns.map((p: any) => p.name), ["keyvalue", "pubsub", "queue", "stream", "cache-aside", "multicast-registry", "outbox", "claim-check"]);
   });
 
   it("a call in flight when its namespace moves to another backend finishes on the backend it started on", async () => {

@@ -4,12 +4,20 @@
  * Redis, PostgreSQL and NATS (each driver claims queue_basic), then restart it
  * on the same config and drain the queue.
  *
- * Asserted: every message whose Enqueue was acknowledged (HTTP 200 with a
- * message id) is delivered at least once — by the consumer before the kill or
- * by the drain after the restart. Duplicates (redeliveries of messages whose
- * lease was taken but not acked before the kill, which at-least-once allows)
- * are counted and printed, not failed. Each backend gets its own queue name,
- * key prefix / schema / subject prefix, removed after.
+ * Where the driver claims queue_idempotent (all three), every Enqueue
+ * carries an idempotency key (the HTTP `Idempotency-Key` header), and after
+ * the restart the producers retry, with its key, every enqueue that was not
+ * acknowledged (the calls the kill cut off, whose message may or may not have
+ * been stored). Asserted then: every payload is delivered (zero losses), and
+ * under exactly one message id (zero duplicates from retries: a retry that
+ * enqueued a second copy would show up as a second id for one payload).
+ *
+ * Always asserted: every message whose Enqueue was acknowledged (HTTP 200 with
+ * a message id) is delivered at least once — by the consumer before the kill
+ * or by the drain after the restart. Redeliveries (one message id delivered
+ * again: its lease was taken but not acked before the kill, which
+ * at-least-once allows) are counted and printed, not failed. Each backend gets
+ * its own queue name, key prefix / schema / subject prefix, removed after.
  */
 import { describe, it, after } from "node:test";
 import assert from "node:assert/strict";
@@ -23,6 +31,7 @@ import pg from "pg";
 import { startPrism, type PrismProcess } from "./serve-process.js";
 import { cleanupPrefix } from "../unit/nats-cleanup.js";
 import { deleteRedisPrefix } from "../helpers/redis-cleanup.js";
+import { loadDriver } from "../../src/backends/registry.js";
 
 const run = randomBytes(3).toString("hex");
 const dir = mkdtempSync(join(tmpdir(), `prism-crash-${run}-`));
@@ -76,10 +85,10 @@ const BACKENDS: Backend[] = [
   },
 ];
 
-function post(agent: Agent, port: number, path: string, body: object): Promise<{ status: number; json: any }> {
+function post(agent: Agent, port: number, path: string, body: object, headers: Record<string, string> = {}): Promise<{ status: number; json: any }> {
   return new Promise((resolve) => {
     const data = Buffer.from(JSON.stringify(body));
-    const req = request({ host: "127.0.0.1", port, agent, method: "POST", path, headers: { "content-length": data.length } }, (res) => {
+    const req = request({ host: "127.0.0.1", port, agent, method: "POST", path, headers: { ...headers, "content-length": data.length } }, (res) => {
       const chunks: Buffer[] = [];
       res.on("data", (c: Buffer) => chunks.push(c));
       res.on("end", () => {
@@ -115,9 +124,21 @@ describe("crash: SIGKILL during a queue run loses no acknowledged enqueue", { ti
     it(`${b.name}`, async (t) => {
       const queue = `jobs-${run}`;
       const cfg = configFile(b);
+      const keyed = (await loadDriver(String(b.backend.type))).interfaces.includes("queue_idempotent");
       const acked = new Set<string>();
+      /** Enqueues not acknowledged (cut off by the kill, or refused): retried with their key after the restart. */
+      const pending = new Set<string>();
       const delivered = new Map<string, number>();
-      const note = (payload: string) => delivered.set(payload, (delivered.get(payload) ?? 0) + 1);
+      /** Per payload, the message ids it was delivered under (one, unless a retry enqueued it twice). */
+      const ids = new Map<string, Set<string>>();
+      const note = (payload: string, id: string) => {
+        delivered.set(payload, (delivered.get(payload) ?? 0) + 1);
+        let s = ids.get(payload);
+        if (!s) ids.set(payload, (s = new Set()));
+        s.add(id);
+      };
+      const enqueue = (a: Agent, port: number, payload: string) =>
+        post(a, port, "/v1/Queue/Enqueue", { namespace: "crash", queue, payload: Buffer.from(payload).toString("base64") }, keyed ? { "idempotency-key": `k-${payload}` } : {});
       let prism: PrismProcess = await startPrism(["--config", cfg, "--workers", "1", "--grpc-port", "0", "--http-port", "0"]);
       let agent = new Agent({ keepAlive: true, maxSockets: 32 });
       let stop = false;
@@ -126,9 +147,12 @@ describe("crash: SIGKILL during a queue run loses no acknowledged enqueue", { ti
       const producer = async () => {
         while (!stop) {
           const payload = `m-${seq++}`;
-          const r = await post(agent, port1, "/v1/Queue/Enqueue", { namespace: "crash", queue, payload: Buffer.from(payload).toString("base64") });
+          const r = await enqueue(agent, port1, payload);
           if (r.status === 200 && r.json?.messageId) acked.add(payload);
-          else if (r.status === 0) return; // killed
+          else {
+            pending.add(payload);
+            if (r.status === 0) return; // killed
+          }
         }
       };
       const consumer = async () => {
@@ -136,7 +160,7 @@ describe("crash: SIGKILL during a queue run loses no acknowledged enqueue", { ti
           const r = await post(agent, port1, "/v1/Queue/Dequeue", { namespace: "crash", queue, max_messages: 10, visibility_timeout_seconds: 2 });
           if (r.status === 0) return;
           for (const m of r.json?.messages ?? []) {
-            note(Buffer.from(m.payload, "base64").toString());
+            note(Buffer.from(m.payload, "base64").toString(), m.messageId);
             await post(agent, port1, "/v1/Queue/Ack", { namespace: "crash", queue, receipt: m.receipt });
           }
         }
@@ -153,7 +177,20 @@ describe("crash: SIGKILL during a queue run loses no acknowledged enqueue", { ti
       // lease is in the backend) or when the server's ack_wait runs out (NATS: 4 s), and are redelivered.
       prism = await startPrism(["--config", cfg, "--workers", "1", "--grpc-port", "0", "--http-port", "0"]);
       agent = new Agent({ keepAlive: true, maxSockets: 4 });
+      let retried = 0;
+      /** The message id each retry answered: the one stored before the kill, if the cut-off call had stored it. */
+      const retryIds = new Map<string, string>();
       try {
+        if (keyed) {
+          // The producers' retries: each unacknowledged enqueue again, with its key, until acknowledged.
+          for (const payload of pending) {
+            const r = await enqueue(agent, prism.httpPort, payload);
+            assert.equal(r.status, 200, `retry of ${payload}: ${JSON.stringify(r.json)}`);
+            acked.add(payload);
+            retryIds.set(payload, r.json.messageId);
+            retried++;
+          }
+        }
         let idle = 0;
         for (let i = 0; i < 2000 && idle < DRAIN_IDLE_POLLS; i++) {
           const r = await post(agent, prism.httpPort, "/v1/Queue/Dequeue", { namespace: "crash", queue, max_messages: 100, wait_seconds: 1 });
@@ -165,7 +202,7 @@ describe("crash: SIGKILL during a queue run loses no acknowledged enqueue", { ti
           }
           idle = 0;
           for (const m of msgs) {
-            note(Buffer.from(m.payload, "base64").toString());
+            note(Buffer.from(m.payload, "base64").toString(), m.messageId);
             await post(agent, prism.httpPort, "/v1/Queue/Ack", { namespace: "crash", queue, receipt: m.receipt });
           }
         }
@@ -176,11 +213,19 @@ describe("crash: SIGKILL during a queue run loses no acknowledged enqueue", { ti
       const lost = [...acked].filter((p) => !delivered.has(p));
       const duplicates = [...delivered.values()].filter((n) => n > 1).length;
       const unacked = [...delivered.keys()].filter((p) => !acked.has(p)).length;
+      const twice = [...ids].filter(([, s]) => s.size > 1).map(([p]) => p);
       t.diagnostic(
-        `${b.name}: ${acked.size} enqueues acknowledged, ${delivered.size} distinct delivered, ${duplicates} delivered more than once, ` +
+        `${b.name}: ${acked.size} enqueues acknowledged (${retried} of them by a keyed retry after the restart), ${delivered.size} distinct delivered, ` +
+          `${duplicates} redelivered (same message id), ${twice.length} enqueued twice (two message ids), ` +
           `${unacked} delivered whose enqueue answer was lost in the kill, ${lost.length} lost`,
       );
       assert.deepEqual(lost.slice(0, 20), [], `${lost.length} acknowledged messages never delivered`);
+      if (keyed) {
+        assert.ok(pending.size > 0 || retried === 0, "bookkeeping");
+        assert.equal(unacked, 0, "every enqueue was acknowledged in the end (retries included)");
+        assert.deepEqual(twice.slice(0, 20), [], `${twice.length} payloads enqueued twice: keyed retries must not duplicate`);
+        for (const [p, id] of retryIds) assert.deepEqual([...(ids.get(p) ?? [])], [id], `${p}: delivered under the id its retry answered`);
+      }
     });
   }
 });

@@ -395,7 +395,8 @@ test("server shutdown: a pending long poll answers empty (graceful drain), then 
   const own = await startServer({ config: defaultConfig(), host: "127.0.0.1", grpcPort: 0, httpPort: 0, log: () => {} });
   const clients: Prism[] = [];
   try {
-    for (const t of TRANSPORTS) clients.push(await connect(address(t, own)));
+    // The SDK reconnects by itself; a call made while no server answers waits reconnect.waitMs, then fails.
+    for (const t of TRANSPORTS) clients.push(await connect(address(t, own), { reconnect: { waitMs: 200 } }));
     const pending = clients.map((c) => c.queue("default").dequeue(`sdk-gone-${uid()}`, { wait: 10 }));
     await Promise.all(clients.map((c) => c.kv("default").exists("warm-up")));
     await own.close();

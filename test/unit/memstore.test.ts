@@ -302,7 +302,7 @@ describe("memstore queue", () => {
     await assert.rejects(q.ack("jobs", m2!.receipt), stale);
     clock.advance(60_000);
     assert.deepEqual(await q.dequeue("jobs", deq(1000)), []);
-    await assert.rejects(q.ack("jobs", "garbage"), stale);
+    await assert.rejects(q.ack("jobs", "garbage"), isReason("PRISM_ERR_INVALID_ARGUMENT")); // malformed, not stale
     await assert.rejects(q.ack("other", m2!.receipt), stale);
   });
 

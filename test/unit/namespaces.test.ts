@@ -22,9 +22,12 @@ const SERVES: Record<string, string[]> = {
   rabbitmq: ["pubsub", "queue"],
   mqtt: ["pubsub"],
   kafka: ["pubsub", "stream"],
+  // Payload stores (claim-check's payloads slot): no primitive.
+  filesystem: [],
+  s3: [],
 };
 
-const OPTIONS: Record<string, Record<string, unknown>> = { sqlite: { path: "x.db" } };
+const OPTIONS: Record<string, Record<string, unknown>> = { sqlite: { path: "x.db" }, filesystem: { root: "payloads" }, s3: { bucket: "bkt" } };
 
 async function problemsOf(raw: unknown): Promise<string[]> {
   try {
@@ -76,7 +79,7 @@ test("references: unknown instance, unknown pattern, a slot the pattern lacks, a
   assert.deepEqual(await problemsOf({ backends: { main: { type: "postgres" } }, namespaces: [{ name: "a", backend: "mian" }] }), [
     'namespaces[0].backend: unknown backend instance "mian" (declared: main)',
   ]);
-  assert.match((await problemsOf({ namespaces: [{ name: "a", pattern: "graph", backend: { type: "memstore" } }] })).join("\n"), /namespaces\[0\]\.pattern: unknown pattern "graph" \(known: keyvalue, pubsub, queue, stream, cache-aside, multicast-registry, outbox\)/);
+  assert.match((await problemsOf({ namespaces: [{ name: "a", pattern: "graph", backend: { type: "memstore" } }] })).join("\n"), /namespaces\[0\]\.pattern: unknown pattern "graph" \(known: keyvalue, pubsub, queue, stream, cache-aside, multicast-registry, outbox, claim-check\)/);
   assert.deepEqual(await problemsOf({ namespaces: [{ name: "a", pattern: "keyvalue", slots: { keyvalue: { type: "memstore" }, cache: { type: "memstore" } } }] }), [
     'namespaces[0].slots.cache: pattern keyvalue has no slot "cache" (slots: keyvalue)',
   ]);
@@ -85,7 +88,7 @@ test("references: unknown instance, unknown pattern, a slot the pattern lacks, a
     "namespaces[0].primitives: pattern queue serves queue; leave primitives out",
   ]);
   assert.deepEqual(await problemsOf({ backends: { x: { type: "redsi" } }, namespaces: [] }), [
-    'backends.x.type: unknown backend "redsi" (known: memstore, sqlite, redis, nats, postgres, rabbitmq, mqtt, kafka)',
+    'backends.x.type: unknown backend "redsi" (known: memstore, sqlite, redis, nats, postgres, rabbitmq, mqtt, kafka, filesystem, s3)',
   ]);
 });
 

@@ -100,7 +100,7 @@ async function rejectsWith(p: Promise<unknown>, reason: string, message?: RegExp
 
 describe("postgres driver: options and claims", () => {
   test("claims every interface; options have defaults and are validated", () => {
-    assert.equal(driver.interfaces.length, 15); // every interface, keyvalue_outbox included
+    assert.equal(driver.interfaces.length, 19); // every interface, keyvalue_outbox and the four *_idempotent included
     const d = optionsSchema.parse({});
     assert.equal(d.url, "postgres://postgres@127.0.0.1:5432/test");
     assert.equal(d.schema, "prism");
@@ -384,8 +384,8 @@ describe("postgres driver: queue", () => {
     const m2 = again.find((m) => m.messageId === id)!;
     assert.equal(m2.deliveryCount, 2);
     await rejectsWith(q.ack("jobs", m1!.receipt), "PRISM_ERR_STALE_RECEIPT");
-    await rejectsWith(q.ack("jobs", "garbage"), "PRISM_ERR_STALE_RECEIPT");
-    await rejectsWith(q.ack("jobs", "99999999999999999999.x"), "PRISM_ERR_STALE_RECEIPT");
+    await rejectsWith(q.ack("jobs", "garbage"), "PRISM_ERR_INVALID_ARGUMENT"); // malformed, not stale
+    await rejectsWith(q.ack("jobs", "99999999999999999999.x"), "PRISM_ERR_INVALID_ARGUMENT"); // no such id can be issued: malformed
     await rejectsWith(q.ack("other", m2.receipt), "PRISM_ERR_STALE_RECEIPT");
     await q.nack("jobs", m2.receipt, 0);
     const [m3] = (await q.dequeue("jobs", opts())).filter((m) => m.messageId === id);
@@ -434,7 +434,8 @@ describe("postgres driver: queue", () => {
     await c.inst.listener.listen(c.inst.wakeChannel, handler, () => {});
     t.after(async () => c.inst.listener.unlisten(c.inst.wakeChannel, handler));
     await (other.namespace(c.ns, LIMITS) as Stores).queue.enqueue("woken", b("x"), {}, 0);
-    assert.equal(await heard, `q\n${c.ns}\nwoken`);
+    // The key, then a tab and how many rows arrived (waiters.ts wakes only as many long polls as can take them).
+    assert.equal(await heard, `q\n${c.ns}\nwoken\t1`);
   });
 
   test("long poll: a row inserted without any NOTIFY is still delivered (polling fallback)", async (t) => {

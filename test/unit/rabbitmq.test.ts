@@ -160,7 +160,7 @@ describe("rabbitmq driver (real broker)", () => {
     await q.enqueue("a", b("2"), {}, 0);
     const got = await q.dequeue("a", { maxMessages: 2, visibilityTimeoutMs: 30_000, waitMs: 0 });
     assert.equal(got.length, 2);
-    await rejectsWith(q.ack("a", "nope.1.999999"), "PRISM_ERR_STALE_RECEIPT");
+    await rejectsWith(q.ack("a", "nope.1.999999"), "PRISM_ERR_INVALID_ARGUMENT"); // not a receipt this queue issues
     await rejectsWith(q.ack("b", got[0]!.receipt), "PRISM_ERR_STALE_RECEIPT");
     // Had an unknown delivery tag reached RabbitMQ, it would have closed the channel and requeued both.
     assert.deepEqual(await q.dequeue("a", { maxMessages: 2, visibilityTimeoutMs: 30_000, waitMs: 0 }), []);

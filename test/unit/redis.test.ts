@@ -390,7 +390,7 @@ describe("redis driver", () => {
     assert.equal(m2!.deliveryCount, 2);
     await rejectsWith(q.ack("jobs", m!.receipt), "PRISM_ERR_STALE_RECEIPT");
     await rejectsWith(q.ack("other", m2!.receipt), "PRISM_ERR_STALE_RECEIPT");
-    await rejectsWith(q.ack("jobs", "garbage"), "PRISM_ERR_STALE_RECEIPT");
+    await rejectsWith(q.ack("jobs", "garbage"), "PRISM_ERR_INVALID_ARGUMENT"); // malformed, not stale
     clock.advance(1000); // the lease ran out: its receipt is stale even before a redelivery
     await rejectsWith(q.ack("jobs", m2!.receipt), "PRISM_ERR_STALE_RECEIPT");
     const [m3] = await q.dequeue("jobs", { maxMessages: 5, visibilityTimeoutMs: 1000, waitMs: 0 });

@@ -59,7 +59,7 @@ async function rejectsWith(p: Promise<unknown>, reason: string): Promise<void> {
 describe("sqlite driver: options and claims", () => {
   test("claims every interface and validates options", () => {
     assert.ok(driver.interfaces.includes("queue_dead_letter"));
-    assert.equal(driver.interfaces.length, 15); // every interface, keyvalue_outbox included
+    assert.equal(driver.interfaces.length, 19); // every interface, keyvalue_outbox and the four *_idempotent included
     assert.equal(optionsSchema.safeParse({ path: "/tmp/x.db", busy_timeout_ms: 100 }).success, true);
     assert.equal(optionsSchema.safeParse({}).success, false);
     assert.equal(optionsSchema.safeParse({ path: "/tmp/x.db", bogus: 1 }).success, false);
@@ -275,7 +275,7 @@ describe("sqlite driver: queue", () => {
     assert.deepEqual(rest.map((m) => m.messageId), [id2]);
     await q.ack("jobs", msgs[0]!.receipt);
     await rejectsWith(q.ack("jobs", msgs[0]!.receipt), "PRISM_ERR_STALE_RECEIPT");
-    await rejectsWith(q.ack("jobs", "garbage"), "PRISM_ERR_STALE_RECEIPT");
+    await rejectsWith(q.ack("jobs", "garbage"), "PRISM_ERR_INVALID_ARGUMENT"); // malformed, not stale
     await rejectsWith(q.ack("other", rest[0]!.receipt), "PRISM_ERR_STALE_RECEIPT");
     await q.ack("jobs", rest[0]!.receipt);
     assert.deepEqual(await q.dequeue("jobs", opts()), []);

@@ -9,7 +9,9 @@ import { Code, PrismError } from "./errors.js";
 import { METHODS, methodInfo, type MethodInfo } from "./methods.js";
 import { attrs, bytes, num, toBytes, toPlain, toStruct } from "./convert.js";
 import { SubscriptionImpl, type PubSubMessage, type Subscription } from "./subscription.js";
-import type { Transport } from "./transport.js";
+import type { CallOptions, Channel, ConnectionState, UnaryOptions, WriteOptions } from "./transport.js";
+import type { HealingChannel } from "./healing.js";
+import type { Listener } from "./emitter.js";
 
 /** A value to write: raw bytes, or a string (sent as UTF-8). */
 export type Bytes = Uint8Array | string;
@@ -55,10 +57,28 @@ const AD_DELETE_BACKEND = m("Admin/DeleteBackend");
 const AD_INSTANCES = m("Admin/ListBackendInstances");
 const AD_PATTERNS = m("Admin/ListPatterns");
 
+/** The per-call part of an options object, or undefined (the common case: no allocation). */
+function co(o: CallOptions | undefined, extraMs = 0): UnaryOptions | undefined {
+  if (!o || (o.timeoutMs === undefined && o.signal === undefined)) return extraMs > 0 ? { extraMs } : undefined;
+  return { timeoutMs: o.timeoutMs, signal: o.signal, extraMs };
+}
+
+/** Sets the request's idempotency key: the caller's, or a random one with `autoIdempotency`. */
+function keyed<R extends { idempotencyKey?: string | null }>(t: Channel, req: R, o: WriteOptions | undefined): R {
+  const k = o?.idempotencyKey;
+  if (k !== undefined && k !== "") req.idempotencyKey = k;
+  else if (t.autoIdempotency) req.idempotencyKey = randomKey();
+  return req;
+}
+
+function randomKey(): string {
+  return globalThis.crypto.randomUUID();
+}
+
 // ---------------------------------------------------------------- KeyValue
 
 /** Options of {@link KeyValue.set}. */
-export interface SetOptions {
+export interface SetOptions extends WriteOptions {
   /** Time to live in seconds (default: the namespace's default TTL; none by default). */
   ttl?: number;
   /** Write only when the key is absent; otherwise FAILED_PRECONDITION. */
@@ -103,7 +123,7 @@ export interface ScanPage {
 export class KeyValue {
   /** @internal */
   constructor(
-    private readonly t: Transport,
+    private readonly t: Channel,
     /** The namespace every call goes to. */
     readonly namespace: string,
   ) {}
@@ -117,67 +137,67 @@ export class KeyValue {
       if (opts.expectedVersion !== undefined) req.expectedVersion = opts.expectedVersion;
       if (opts.message) req.message = outboxMessage(opts.message);
     }
-    const res = await this.t.unary(KV_SET, req);
+    const res = await this.t.unary(KV_SET, keyed(this.t, req, opts), co(opts));
     return { version: num(res.version) };
   }
 
   /** The value, or null when the key is absent (an empty Uint8Array is a real empty value). */
-  async get(key: string): Promise<Uint8Array | null> {
-    const res = await this.t.unary(KV_GET, { namespace: this.namespace, key });
+  async get(key: string, opts?: CallOptions): Promise<Uint8Array | null> {
+    const res = await this.t.unary(KV_GET, { namespace: this.namespace, key }, co(opts));
     return res.found ? bytes(res.value) : null;
   }
 
   /** The value and its version, or null when the key is absent. */
-  async getItem(key: string): Promise<KvItem | null> {
-    const res = await this.t.unary(KV_GET, { namespace: this.namespace, key });
+  async getItem(key: string, opts?: CallOptions): Promise<KvItem | null> {
+    const res = await this.t.unary(KV_GET, { namespace: this.namespace, key }, co(opts));
     return res.found ? { value: bytes(res.value), version: num(res.version) } : null;
   }
 
   /** Deletes the key; false when it was absent. With `message` (outbox namespaces): committed with the delete, only when a key was deleted. */
-  async delete(key: string, opts?: { message?: OutboxMessage }): Promise<boolean> {
+  async delete(key: string, opts?: { message?: OutboxMessage } & WriteOptions): Promise<boolean> {
     const req: pb.v1.IDeleteRequest = { namespace: this.namespace, key };
     if (opts?.message) req.message = outboxMessage(opts.message);
-    const res = await this.t.unary(KV_DELETE, req);
+    const res = await this.t.unary(KV_DELETE, keyed(this.t, req, opts), co(opts));
     return !!res.deleted;
   }
 
-  async exists(key: string): Promise<boolean> {
-    const res = await this.t.unary(KV_EXISTS, { namespace: this.namespace, key });
+  async exists(key: string, opts?: CallOptions): Promise<boolean> {
+    const res = await this.t.unary(KV_EXISTS, { namespace: this.namespace, key }, co(opts));
     return !!res.exists;
   }
 
   /** Values in the order of `keys`; null for absent keys. */
-  async batchGet(keys: string[]): Promise<(Uint8Array | null)[]> {
-    const res = await this.t.unary(KV_BATCH_GET, { namespace: this.namespace, keys });
+  async batchGet(keys: string[], opts?: CallOptions): Promise<(Uint8Array | null)[]> {
+    const res = await this.t.unary(KV_BATCH_GET, { namespace: this.namespace, keys }, co(opts));
     return (res.items as pb.v1.IKvItem[]).map((it) => (it.found ? bytes(it.value) : null));
   }
 
   /** Writes all entries; resolves to their new versions, in order. */
-  async batchSet(entries: { key: string; value: Bytes }[], opts?: { ttl?: number }): Promise<number[]> {
+  async batchSet(entries: { key: string; value: Bytes }[], opts?: { ttl?: number } & CallOptions): Promise<number[]> {
     const req: pb.v1.IBatchSetRequest = {
       namespace: this.namespace,
       entries: entries.map((e) => ({ key: e.key, value: toBytes(e.value) })),
     };
     if (opts?.ttl !== undefined) req.ttlSeconds = opts.ttl;
-    const res = await this.t.unary(KV_BATCH_SET, req);
+    const res = await this.t.unary(KV_BATCH_SET, req, co(opts));
     return (res.versions as unknown[]).map(num);
   }
 
   /** Deletes the keys; resolves to how many existed. */
-  async batchDelete(keys: string[]): Promise<number> {
-    const res = await this.t.unary(KV_BATCH_DELETE, { namespace: this.namespace, keys });
+  async batchDelete(keys: string[], opts?: CallOptions): Promise<number> {
+    const res = await this.t.unary(KV_BATCH_DELETE, { namespace: this.namespace, keys }, co(opts));
     return num(res.deleted);
   }
 
   /** One page of keys in lexicographic order. Pass the previous `nextCursor` to continue. */
-  async scanPage(opts: { prefix?: string; cursor?: string; limit?: number; keysOnly?: boolean } = {}): Promise<ScanPage> {
+  async scanPage(opts: { prefix?: string; cursor?: string; limit?: number; keysOnly?: boolean } & CallOptions = {}): Promise<ScanPage> {
     const res = await this.t.unary(KV_SCAN, {
       namespace: this.namespace,
       prefix: opts.prefix ?? "",
       cursor: opts.cursor ?? "",
       limit: opts.limit ?? 0,
       keysOnly: !!opts.keysOnly,
-    });
+    }, co(opts));
     return {
       items: (res.items as pb.v1.IKvItem[]).map((it) => ({ key: it.key ?? "", value: bytes(it.value), version: num(it.version) })),
       nextCursor: res.nextCursor ?? "",
@@ -188,30 +208,30 @@ export class KeyValue {
    * Every key with `prefix`, page by page (`limit` = page size). Complete and
    * without duplicates even while keys are written concurrently.
    */
-  async *scan(prefix = "", opts: { limit?: number; keysOnly?: boolean } = {}): AsyncGenerator<ScanItem, void, undefined> {
+  async *scan(prefix = "", opts: { limit?: number; keysOnly?: boolean } & CallOptions = {}): AsyncGenerator<ScanItem, void, undefined> {
     let cursor = "";
     do {
-      const page = await this.scanPage({ prefix, cursor, limit: opts.limit, keysOnly: opts.keysOnly });
+      const page = await this.scanPage({ prefix, cursor, limit: opts.limit, keysOnly: opts.keysOnly, timeoutMs: opts.timeoutMs, signal: opts.signal });
       yield* page.items;
       cursor = page.nextCursor;
     } while (cursor);
   }
 
   /** Sets the key's TTL (seconds, > 0); false when the key is absent. */
-  async expire(key: string, ttlSeconds: number): Promise<boolean> {
-    const res = await this.t.unary(KV_EXPIRE, { namespace: this.namespace, key, ttlSeconds });
+  async expire(key: string, ttlSeconds: number, opts?: CallOptions): Promise<boolean> {
+    const res = await this.t.unary(KV_EXPIRE, { namespace: this.namespace, key, ttlSeconds }, co(opts));
     return !!res.found;
   }
 
   /** Remaining time to live: `ttlMs` is null when the key has no TTL (or is absent: `found` false). */
-  async ttl(key: string): Promise<{ found: boolean; ttlMs: number | null }> {
-    const res = await this.t.unary(KV_GET_TTL, { namespace: this.namespace, key });
+  async ttl(key: string, opts?: CallOptions): Promise<{ found: boolean; ttlMs: number | null }> {
+    const res = await this.t.unary(KV_GET_TTL, { namespace: this.namespace, key }, co(opts));
     return { found: !!res.found, ttlMs: res.found && res.hasTtl ? num(res.ttlMs) : null };
   }
 
   /** Removes the key's TTL; false when the key is absent. */
-  async persist(key: string): Promise<boolean> {
-    const res = await this.t.unary(KV_PERSIST, { namespace: this.namespace, key });
+  async persist(key: string, opts?: CallOptions): Promise<boolean> {
+    const res = await this.t.unary(KV_PERSIST, { namespace: this.namespace, key }, co(opts));
     return !!res.found;
   }
 }
@@ -233,27 +253,38 @@ function toPubSubMessage(msg: unknown): PubSubMessage {
 export class PubSub {
   /** @internal */
   constructor(
-    private readonly t: Transport,
+    private readonly t: Channel,
     readonly namespace: string,
   ) {}
 
   /** Publishes to `topic` (dot-separated tokens); resolves to the message id. */
-  async publish(topic: string, data: Bytes, attributes?: Record<string, string>): Promise<string> {
+  async publish(topic: string, data: Bytes, attributes?: Record<string, string>, opts?: WriteOptions): Promise<string> {
     const req: pb.v1.IPublishRequest = { namespace: this.namespace, topic, payload: toBytes(data) };
     if (attributes) req.attributes = attributes;
-    const res = await this.t.unary(PS_PUBLISH, req);
+    const res = await this.t.unary(PS_PUBLISH, keyed(this.t, req, opts), co(opts));
     return res.messageId;
   }
 
   /**
    * Subscribes to `pattern` (`*` = one token, trailing `>` = one or more).
    * Await `sub.ready` before publishing if you must not miss messages.
+   * Resumed by itself after a reconnect (events `disconnected`, `resumed`);
+   * aborting `signal` closes it.
    */
-  subscribe(pattern: string): Subscription<PubSubMessage> {
-    const sub = new SubscriptionImpl(toPubSubMessage);
-    sub.handle = this.t.serverStream(PS_SUBSCRIBE, { namespace: this.namespace, pattern }, sub);
+  subscribe(pattern: string, opts?: { signal?: AbortSignal }): Subscription<PubSubMessage> {
+    return startSubscription(this.t, PS_SUBSCRIBE, { namespace: this.namespace, pattern }, opts?.signal);
+  }
+}
+
+function startSubscription(t: Channel, method: MethodInfo, request: object, signal: AbortSignal | undefined): Subscription<PubSubMessage> {
+  const sub = new SubscriptionImpl(toPubSubMessage);
+  if (signal?.aborted) {
+    void sub.close();
     return sub;
   }
+  sub.handle = t.serverStream(method, request, sub);
+  signal?.addEventListener("abort", () => void sub.close(), { once: true });
+  return sub;
 }
 
 // ---------------------------------------------------------------- MulticastRegistry
@@ -269,23 +300,23 @@ export interface RegistryMember {
 export class MulticastRegistry {
   /** @internal */
   constructor(
-    private readonly t: Transport,
+    private readonly t: Channel,
     readonly namespace: string,
   ) {}
 
   /** Registers `identity` (or refreshes it: metadata replaced, TTL restarted). ttl 0: no expiry. */
-  async register(identity: string, metadata: Record<string, string> = {}, opts: { ttl?: number } = {}): Promise<{ created: boolean; expiresAtMs: number }> {
-    const res = await this.t.unary(REG_REGISTER, { namespace: this.namespace, identity, metadata, ttlSeconds: opts.ttl ?? 0 });
+  async register(identity: string, metadata: Record<string, string> = {}, opts: { ttl?: number } & CallOptions = {}): Promise<{ created: boolean; expiresAtMs: number }> {
+    const res = await this.t.unary(REG_REGISTER, { namespace: this.namespace, identity, metadata, ttlSeconds: opts.ttl ?? 0 }, co(opts));
     return { created: !!res.created, expiresAtMs: num(res.expiresAtMs) };
   }
 
-  async unregister(identity: string): Promise<boolean> {
-    return !!(await this.t.unary(REG_UNREGISTER, { namespace: this.namespace, identity })).removed;
+  async unregister(identity: string, opts?: CallOptions): Promise<boolean> {
+    return !!(await this.t.unary(REG_UNREGISTER, { namespace: this.namespace, identity }, co(opts))).removed;
   }
 
   /** One page of live members matching `filter` (e.g. `type = "temperature" and floor = 3`; "" all). */
-  async enumerate(filter = "", opts: { cursor?: string; limit?: number } = {}): Promise<{ members: RegistryMember[]; nextCursor: string }> {
-    const res = await this.t.unary(REG_ENUMERATE, { namespace: this.namespace, filter, cursor: opts.cursor ?? "", limit: opts.limit ?? 0 });
+  async enumerate(filter = "", opts: { cursor?: string; limit?: number } & CallOptions = {}): Promise<{ members: RegistryMember[]; nextCursor: string }> {
+    const res = await this.t.unary(REG_ENUMERATE, { namespace: this.namespace, filter, cursor: opts.cursor ?? "", limit: opts.limit ?? 0 }, co(opts));
     return {
       members: (res.members as pb.v1.IMember[]).map((m) => ({ identity: m.identity ?? "", metadata: { ...(m.metadata ?? {}) }, expiresAtMs: num(m.expiresAtMs) })),
       nextCursor: res.nextCursor ?? "",
@@ -293,18 +324,16 @@ export class MulticastRegistry {
   }
 
   /** Sends `data` to every live member matching `filter`. */
-  async multicast(filter: string, data: Bytes, attributes?: Record<string, string>): Promise<{ total: number; delivered: number; failed: number; failedIdentities: string[] }> {
+  async multicast(filter: string, data: Bytes, attributes?: Record<string, string>, opts?: CallOptions): Promise<{ total: number; delivered: number; failed: number; failedIdentities: string[] }> {
     const req: pb.v1.IMulticastRequest = { namespace: this.namespace, filter, payload: toBytes(data) };
     if (attributes) req.attributes = attributes;
-    const res = await this.t.unary(REG_MULTICAST, req);
+    const res = await this.t.unary(REG_MULTICAST, req, co(opts));
     return { total: num(res.total), delivered: num(res.delivered), failed: num(res.failed), failedIdentities: [...(res.failedIdentities ?? [])] };
   }
 
   /** What is multicast to `identity` (which must be registered). Await `sub.ready` before multicasting. */
-  subscribe(identity: string): Subscription<PubSubMessage> {
-    const sub = new SubscriptionImpl(toPubSubMessage);
-    sub.handle = this.t.serverStream(REG_SUBSCRIBE, { namespace: this.namespace, identity }, sub);
-    return sub;
+  subscribe(identity: string, opts?: { signal?: AbortSignal }): Subscription<PubSubMessage> {
+    return startSubscription(this.t, REG_SUBSCRIBE, { namespace: this.namespace, identity }, opts?.signal);
   }
 }
 
@@ -324,16 +353,16 @@ export interface QueueMessage {
 export class Queue {
   /** @internal */
   constructor(
-    private readonly t: Transport,
+    private readonly t: Channel,
     readonly namespace: string,
   ) {}
 
   /** Enqueues; `delaySeconds` keeps it invisible that long. Resolves to the message id. */
-  async enqueue(queue: string, data: Bytes, opts?: { attributes?: Record<string, string>; delaySeconds?: number }): Promise<string> {
+  async enqueue(queue: string, data: Bytes, opts?: { attributes?: Record<string, string>; delaySeconds?: number } & WriteOptions): Promise<string> {
     const req: pb.v1.IEnqueueRequest = { namespace: this.namespace, queue, payload: toBytes(data) };
     if (opts?.attributes) req.attributes = opts.attributes;
     if (opts?.delaySeconds) req.delaySeconds = opts.delaySeconds;
-    const res = await this.t.unary(Q_ENQUEUE, req);
+    const res = await this.t.unary(Q_ENQUEUE, keyed(this.t, req, opts), co(opts));
     return res.messageId;
   }
 
@@ -341,7 +370,7 @@ export class Queue {
    * Leases up to `max` messages (default 1) for `visibilityTimeout` seconds
    * (default: the namespace's); `wait` long-polls up to that many seconds.
    */
-  async dequeue(queue: string, opts?: { max?: number; visibilityTimeout?: number; wait?: number }): Promise<QueueMessage[]> {
+  async dequeue(queue: string, opts?: { max?: number; visibilityTimeout?: number; wait?: number } & CallOptions): Promise<QueueMessage[]> {
     const wait = opts?.wait ?? 0;
     const res = await this.t.unary(
       Q_DEQUEUE,
@@ -352,7 +381,7 @@ export class Queue {
         visibilityTimeoutSeconds: opts?.visibilityTimeout ?? 0,
         waitSeconds: wait,
       },
-      wait * 1000,
+      co(opts, wait * 1000),
     );
     return (res.messages as pb.v1.QueueMessage[]).map((q) => ({
       messageId: q.messageId,
@@ -365,18 +394,18 @@ export class Queue {
   }
 
   /** Acknowledges (removes) a leased message. A stale receipt → FAILED_PRECONDITION. */
-  async ack(queue: string, receipt: string): Promise<void> {
-    await this.t.unary(Q_ACK, { namespace: this.namespace, queue, receipt });
+  async ack(queue: string, receipt: string, opts?: CallOptions): Promise<void> {
+    await this.t.unary(Q_ACK, { namespace: this.namespace, queue, receipt }, co(opts));
   }
 
   /** Returns a leased message to the queue, visible again after `requeueAfter` seconds (default 0). */
-  async nack(queue: string, receipt: string, opts?: { requeueAfter?: number }): Promise<void> {
-    await this.t.unary(Q_NACK, { namespace: this.namespace, queue, receipt, requeueAfterSeconds: opts?.requeueAfter ?? 0 });
+  async nack(queue: string, receipt: string, opts?: { requeueAfter?: number } & CallOptions): Promise<void> {
+    await this.t.unary(Q_NACK, { namespace: this.namespace, queue, receipt, requeueAfterSeconds: opts?.requeueAfter ?? 0 }, co(opts));
   }
 
   /** The lease now ends `seconds` from now. */
-  async extendVisibility(queue: string, receipt: string, seconds: number): Promise<void> {
-    await this.t.unary(Q_EXTEND, { namespace: this.namespace, queue, receipt, seconds });
+  async extendVisibility(queue: string, receipt: string, seconds: number, opts?: CallOptions): Promise<void> {
+    await this.t.unary(Q_EXTEND, { namespace: this.namespace, queue, receipt, seconds }, co(opts));
   }
 }
 
@@ -399,21 +428,21 @@ function toRecord(r: pb.v1.StreamRecord): StreamRecord {
 export class Stream {
   /** @internal */
   constructor(
-    private readonly t: Transport,
+    private readonly t: Channel,
     readonly namespace: string,
   ) {}
 
   /** Appends a record; resolves to its offset (increasing, the first is 1). */
-  async append(stream: string, data: Bytes, attributes?: Record<string, string>): Promise<number> {
+  async append(stream: string, data: Bytes, attributes?: Record<string, string>, opts?: WriteOptions): Promise<number> {
     const req: pb.v1.IAppendRequest = { namespace: this.namespace, stream, payload: toBytes(data) };
     if (attributes) req.attributes = attributes;
-    const res = await this.t.unary(ST_APPEND, req);
+    const res = await this.t.unary(ST_APPEND, keyed(this.t, req, opts), co(opts));
     return num(res.offset);
   }
 
   /** Records with offset ≥ `from` (default: the oldest retained); pass `nextOffset` as `from` to continue. */
-  async read(stream: string, opts?: { from?: number; limit?: number }): Promise<{ records: StreamRecord[]; nextOffset: number }> {
-    const res = await this.t.unary(ST_READ, { namespace: this.namespace, stream, fromOffset: opts?.from ?? 0, limit: opts?.limit ?? 0 });
+  async read(stream: string, opts?: { from?: number; limit?: number } & CallOptions): Promise<{ records: StreamRecord[]; nextOffset: number }> {
+    const res = await this.t.unary(ST_READ, { namespace: this.namespace, stream, fromOffset: opts?.from ?? 0, limit: opts?.limit ?? 0 }, co(opts));
     return { records: (res.records as pb.v1.StreamRecord[]).map(toRecord), nextOffset: num(res.nextOffset) };
   }
 
@@ -421,12 +450,12 @@ export class Stream {
    * Consumer-group read: up to `count` records for `consumer`, each pending
    * until {@link Stream.ack}; `block` waits up to that many milliseconds.
    */
-  async readGroup(stream: string, group: string, consumer: string, opts?: { count?: number; block?: number }): Promise<StreamRecord[]> {
+  async readGroup(stream: string, group: string, consumer: string, opts?: { count?: number; block?: number } & CallOptions): Promise<StreamRecord[]> {
     const block = opts?.block ?? 0;
     const res = await this.t.unary(
       ST_READ_GROUP,
       { namespace: this.namespace, stream, group, consumer, count: opts?.count ?? 0, blockMs: block },
-      block,
+      co(opts, block),
     );
     return (res.records as pb.v1.StreamRecord[]).map((r) => {
       const rec = toRecord(r);
@@ -436,8 +465,8 @@ export class Stream {
   }
 
   /** Acknowledges records of a group; resolves to how many were pending. */
-  async ack(stream: string, group: string, offsets: number[]): Promise<number> {
-    const res = await this.t.unary(ST_ACK, { namespace: this.namespace, stream, group, offsets });
+  async ack(stream: string, group: string, offsets: number[], opts?: CallOptions): Promise<number> {
+    const res = await this.t.unary(ST_ACK, { namespace: this.namespace, stream, group, offsets }, co(opts));
     return num(res.acked);
   }
 }
@@ -523,16 +552,16 @@ export interface Health {
 /** Control-plane calls. */
 export class Admin {
   /** @internal */
-  constructor(private readonly t: Transport) {}
+  constructor(private readonly t: Channel) {}
 
-  async listNamespaces(): Promise<NamespaceInfo[]> {
-    const res = await this.t.unary(AD_LIST, {});
+  async listNamespaces(call?: CallOptions): Promise<NamespaceInfo[]> {
+    const res = await this.t.unary(AD_LIST, {}, co(call));
     return (res.namespaces as pb.v1.INamespaceInfo[]).map(toNamespaceInfo);
   }
 
   /** The namespace; NOT_FOUND when it is not configured. */
-  async getNamespace(name: string): Promise<NamespaceInfo> {
-    return toNamespaceInfo(await this.t.unary(AD_GET, { name }));
+  async getNamespace(name: string, call?: CallOptions): Promise<NamespaceInfo> {
+    return toNamespaceInfo(await this.t.unary(AD_GET, { name }, co(call)));
   }
 
   /**
@@ -542,16 +571,16 @@ export class Admin {
    */
   async applyNamespace(
     config: string | object,
-    opts: { dryRun?: boolean } = {},
+    opts: { dryRun?: boolean } & CallOptions = {},
   ): Promise<{ namespace: NamespaceInfo; created: boolean; revision: number; applied: boolean }> {
     const req = typeof config === "string" ? { config } : { namespace: toStruct(config as Record<string, unknown>) };
-    const res = await this.t.unary(AD_APPLY, { ...req, dryRun: opts.dryRun === true });
+    const res = await this.t.unary(AD_APPLY, { ...req, dryRun: opts.dryRun === true }, co(opts));
     return { namespace: toNamespaceInfo(res.namespace), created: !!res.created, revision: num(res.revision), applied: !!res.applied };
   }
 
   /** Removes the namespace; false when it did not exist. */
-  async deleteNamespace(name: string): Promise<boolean> {
-    const res = await this.t.unary(AD_DELETE, { name });
+  async deleteNamespace(name: string, call?: CallOptions): Promise<boolean> {
+    const res = await this.t.unary(AD_DELETE, { name }, co(call));
     return !!res.deleted;
   }
 
@@ -559,20 +588,20 @@ export class Admin {
   async applyBackend(
     name: string,
     backend: { type: string } & Record<string, unknown>,
-    opts: { dryRun?: boolean } = {},
+    opts: { dryRun?: boolean } & CallOptions = {},
   ): Promise<{ backend: BackendInstanceInfo; created: boolean; revision: number; applied: boolean; namespaces: string[] }> {
-    const res = await this.t.unary(AD_APPLY_BACKEND, { name, backend: toStruct(backend), dryRun: opts.dryRun === true });
+    const res = await this.t.unary(AD_APPLY_BACKEND, { name, backend: toStruct(backend), dryRun: opts.dryRun === true }, co(opts));
     return { backend: toInstanceInfo(res.backend), created: !!res.created, revision: num(res.revision), applied: !!res.applied, namespaces: [...(res.namespaces ?? [])] };
   }
 
   /** Removes a backend instance; FAILED_PRECONDITION while namespaces use it. */
-  async deleteBackend(name: string): Promise<boolean> {
-    const res = await this.t.unary(AD_DELETE_BACKEND, { name });
+  async deleteBackend(name: string, call?: CallOptions): Promise<boolean> {
+    const res = await this.t.unary(AD_DELETE_BACKEND, { name }, co(call));
     return !!res.deleted;
   }
 
-  async listBackendInstances(): Promise<BackendInstanceInfo[]> {
-    const res = await this.t.unary(AD_INSTANCES, {});
+  async listBackendInstances(call?: CallOptions): Promise<BackendInstanceInfo[]> {
+    const res = await this.t.unary(AD_INSTANCES, {}, co(call));
     return (res.backends as pb.v1.IBackendInstanceInfo[]).map(toInstanceInfo);
   }
 
@@ -581,15 +610,15 @@ export class Admin {
    * `start`, `advance` (next phase / cutover step), `rollback` (traffic back to
    * `from`), `finish` (bind the slot to `to` for good). Resolves to the status.
    */
-  async migration(namespace: string, op: "status" | "start" | "advance" | "rollback" | "finish" = "status", reason = ""): Promise<Record<string, unknown>> {
+  async migration(namespace: string, op: "status" | "start" | "advance" | "rollback" | "finish" = "status", reason = "", call?: CallOptions): Promise<Record<string, unknown>> {
     const method = { status: "MigrationStatus", start: "StartMigration", advance: "AdvanceMigration", rollback: "RollbackMigration", finish: "FinishMigration" }[op];
     const info = m(`Admin/${method}`);
-    const res = await this.t.unary(info, { namespace, reason });
+    const res = await this.t.unary(info, { namespace, reason }, co(call));
     return info.responseType.toObject(res, { longs: Number, defaults: true }) as Record<string, unknown>;
   }
 
-  async listPatterns(): Promise<PatternInfo[]> {
-    const res = await this.t.unary(AD_PATTERNS, {});
+  async listPatterns(call?: CallOptions): Promise<PatternInfo[]> {
+    const res = await this.t.unary(AD_PATTERNS, {}, co(call));
     return (res.patterns as pb.v1.IPatternInfo[]).map((p) => ({
       name: p.name ?? "",
       description: p.description ?? "",
@@ -604,8 +633,8 @@ export class Admin {
     }));
   }
 
-  async listBackends(): Promise<{ type: string; interfaces: string[]; description: string }[]> {
-    const res = await this.t.unary(AD_BACKENDS, {});
+  async listBackends(call?: CallOptions): Promise<{ type: string; interfaces: string[]; description: string }[]> {
+    const res = await this.t.unary(AD_BACKENDS, {}, co(call));
     return (res.backends as pb.v1.IBackendInfo[]).map((b) => ({
       type: b.type ?? "",
       interfaces: [...(b.interfaces ?? [])],
@@ -613,8 +642,8 @@ export class Admin {
     }));
   }
 
-  async health(): Promise<Health> {
-    const res = await this.t.unary(AD_HEALTH, {});
+  async health(call?: CallOptions): Promise<Health> {
+    const res = await this.t.unary(AD_HEALTH, {}, co(call));
     return {
       status: res.status,
       backends: (res.backends as pb.v1.IBackendHealth[]).map((b) => ({
@@ -639,8 +668,27 @@ export class Prism {
   private readonly cache = new Map<string, KeyValue | PubSub | Queue | Stream | MulticastRegistry>();
 
   /** @internal */
-  constructor(private readonly t: Transport) {
+  constructor(private readonly t: HealingChannel) {
     this.admin = new Admin(t);
+  }
+
+  /** The connection state now: `ready`, `reconnecting` (calls wait, subscriptions are resumed after) or `closed`. */
+  get state(): ConnectionState {
+    return this.t.state;
+  }
+
+  /**
+   * Connection state changes: `reconnecting` when the connection dropped,
+   * `ready` when it is back, `closed` after {@link Prism.close} (or a drop with `reconnect: false`).
+   */
+  on(event: "state", fn: Listener<[ConnectionState]>): this {
+    this.t.events.on(event, fn);
+    return this;
+  }
+
+  off(event: "state", fn: Listener<[ConnectionState]>): this {
+    this.t.events.off(event, fn);
+    return this;
   }
 
   private client<C extends KeyValue | PubSub | Queue | Stream | MulticastRegistry>(kind: string, ns: string, make: () => C): C {
@@ -678,7 +726,7 @@ export class Prism {
    * and bytes as Uint8Array: the same on every transport.
    * @example await prism.call("KeyValue", "Get", { namespace: "default", key: "k" })
    */
-  async call(service: string, method: string, request: Record<string, unknown> = {}): Promise<Record<string, unknown>> {
+  async call(service: string, method: string, request: Record<string, unknown> = {}, opts?: CallOptions): Promise<Record<string, unknown>> {
     const info = methodInfo(service, method);
     if (!info || info.streaming) {
       throw new PrismError(Code.UNIMPLEMENTED, `unknown unary method ${service}/${method}`, "PRISM_ERR_UNKNOWN_METHOD");
@@ -689,11 +737,11 @@ export class Prism {
     } catch (e) {
       throw new PrismError(Code.INVALID_ARGUMENT, `${service}/${method}: ${(e as Error).message}`, "PRISM_ERR_MALFORMED");
     }
-    const res = await this.t.unary(info, req as object);
+    const res = await this.t.unary(info, req as object, co(opts));
     return toPlain(info.responseType, res);
   }
 
-  /** Closes the connection: pending calls reject with UNAVAILABLE, subscriptions end with it. Idempotent. */
+  /** Closes the connection for good (no reconnect): pending calls reject with UNAVAILABLE, subscriptions end with it. Idempotent. */
   close(): Promise<void> {
     return this.t.close();
   }

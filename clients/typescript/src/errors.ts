@@ -62,6 +62,38 @@ export function unavailable(what: string, cause?: unknown): PrismError {
   return new PrismError(Code.UNAVAILABLE, `${what}${detail}`, "");
 }
 
+/** Errors that mean "the connection dropped under this call" (never errors the server sent). */
+const LOST = new WeakSet<PrismError>();
+
+/** @internal An UNAVAILABLE for calls and streams cut off by a dropped connection. */
+export function connectionLost(what: string, cause?: unknown): PrismError {
+  const e = unavailable(what, cause);
+  LOST.add(e);
+  return e;
+}
+
+/** @internal True for errors made by {@link connectionLost}: the call may or may not have reached the server. */
+export function isConnectionLost(e: unknown): boolean {
+  return e instanceof PrismError && LOST.has(e);
+}
+
+/** @internal The server is going away (graceful shutdown): its subscriptions end with this, and are resumed elsewhere. */
+export function isServerGoingAway(e: unknown): boolean {
+  return e instanceof PrismError && e.code === Code.UNAVAILABLE && (e.reason === "PRISM_ERR_SHUTTING_DOWN" || /shutting down/.test(e.message));
+}
+
+/** @internal The call's AbortSignal fired. */
+export function cancelled(signal?: AbortSignal): PrismError {
+  const r: unknown = signal?.reason;
+  const why = r instanceof Error && r.name !== "AbortError" ? `: ${r.message}` : "";
+  return new PrismError(Code.CANCELLED, `cancelled by the caller${why}`, "PRISM_ERR_CANCELLED");
+}
+
+/** @internal The client-side deadline passed. */
+export function deadlineExceeded(): PrismError {
+  return new PrismError(Code.DEADLINE_EXCEEDED, "deadline exceeded (client)", "PRISM_ERR_DEADLINE");
+}
+
 function describe(cause: unknown): string {
   if (cause instanceof Error) {
     // fetch wraps the socket error ("fetch failed", cause: ECONNREFUSED ...)

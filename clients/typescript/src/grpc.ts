@@ -4,9 +4,9 @@
  * reason comes from the `prism-reason` trailer.
  */
 import * as grpc from "@grpc/grpc-js";
-import { Code, PrismError, unavailable } from "./errors.js";
+import { Code, PrismError, cancelled, connectionLost, deadlineExceeded, unavailable } from "./errors.js";
 import type { MethodInfo } from "./methods.js";
-import { PRIORITY_HEADER, type ConnectOptions, type StreamHandle, type StreamSink, type Transport } from "./transport.js";
+import { PRIORITY_HEADER, type Attempt, type Auth, type OpenOptions, type StreamHandle, type StreamSink, type Transport } from "./transport.js";
 
 /** Per-method serializers, made once (grpc-js wants functions). */
 interface Codecs {
@@ -36,66 +36,114 @@ function codecs(m: MethodInfo): Codecs {
 function toPrismError(err: grpc.ServiceError): PrismError {
   const r = err.metadata?.get("prism-reason")[0];
   const reason = typeof r === "string" ? r : "";
-  // Only close() cancels our calls (and maps that itself): a CANCELLED without
-  // a Prism reason is the server or the connection dropping the call (RST_STREAM
-  // on shutdown), i.e. the connection went away.
-  if (err.code === Code.CANCELLED && !reason) {
-    return new PrismError(Code.UNAVAILABLE, `connection lost: ${err.details || err.message}`);
+  // Prism sends a reason with every error. Without one, the status came from grpc-js itself:
+  // CANCELLED (we map our own cancels before this) or UNAVAILABLE is the connection dropping
+  // the call (reset, GOAWAY, no connection), i.e. the connection went away.
+  if (!reason && (err.code === Code.CANCELLED || err.code === Code.UNAVAILABLE)) {
+    return connectionLost(`connection lost: ${err.details || err.message}`);
   }
+  if (!reason && err.code === Code.DEADLINE_EXCEEDED) return deadlineExceeded();
   return new PrismError(err.code ?? Code.UNKNOWN, err.details || err.message, reason);
+}
+
+/** Resolves once the channel is READY; rejects at the first TRANSIENT_FAILURE or at the deadline (no waiting out grpc-js' own backoff). */
+function whenReady(channel: ReturnType<grpc.Client["getChannel"]>, deadline: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const check = () => {
+      let state: grpc.connectivityState;
+      try {
+        state = channel.getConnectivityState(true);
+      } catch (e) {
+        return reject(e);
+      }
+      if (state === grpc.connectivityState.READY) return resolve();
+      if (state === grpc.connectivityState.TRANSIENT_FAILURE) return reject(new Error("connection failed"));
+      if (state === grpc.connectivityState.SHUTDOWN) return reject(new Error("channel closed"));
+      channel.watchConnectivityState(state, deadline, (err) => (err ? reject(err) : check()));
+    };
+    check();
+  });
 }
 
 /** @internal The gRPC transport. */
 export class GrpcTransport implements Transport {
   private readonly client: grpc.Client;
-  private readonly timeoutMs: number;
   private readonly priority: string | undefined;
+  private readonly auth: Auth;
   /** Calls in flight, so close() can end them (grpc-js lets them run past close). */
   private readonly calls = new Set<grpc.Call>();
   private closedError: PrismError | undefined;
+  /** The channel is closed (by close(), or drained after the connection was lost). */
+  private shut = false;
 
-  private constructor(target: string, secure: boolean, opts: ConnectOptions) {
+  private constructor(target: string, secure: boolean, opts: OpenOptions) {
     this.client = new grpc.Client(target, secure ? grpc.credentials.createSsl() : grpc.credentials.createInsecure(), {
       "grpc.max_receive_message_length": -1,
       "grpc.max_send_message_length": -1,
+      // An idle channel would go IDLE after 30 min, which reads as a lost connection: keep it (the setTimeout maximum).
+      "grpc.client_idle_timeout_ms": 0x7fffffff,
     });
-    this.timeoutMs = opts.timeoutMs ?? 0;
     this.priority = opts.priority;
+    this.auth = opts.auth;
   }
 
   /** Connects (waits until the channel is ready); rejects with UNAVAILABLE when it cannot. */
-  static async open(target: string, secure: boolean, opts: ConnectOptions): Promise<GrpcTransport> {
+  static async open(target: string, secure: boolean, opts: OpenOptions): Promise<GrpcTransport> {
     const t = new GrpcTransport(target, secure, opts);
-    const wait = opts.timeoutMs && opts.timeoutMs > 0 ? opts.timeoutMs : 10_000;
+    const channel = t.client.getChannel();
     try {
-      await new Promise<void>((resolve, reject) =>
-        t.client.waitForReady(Date.now() + wait, (err) => (err ? reject(err) : resolve())),
-      );
+      await whenReady(channel, Date.now() + opts.connectTimeoutMs);
     } catch (e) {
       t.client.close();
       throw unavailable(`connect grpc://${target}`, e);
     }
+    // Leaving READY (socket closed, GOAWAY) is losing the connection: the Channel above opens a new
+    // one for new calls. Calls in flight are left to finish (after GOAWAY they do; on a dead socket
+    // grpc-js fails them), then the channel closes.
+    channel.watchConnectivityState(grpc.connectivityState.READY, Infinity, () => {
+      if (t.closedError) return;
+      t.closedError = connectionLost(`gRPC connection to ${target} lost`);
+      t.closeWhenDrained();
+      opts.lost(t.closedError);
+    });
     return t;
   }
 
-  private metadata(): grpc.Metadata {
+  private metadata(extra: Record<string, string>): grpc.Metadata {
     const md = new grpc.Metadata();
     if (this.priority) md.set(PRIORITY_HEADER, this.priority);
+    for (const k in extra) md.set(k, extra[k]!);
     return md;
   }
 
-  unary(method: MethodInfo, request: object, extraMs = 0): Promise<any> {
-    if (this.closedError) return Promise.reject(this.closedError);
+  async unary(method: MethodInfo, request: object, attempt: Attempt): Promise<any> {
+    if (this.closedError) throw this.closedError;
+    const signal = attempt.signal;
+    if (signal?.aborted) throw cancelled(signal);
+    const headers = this.auth.dynamic ? await this.auth.dynamic() : this.auth.fixed;
+    if (this.closedError) throw this.closedError;
     const c = codecs(method);
     const options: grpc.CallOptions = {};
-    if (this.timeoutMs > 0) options.deadline = Date.now() + this.timeoutMs + extraMs;
+    if (attempt.deadline > 0) {
+      if (attempt.deadline <= Date.now()) throw deadlineExceeded();
+      options.deadline = attempt.deadline;
+    }
     return new Promise((resolve, reject) => {
-      const call = this.client.makeUnaryRequest(method.path, c.serialize, c.deserialize, request, this.metadata(), options, (err, res) => {
+      let aborted = false;
+      const onAbort = () => {
+        aborted = true;
+        call.cancel(); // RST_STREAM CANCEL: the server cancels its side
+      };
+      const call = this.client.makeUnaryRequest(method.path, c.serialize, c.deserialize, request, this.metadata(headers), options, (err, res) => {
         this.calls.delete(call);
-        if (err) reject(this.closedError ?? toPrismError(err));
+        this.closeWhenDrained();
+        signal?.removeEventListener("abort", onAbort);
+        if (aborted) reject(cancelled(signal));
+        else if (err) reject(this.shut ? this.closedError! : toPrismError(err));
         else resolve(res);
       });
       this.calls.add(call);
+      signal?.addEventListener("abort", onAbort, { once: true });
     });
   }
 
@@ -105,48 +153,78 @@ export class GrpcTransport implements Transport {
       queueMicrotask(() => sink.onError(err));
       return { cancel() {} };
     }
-    const c = codecs(method);
-    const call = this.client.makeServerStreamRequest(method.path, c.serialize, c.deserialize, request, this.metadata(), {});
-    this.calls.add(call);
     let cancelled = false;
-    let finished = false;
-    const finish = () => {
-      finished = true;
-      this.calls.delete(call);
-    };
-    // The server sends response headers once the subscription is live.
-    call.on("metadata", () => {
-      if (!cancelled) sink.onReady();
-    });
-    call.on("data", (msg: unknown) => {
-      if (!cancelled) sink.onMessage(msg);
-    });
-    call.on("error", (err: grpc.ServiceError) => {
-      if (finished) return;
-      finish();
-      if (!cancelled) sink.onError(this.closedError ?? toPrismError(err));
-    });
-    call.on("status", (status: grpc.StatusObject) => {
-      if (finished) return;
-      finish();
+    let call: grpc.ClientReadableStream<unknown> | undefined;
+    const start = (headers: Record<string, string>) => {
       if (cancelled) return;
-      if (status.code === grpc.status.OK) sink.onEnd();
-      else sink.onError(toPrismError(Object.assign(new Error(status.details), status) as grpc.ServiceError));
-    });
+      if (this.closedError) return sink.onError(this.closedError);
+      call = this.startStream(method, request, sink, headers, () => cancelled);
+    };
+    if (this.auth.dynamic) {
+      this.auth.dynamic().then(start, (e: unknown) => {
+        if (!cancelled) sink.onError(new PrismError(Code.UNAUTHENTICATED, `token: ${(e as Error).message ?? String(e)}`));
+      });
+    } else start(this.auth.fixed);
     return {
       cancel() {
         if (cancelled) return;
         cancelled = true;
-        call.cancel();
+        call?.cancel();
       },
     };
   }
 
+  private startStream(method: MethodInfo, request: object, sink: StreamSink, headers: Record<string, string>, isCancelled: () => boolean): grpc.ClientReadableStream<unknown> {
+    const c = codecs(method);
+    const call = this.client.makeServerStreamRequest(method.path, c.serialize, c.deserialize, request, this.metadata(headers), {});
+    this.calls.add(call);
+    let finished = false;
+    const finish = () => {
+      finished = true;
+      this.calls.delete(call);
+      this.closeWhenDrained();
+    };
+    // The server sends response headers once the subscription is live.
+    call.on("metadata", () => {
+      if (!isCancelled()) sink.onReady();
+    });
+    call.on("data", (msg: unknown) => {
+      if (!isCancelled()) sink.onMessage(msg);
+    });
+    call.on("error", (err: grpc.ServiceError) => {
+      if (finished) return;
+      finish();
+      if (!isCancelled()) sink.onError(this.shut ? this.closedError! : toPrismError(err));
+    });
+    call.on("status", (status: grpc.StatusObject) => {
+      if (finished) return;
+      finish();
+      if (isCancelled()) return;
+      if (status.code === grpc.status.OK) sink.onEnd();
+      else sink.onError(this.shut ? this.closedError! : toPrismError(Object.assign(new Error(status.details), status) as grpc.ServiceError));
+    });
+    return call;
+  }
+
+  idle(): boolean {
+    return this.calls.size === 0;
+  }
+
+  /** Closes the channel; calls still in flight end with UNAVAILABLE (not with grpc-js' CANCELLED). */
   async close(): Promise<void> {
-    if (this.closedError) return;
+    if (this.shut) return;
+    this.shut = true;
     this.closedError = unavailable("connection closed by the client");
     for (const call of this.calls) call.cancel();
     this.calls.clear();
     this.client.close();
+  }
+
+  /** After the connection was lost: close the channel once its last call is over. */
+  private closeWhenDrained(): void {
+    if (this.closedError && !this.shut && this.calls.size === 0) {
+      this.shut = true;
+      this.client.close();
+    }
   }
 }

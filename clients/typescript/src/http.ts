@@ -4,9 +4,9 @@
  * (`GET /v1/ns/{ns}/subscribe?pattern=`) for subscriptions.
  */
 import { prism } from "./gen/prism.js";
-import { Code, PrismError, codeFromHttpStatus, unavailable } from "./errors.js";
+import { Code, PrismError, cancelled, codeFromHttpStatus, connectionLost, deadlineExceeded, unavailable } from "./errors.js";
 import type { MethodInfo } from "./methods.js";
-import { type ConnectOptions, type StreamHandle, type StreamSink, type Transport } from "./transport.js";
+import { type Attempt, type Auth, type OpenOptions, type StreamHandle, type StreamSink, type Transport } from "./transport.js";
 import { fromStruct } from "./convert.js";
 
 /** Request fields of type google.protobuf.Struct, by method name. */
@@ -18,6 +18,8 @@ const TO_JSON = { longs: Number, bytes: String } as const;
 const TIMEOUT_HEADER = "x-prism-timeout-ms";
 /** Header carrying the call priority (gRPC uses `prism-priority` metadata). */
 const PRIORITY_HEADER = "x-prism-priority";
+/** Header carrying a write's idempotency key (gRPC and WebSocket use the request field). */
+const IDEMPOTENCY_HEADER = "idempotency-key";
 
 /** An error response body `{"error":{code,status,reason,message}}` → PrismError. */
 export function httpError(status: number, text: string): PrismError {
@@ -33,29 +35,37 @@ export function httpError(status: number, text: string): PrismError {
 }
 
 class DeadlineError extends Error {}
+class CancelError extends Error {}
 
-/** @internal The HTTP/JSON transport. */
+/**
+ * @internal The HTTP/JSON transport. HTTP has no connection of its own: a
+ * request failing at the network level (refused, reset) counts as the
+ * connection being lost: the transport then fails its other requests the
+ * same way and the Channel probes `/healthz` until the server is back.
+ */
 export class HttpTransport implements Transport {
   private readonly base: string;
-  private readonly timeoutMs: number;
   private readonly headers: Record<string, string>;
+  private readonly auth: Auth;
+  private readonly lost: (err: PrismError) => void;
   /** In-flight requests, so close() can abort them. */
   private readonly inflight = new Set<AbortController>();
   private closedError: PrismError | undefined;
 
-  private constructor(base: string, opts: ConnectOptions) {
+  private constructor(base: string, opts: OpenOptions) {
     this.base = base.replace(/\/+$/, "");
-    this.timeoutMs = opts.timeoutMs ?? 0;
     this.headers = { "content-type": "application/json", accept: "application/json" };
     if (opts.priority) this.headers[PRIORITY_HEADER] = opts.priority;
+    Object.assign(this.headers, opts.auth.fixed);
+    this.auth = opts.auth;
+    this.lost = opts.lost;
   }
 
   /** Checks that the server answers (`GET /healthz`); rejects with UNAVAILABLE when it does not. */
-  static async open(base: string, opts: ConnectOptions): Promise<HttpTransport> {
+  static async open(base: string, opts: OpenOptions): Promise<HttpTransport> {
     const t = new HttpTransport(base, opts);
-    const wait = opts.timeoutMs && opts.timeoutMs > 0 ? opts.timeoutMs : 10_000;
     try {
-      const res = await fetch(`${t.base}/healthz`, { signal: AbortSignal.timeout(wait) });
+      const res = await fetch(`${t.base}/healthz`, { signal: AbortSignal.timeout(opts.connectTimeoutMs) });
       await res.arrayBuffer(); // any HTTP answer means reachable (503 while degraded too)
     } catch (e) {
       throw unavailable(`connect ${t.base}`, e);
@@ -63,24 +73,57 @@ export class HttpTransport implements Transport {
     return t;
   }
 
-  async unary(method: MethodInfo, request: object, extraMs = 0): Promise<any> {
+  /** The headers of one request: fixed ones, or with a fresh token. */
+  private async requestHeaders(): Promise<Record<string, string>> {
+    return this.auth.dynamic ? { ...this.headers, ...(await this.auth.dynamic()) } : this.headers;
+  }
+
+  /** A network failure: this "connection" is gone; everything in flight fails as lost. */
+  private markLost(what: string, cause: unknown): PrismError {
+    if (this.closedError) return this.closedError;
+    const err = connectionLost(what, cause);
+    this.closedError = err;
+    for (const ac of this.inflight) ac.abort();
+    this.inflight.clear();
+    this.lost(err);
+    return err;
+  }
+
+  async unary(method: MethodInfo, request: object, attempt: Attempt): Promise<any> {
     if (this.closedError) throw this.closedError;
+    const signal = attempt.signal;
+    if (signal?.aborted) throw cancelled(signal);
     const type = method.requestType;
     let body: string;
+    let key = "";
     try {
       const json = type.toObject(type.fromObject(request as Record<string, unknown>), TO_JSON);
       // proto3 JSON writes a google.protobuf.Struct as the plain object (Admin entries).
       const structField = STRUCT_FIELDS[method.name];
       if (structField && json[structField]) json[structField] = fromStruct(json[structField]);
+      if (typeof json.idempotencyKey === "string") {
+        key = json.idempotencyKey;
+        delete json.idempotencyKey;
+      }
       body = JSON.stringify(json);
     } catch (e) {
       throw new PrismError(Code.INVALID_ARGUMENT, `${method.service}/${method.name}: cannot encode request: ${(e as Error).message}`);
     }
-    const timeout = this.timeoutMs > 0 ? this.timeoutMs + extraMs : 0;
-    let headers = this.headers;
-    if (timeout > 0) headers = { ...headers, [TIMEOUT_HEADER]: String(timeout) };
+    let timeout = 0;
+    if (attempt.deadline > 0) {
+      timeout = attempt.deadline - Date.now();
+      if (timeout <= 0) throw deadlineExceeded();
+    }
+    let headers = await this.requestHeaders();
+    if (timeout > 0 || key) {
+      headers = { ...headers };
+      if (timeout > 0) headers[TIMEOUT_HEADER] = String(timeout);
+      if (key) headers[IDEMPOTENCY_HEADER] = key;
+    }
     const ac = new AbortController();
     const timer = timeout > 0 ? setTimeout(() => ac.abort(new DeadlineError()), timeout) : undefined;
+    const onAbort = () => ac.abort(new CancelError()); // closing the request: the server cancels the call
+    signal?.addEventListener("abort", onAbort, { once: true });
     this.inflight.add(ac);
     let status: number;
     let text: string;
@@ -89,11 +132,13 @@ export class HttpTransport implements Transport {
       status = res.status;
       text = await res.text();
     } catch (e) {
+      if (ac.signal.reason instanceof CancelError) throw cancelled(signal);
+      if (ac.signal.reason instanceof DeadlineError) throw deadlineExceeded();
       if (this.closedError) throw this.closedError;
-      if (ac.signal.reason instanceof DeadlineError) throw new PrismError(Code.DEADLINE_EXCEEDED, "deadline exceeded (client)", "PRISM_ERR_DEADLINE");
-      throw unavailable(`${method.service}/${method.name}`, e);
+      throw this.markLost(`${method.service}/${method.name}`, e);
     } finally {
       if (timer) clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
       this.inflight.delete(ac);
     }
     if (status < 200 || status >= 300) throw httpError(status, text);
@@ -128,8 +173,9 @@ export class HttpTransport implements Transport {
   private async runSse(url: string, sink: StreamSink, h: { cancelled: boolean; ac: AbortController }): Promise<void> {
     this.inflight.add(h.ac);
     try {
-      const headers: Record<string, string> = { accept: "text/event-stream" };
-      if (this.headers[PRIORITY_HEADER]) headers[PRIORITY_HEADER] = this.headers[PRIORITY_HEADER]!;
+      const headers: Record<string, string> = { ...(await this.requestHeaders()), accept: "text/event-stream" };
+      delete headers["content-type"];
+      if (h.cancelled) return;
       const res = await fetch(url, { headers, signal: h.ac.signal });
       if (!res.ok || !res.body) {
         const text = await res.text();
@@ -163,10 +209,14 @@ export class HttpTransport implements Transport {
       if (ended) h.ac.abort(); // stop reading after an error event
       else if (!h.cancelled) sink.onEnd();
     } catch (e) {
-      if (!h.cancelled) sink.onError(this.closedError ?? unavailable("subscribe", e));
+      if (!h.cancelled) sink.onError(this.closedError ?? this.markLost("subscribe", e));
     } finally {
       this.inflight.delete(h.ac);
     }
+  }
+
+  idle(): boolean {
+    return this.inflight.size === 0;
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@
  * once per call (one Map.get).
  */
 import { prism } from "./gen/prism.js";
+import { RETRY } from "./retry.js";
 
 /** The static protobufjs class of a message (encode/decode/fromObject/toObject). */
 export interface Codec {
@@ -28,6 +29,8 @@ export interface MethodInfo {
   readonly responseType: Codec;
   /** Server-streaming (PubSub/Subscribe). */
   readonly streaming: boolean;
+  /** May it be sent again after its connection dropped (retry.ts): always, with an idempotency key, or never. */
+  readonly retry: "always" | "keyed" | undefined;
 }
 
 const M = prism.v1.Method;
@@ -90,6 +93,7 @@ export const METHODS: ReadonlyMap<string, MethodInfo> = new Map(
       requestType: v1[req]!,
       responseType: v1[res]!,
       streaming: name === "Subscribe",
+      retry: RETRY[`${service}/${name}`],
     },
   ]),
 );

@@ -3,6 +3,7 @@
  * with a `ready` promise and `close()`. Transports feed it through StreamSink.
  */
 import { PrismError, Code } from "./errors.js";
+import { Emitter } from "./emitter.js";
 import type { StreamHandle, StreamSink } from "./transport.js";
 
 /** A message delivered to a subscriber. */
@@ -22,11 +23,21 @@ export interface PubSubMessage {
  * - Iterate with `for await`; breaking out of the loop closes it. Iteration
  *   throws the subscription's error, if any, after the messages received before it.
  * - Messages are buffered while the application is not iterating.
+ * - When the connection drops, the subscription is resumed on the new
+ *   connection by itself: `disconnected` fires when it is cut off, `resumed`
+ *   once it is live again. Pub/sub is at-most-once across a reconnect: what
+ *   is published between the two events is not delivered to it.
  */
 export interface Subscription<T = PubSubMessage> extends AsyncIterable<T> {
   readonly ready: Promise<void>;
   close(): Promise<void>;
+  on(event: "disconnected", fn: (err: PrismError) => void): this;
+  on(event: "resumed", fn: () => void): this;
+  off(event: "disconnected", fn: (err: PrismError) => void): this;
+  off(event: "resumed", fn: () => void): this;
 }
+
+type SubscriptionEvents = { disconnected: [PrismError]; resumed: [] };
 
 type Waiter<T> = { resolve(r: IteratorResult<T>): void; reject(e: unknown): void };
 
@@ -42,6 +53,7 @@ export class SubscriptionImpl<T> implements Subscription<T>, StreamSink, AsyncIt
   private waiter: Waiter<T> | undefined;
   private done = false;
   private failure: PrismError | undefined;
+  private readonly events = new Emitter<SubscriptionEvents>();
 
   constructor(private readonly convert: (msg: unknown) => T) {
     this.ready = new Promise<void>((resolve, reject) => {
@@ -52,7 +64,25 @@ export class SubscriptionImpl<T> implements Subscription<T>, StreamSink, AsyncIt
     this.ready.catch(() => {});
   }
 
+  on<K extends keyof SubscriptionEvents>(event: K, fn: (...args: SubscriptionEvents[K]) => void): this {
+    this.events.on(event, fn);
+    return this;
+  }
+
+  off<K extends keyof SubscriptionEvents>(event: K, fn: (...args: SubscriptionEvents[K]) => void): this {
+    this.events.off(event, fn);
+    return this;
+  }
+
   // ---- StreamSink (transport side)
+  onDisconnected(err: PrismError): void {
+    if (!this.done) this.events.emit("disconnected", err);
+  }
+
+  onResumed(): void {
+    if (!this.done) this.events.emit("resumed");
+  }
+
   onReady(): void {
     if (this.isReady || this.done) return;
     this.isReady = true;

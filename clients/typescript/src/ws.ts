@@ -7,9 +7,9 @@
 import WebSocket from "ws";
 import protobuf from "protobufjs/minimal.js";
 import { prism } from "./gen/prism.js";
-import { Code, PrismError, unavailable } from "./errors.js";
+import { Code, PrismError, cancelled, codeFromHttpStatus, connectionLost, deadlineExceeded, unavailable } from "./errors.js";
 import type { Codec, MethodInfo } from "./methods.js";
-import { PRIORITY_BYTE, type ConnectOptions, type StreamHandle, type StreamSink, type Transport } from "./transport.js";
+import { PRIORITY_BYTE, type Attempt, type OpenOptions, type StreamHandle, type StreamSink, type Transport } from "./transport.js";
 
 const KIND_REQUEST = 1;
 const KIND_CANCEL = 2;
@@ -26,6 +26,8 @@ const SWEEP_MS = 50;
 
 /** One unary call in flight. */
 class Pending {
+  /** Removes the abort listener of the call's signal, if any. */
+  unlisten: (() => void) | undefined;
   constructor(
     readonly resolve: (msg: unknown) => void,
     readonly reject: (err: PrismError) => void,
@@ -73,27 +75,34 @@ export class WsTransport implements Transport {
   private closedError: PrismError | undefined;
   private closing: Promise<void> | undefined;
   private readonly priority: number;
-  private readonly timeoutMs: number;
+  private readonly lost: (err: PrismError) => void;
 
   private constructor(
     private readonly ws: WebSocket,
-    opts: ConnectOptions,
+    opts: OpenOptions,
   ) {
-    this.timeoutMs = opts.timeoutMs ?? 0;
     this.priority = opts.priority ? PRIORITY_BYTE[opts.priority] : -1;
+    this.lost = opts.lost;
     ws.on("message", (data, isBinary) => {
       if (isBinary) this.onFrame(data as Buffer);
     });
-    ws.on("close", () => this.onClosed(unavailable("WebSocket connection closed")));
+    ws.on("close", (code) => {
+      if (this.closedError) return; // closed by the client
+      const err = connectionLost(`WebSocket connection closed${code && code !== 1005 ? ` (${code})` : ""}`);
+      this.onClosed(err);
+      this.lost(err);
+    });
     ws.on("error", () => {}); // 'close' follows every 'error'
   }
 
-  /** Opens the connection; rejects with UNAVAILABLE when it cannot. */
-  static open(url: string, opts: ConnectOptions): Promise<WsTransport> {
+  /** Opens the connection (auth headers on the upgrade request); rejects with UNAVAILABLE when it cannot. */
+  static async open(url: string, opts: OpenOptions): Promise<WsTransport> {
+    const headers = opts.auth.dynamic ? await opts.auth.dynamic() : opts.auth.fixed;
     return new Promise((resolve, reject) => {
       const ws = new WebSocket(url, {
         perMessageDeflate: false,
-        handshakeTimeout: opts.timeoutMs && opts.timeoutMs > 0 ? opts.timeoutMs : 10_000,
+        handshakeTimeout: opts.connectTimeoutMs,
+        headers,
       });
       const onError = (err: Error) => {
         ws.removeAllListeners();
@@ -101,6 +110,16 @@ export class WsTransport implements Transport {
         reject(unavailable(`connect ${url}`, err));
       };
       ws.once("error", onError);
+      // A refused upgrade (401 without a valid token, 403, 429 …): its status says why, not "unavailable".
+      ws.once("unexpected-response", (_req, res) => {
+        const status = res.statusCode ?? 0;
+        res.resume();
+        ws.removeAllListeners();
+        ws.on("error", () => {});
+        ws.terminate();
+        const code = status === 401 || status === 403 || status === 429 ? codeFromHttpStatus(status) : Code.UNAVAILABLE;
+        reject(new PrismError(code, `connect ${url}: the server refused the WebSocket upgrade with HTTP ${status}`));
+      });
       ws.once("open", () => {
         ws.off("error", onError);
         resolve(new WsTransport(ws, opts));
@@ -108,10 +127,16 @@ export class WsTransport implements Transport {
     });
   }
 
-  unary(method: MethodInfo, request: object, extraMs = 0): Promise<any> {
+  unary(method: MethodInfo, request: object, attempt: Attempt): Promise<any> {
     if (this.closedError) return Promise.reject(this.closedError);
+    const signal = attempt.signal;
+    if (signal?.aborted) return Promise.reject(cancelled(signal));
+    let timeout = 0;
+    if (attempt.deadline > 0) {
+      timeout = attempt.deadline - Date.now();
+      if (timeout <= 0) return Promise.reject(deadlineExceeded());
+    }
     const id = this.allocId();
-    const timeout = this.timeoutMs > 0 ? this.timeoutMs + extraMs : 0;
     let frame: Uint8Array;
     try {
       frame = this.frame(KIND_REQUEST, id, method, timeout, request);
@@ -119,12 +144,31 @@ export class WsTransport implements Transport {
       return Promise.reject(encodeError(method, e));
     }
     return new Promise((resolve, reject) => {
-      this.pending.set(id, new Pending(resolve, reject, method.responseType, timeout > 0 ? Date.now() + timeout : 0));
+      const call = new Pending(resolve, reject, method.responseType, timeout > 0 ? attempt.deadline : 0);
+      this.pending.set(id, call);
       // One sweep interval per connection: started when the first timed call is pending, stopped by
       // the sweep itself once none is (a call answered in between does not start a second one).
       if (timeout > 0 && this.timed++ === 0 && this.sweeper === undefined) this.startSweep();
+      if (signal) {
+        const onAbort = () => {
+          if (this.pending.get(id) !== call) return;
+          this.forget(id, call);
+          // CANCEL ends a unary call on the server too (frame.proto); its late answer, if any, is dropped.
+          if (!this.closedError) this.ws.send(this.frame(KIND_CANCEL, id, method, 0, undefined));
+          reject(cancelled(signal));
+        };
+        signal.addEventListener("abort", onAbort, { once: true });
+        call.unlisten = () => signal.removeEventListener("abort", onAbort);
+      }
       this.ws.send(frame);
     });
+  }
+
+  /** Drops a pending call (answered, timed out, cancelled). */
+  private forget(id: number, call: Pending): void {
+    this.pending.delete(id);
+    if (call.deadline > 0) this.timed--;
+    call.unlisten?.();
   }
 
   serverStream(method: MethodInfo, request: object, sink: StreamSink): StreamHandle {
@@ -154,6 +198,10 @@ export class WsTransport implements Transport {
     if (!this.closedError) this.ws.send(this.frame(KIND_CANCEL, entry.id, entry.method, 0, undefined));
   }
 
+  idle(): boolean {
+    return this.pending.size === 0 && this.streams.size === 0;
+  }
+
   close(): Promise<void> {
     return (this.closing ??= new Promise<void>((resolve) => {
       if (this.ws.readyState === WebSocket.CLOSED) return resolve();
@@ -165,7 +213,8 @@ export class WsTransport implements Transport {
         resolve();
       });
       this.onClosed(unavailable("connection closed by the client"));
-      this.ws.close(1000);
+      if (this.ws.readyState === WebSocket.CONNECTING) this.ws.terminate();
+      else this.ws.close(1000);
     }));
   }
 
@@ -207,8 +256,7 @@ export class WsTransport implements Transport {
     const call = this.pending.get(id);
     if (call) {
       if (kind !== S_RESPONSE && kind !== S_ERROR) return;
-      this.pending.delete(id);
-      if (call.deadline > 0) this.timed--;
+      this.forget(id, call);
       if (kind === S_ERROR) return call.reject(statusError(body));
       let msg: unknown;
       try {
@@ -252,9 +300,8 @@ export class WsTransport implements Transport {
     const now = Date.now();
     for (const [id, call] of this.pending) {
       if (call.deadline > 0 && call.deadline <= now) {
-        this.pending.delete(id);
-        this.timed--;
-        call.reject(new PrismError(Code.DEADLINE_EXCEEDED, "deadline exceeded (client)", "PRISM_ERR_DEADLINE"));
+        this.forget(id, call);
+        call.reject(deadlineExceeded());
       }
     }
     if (this.timed <= 0) this.stopSweep();
@@ -274,7 +321,10 @@ export class WsTransport implements Transport {
     const streams = [...this.streams.values()];
     this.pending.clear();
     this.streams.clear();
-    for (const c of calls) c.reject(err);
+    for (const c of calls) {
+      c.unlisten?.();
+      c.reject(err);
+    }
     for (const s of streams) s.sink.onError(err);
   }
 }

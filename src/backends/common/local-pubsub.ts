@@ -23,6 +23,11 @@ export class LocalPubSub implements PubSubStore {
   constructor(private readonly clock: Clock) {}
 
   async publish(topic: string, payload: Bytes, attributes: Attributes): Promise<string> {
+    return this.publishNow(topic, payload, attributes);
+  }
+
+  /** publish, synchronously: delivered to every live subscriber before it returns (SQLite publishes inside a transaction). */
+  publishNow(topic: string, payload: Bytes, attributes: Attributes): string {
     const messageId = `${this.idPrefix}-${++this.seq}`;
     const msg = {
       topic,

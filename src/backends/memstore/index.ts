@@ -12,6 +12,8 @@ import type { BackendDriver, BackendHealth, BackendInstance, DriverContext, Name
 import { MemKeyValue, type KvStats } from "./keyvalue.js";
 import { MemQueue } from "./queue.js";
 import { MemStream } from "./stream.js";
+import { MemIdempotency } from "../common/idempotency-memory.js";
+import { MemKeyValueOnce, MemPubSubOnce, MemQueueOnce, MemStreamOnce } from "./once.js";
 import type { NsContext } from "./wait.js";
 
 const MiB = 1024 * 1024;
@@ -29,15 +31,18 @@ class MemNamespace {
   readonly pubsub: LocalPubSub;
   readonly queue: MemQueue;
   readonly stream: MemStream;
+  /** Idempotency records of the keyed writes (every store of the namespace). */
+  readonly idem: MemIdempotency;
   /** Live NamespaceStores handed out for this namespace. */
   views = 0;
 
   constructor(ctx: NsContext) {
     this.ctx = ctx;
-    this.keyvalue = new MemKeyValue(ctx.clock);
-    this.pubsub = new LocalPubSub(ctx.clock);
-    this.queue = new MemQueue(ctx);
-    this.stream = new MemStream(ctx);
+    this.idem = new MemIdempotency(ctx.clock);
+    this.keyvalue = new MemKeyValueOnce(ctx.clock, this.idem);
+    this.pubsub = new MemPubSubOnce(ctx.clock, this.idem);
+    this.queue = new MemQueueOnce(ctx, this.idem);
+    this.stream = new MemStreamOnce(ctx, this.idem);
   }
 
   /** Ends subscriptions and parked long polls; data stays. */
@@ -103,6 +108,7 @@ export class MemstoreInstance implements BackendInstance {
       ns.keyvalue.clear();
       ns.queue.clear();
       ns.stream.clear();
+      ns.idem.clear();
     }
     this.namespaces.clear();
   }
@@ -111,7 +117,10 @@ export class MemstoreInstance implements BackendInstance {
   sweep(): number {
     const now = this.dctx.clock.now();
     let n = 0;
-    for (const ns of this.namespaces.values()) n += ns.keyvalue.sweep(now, SWEEP_BUDGET);
+    for (const ns of this.namespaces.values()) {
+      n += ns.keyvalue.sweep(now, SWEEP_BUDGET);
+      ns.idem.sweep(now, SWEEP_BUDGET);
+    }
     return n;
   }
 

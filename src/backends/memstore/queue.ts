@@ -9,6 +9,10 @@
  */
 import { randomUUID } from "node:crypto";
 import { errors } from "../../core/errors.js";
+import { checkReceipt } from "../receipt.js";
+
+/** `${idPrefix}-${seq base36}.${deliveryCount}.${leaseSeq base36}`, as dequeue issues them. */
+const RECEIPT = /^[0-9a-f]{8}-[0-9a-z]+\.\d+\.[0-9a-z]+$/;
 import type { Attributes, Bytes, DequeueOptions, QueueMessage, QueueStore } from "../driver.js";
 import { IndexedHeap, type HeapItem } from "./heap.js";
 import { park, wakeAll, wakeOne, type NsContext, type Waiter } from "./wait.js";
@@ -143,6 +147,7 @@ export class MemQueue implements QueueStore {
 
   /** The message whose current lease is `receipt`, or errors.staleReceipt. */
   private leased(q: QueueState | undefined, queue: string, receipt: string): Msg {
+    checkReceipt(RECEIPT, receipt);
     const dot = receipt.indexOf(".");
     const m = q && dot > 0 ? q.byId.get(receipt.slice(0, dot)) : undefined;
     if (!m || m.receipt !== receipt) throw errors.staleReceipt(queue);

@@ -11,6 +11,8 @@ import type { TraceHeaders } from "../../observability/propagate.js";
 export const H_ID = "Prism-Id";
 export const H_TIME = "Prism-Time";
 export const H_ATTRS = "Prism-Attrs";
+/** The request hash of a keyed write (the *_idempotent interfaces), read back when JetStream reports a duplicate. */
+export const H_IDEM = "Prism-Idem-Hash";
 
 const NO_ATTRS: Attributes = Object.freeze({}) as Attributes;
 

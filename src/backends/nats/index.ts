@@ -86,9 +86,11 @@ export const driver: BackendDriver<NatsOptions> = {
     "queue_basic",
     "queue_visibility",
     "queue_dead_letter",
+    "queue_idempotent",
     "stream_basic",
     "stream_replay",
     "stream_consumer_groups",
+    "stream_idempotent",
   ],
   properties: {
     // JetStream (file storage) for KeyValue, Queue and Stream; core NATS for PubSub. 1 MiB is the server's default max_payload.

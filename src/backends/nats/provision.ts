@@ -18,6 +18,12 @@ export interface StreamSpec {
   workQueue: boolean;
   /** 0: unlimited. */
   maxMsgs: number;
+  /**
+   * JetStream's duplicate_window: how long a Nats-Msg-Id is remembered (the
+   * *_idempotent interfaces: the namespace's idempotency window, at most the
+   * stream's max age, which JetStream requires). Undefined: the server default.
+   */
+  dupWindowMs?: number;
   /** 0: unlimited. */
   maxAgeMs: number;
 }
@@ -38,7 +44,7 @@ export class Provisioner {
 
   ensureStream(c: Conn, s: StreamSpec): Promise<void> {
     // Limits are part of the key: a namespace re-applied with other limits updates the stream.
-    const key = `${s.name}\0${s.maxMsgs}\0${s.maxAgeMs}`;
+    const key = `${s.name}\0${s.maxMsgs}\0${s.maxAgeMs}\0${s.dupWindowMs ?? ""}`;
     let p = this.done.get(key);
     if (!p) {
       p = this.createStream(c, s);
@@ -70,6 +76,7 @@ export class Provisioner {
       max_age: s.maxAgeMs > 0 ? nanos(s.maxAgeMs) : 0,
       num_replicas: 1,
     };
+    if (s.dupWindowMs !== undefined) cfg.duplicate_window = nanos(s.maxAgeMs > 0 ? Math.min(s.dupWindowMs, s.maxAgeMs) : s.dupWindowMs);
     try {
       await c.jsm.streams.add(cfg);
     } catch (e) {

@@ -26,8 +26,10 @@
 import { randomBytes } from "node:crypto";
 import { nuid } from "@nats-io/transport-node";
 import { errors } from "../../core/errors.js";
+import { checkReceipt } from "../receipt.js";
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, DequeueOptions, NamespaceLimits, QueueMessage, QueueStore } from "../driver.js";
+import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, NamespaceLimits, Once, QueueMessage, QueueStore } from "../driver.js";
+import { msgIdOf, storedHash, withHash } from "./once.js";
 import { attributesOf, H_ID, H_TIME, messageHeaders } from "./codec.js";
 import { traceHeaders } from "../../observability/propagate.js";
 import { fail, isNoStream, REQUEST_TIMEOUT_MS, toDriverError, type Conn, type Link } from "./connection.js";
@@ -120,7 +122,7 @@ export class NatsQueue implements QueueStore {
 
   private spec(queue: string): StreamSpec {
     const n = this.names.queue(queue);
-    return { name: n.stream, subject: n.subject, workQueue: true, maxMsgs: 0, maxAgeMs: 0 };
+    return { name: n.stream, subject: n.subject, workQueue: true, maxMsgs: 0, maxAgeMs: 0, dupWindowMs: (this.limits.idempotencyWindowSeconds ?? 86400) * 1000 };
   }
 
   private ensure(c: Conn, s: StreamSpec): Promise<void> {
@@ -137,16 +139,30 @@ export class NatsQueue implements QueueStore {
     return id;
   }
 
+  /**
+   * queue_idempotent: the key as Nats-Msg-Id (once.ts). The message carries no
+   * Prism-Id, so its id is its stream sequence, which a duplicate's ack names too.
+   */
+  async enqueueOnce(queue: string, payload: Bytes, attributes: Attributes, delayMs: number, token: IdempotencyToken): Promise<Once<string>> {
+    if (delayMs > 0) throw errors.internal("nats: delayed enqueue is not supported (queue_delayed is not claimed)");
+    const c = await this.link.get();
+    const s = this.spec(queue);
+    await this.ensure(c, s);
+    const ack = await this.publish(c, s, payload, withHash(messageHeaders(undefined, this.clock.now(), attributes, traceHeaders()), token), msgIdOf(token));
+    if (!ack.duplicate) return { result: String(ack.seq) };
+    return { result: String(ack.seq), replayedHash: await storedHash(c, s.name, ack.seq, token) };
+  }
+
   /** Publishes to a queue stream and waits for JetStream's ack (durable). */
-  private async publish(c: Conn, s: StreamSpec, payload: Bytes, headers: ReturnType<typeof messageHeaders>): Promise<void> {
-    const opts = { headers, expect: { streamName: s.name } };
+  private async publish(c: Conn, s: StreamSpec, payload: Bytes, headers: ReturnType<typeof messageHeaders>, msgID?: string): Promise<{ seq: number; duplicate: boolean }> {
+    const opts = msgID === undefined ? { headers, expect: { streamName: s.name } } : { headers, msgID, expect: { streamName: s.name } };
     try {
-      await c.js.publish(s.subject, payload, opts);
+      return await c.js.publish(s.subject, payload, opts);
     } catch (e) {
       if (!isNoStream(e)) fail(e);
       this.prov.forget(s.name);
       await this.ensure(c, s);
-      await c.js.publish(s.subject, payload, opts).catch(fail);
+      return await c.js.publish(s.subject, payload, opts).catch(fail);
     }
   }
 
@@ -205,7 +221,7 @@ export class NatsQueue implements QueueStore {
     arm(l);
     const h = d.msg.headers;
     return {
-      messageId: h?.get(H_ID) ?? String(d.seq),
+      messageId: h?.get(H_ID) || String(d.seq),
       payload: d.msg.data,
       attributes: attributesOf(h),
       receipt: l.receipt,
@@ -219,12 +235,13 @@ export class NatsQueue implements QueueStore {
     const dlq = this.spec(`${queue}.dlq`);
     await this.ensure(c, dlq);
     const h = d.msg.headers;
-    await this.publish(c, dlq, d.msg.data, messageHeaders(h?.get(H_ID) ?? String(d.seq), Number(h?.get(H_TIME) ?? 0) || d.timestampMs, attributesOf(h)));
+    await this.publish(c, dlq, d.msg.data, messageHeaders(h?.get(H_ID) || String(d.seq), Number(h?.get(H_TIME) ?? 0) || d.timestampMs, attributesOf(h)));
     await c.nc.request(d.reply, "+ACK", { timeout: REQUEST_TIMEOUT_MS }).catch(fail);
   }
 
   /** The live lease for a receipt, or staleReceipt. */
   private take(queue: string, receipt: string): Lease {
+    checkReceipt(/^\d+\.\d+\.[0-9a-f]{12}$/, receipt); // `${seq}.${deliveries}.${6 random bytes hex}`
     const seq = receiptSeq(receipt);
     const l = Number.isSafeInteger(seq) ? this.leases.of(this.names.queue(queue).stream).get(seq) : undefined;
     if (!l || l.receipt !== receipt || Date.now() >= l.deadline) throw errors.staleReceipt(queue);

@@ -19,7 +19,8 @@
  */
 import { AckPolicy, DeliverPolicy, JetStreamApiCodes, type ConsumerConfig } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
-import type { Attributes, Bytes, NamespaceLimits, StreamRecord, StreamStore } from "../driver.js";
+import type { Attributes, Bytes, IdempotencyToken, NamespaceLimits, Once, StreamRecord, StreamStore } from "../driver.js";
+import { msgIdOf, storedHash, withHash } from "./once.js";
 import { attributesOf, messageHeaders } from "./codec.js";
 import { traceHeaders } from "../../observability/propagate.js";
 import { apiCode, fail, isNoStream, REQUEST_TIMEOUT_MS, toDriverError, type Conn, type Link } from "./connection.js";
@@ -68,7 +69,14 @@ export class NatsStream implements StreamStore {
 
   private spec(stream: string): StreamSpec {
     const n = this.names.stream(stream);
-    return { name: n.stream, subject: n.subject, workQueue: false, maxMsgs: this.limits.streamMaxCount, maxAgeMs: this.limits.streamMaxAgeSeconds * 1000 };
+    return {
+      name: n.stream,
+      subject: n.subject,
+      workQueue: false,
+      maxMsgs: this.limits.streamMaxCount,
+      maxAgeMs: this.limits.streamMaxAgeSeconds * 1000,
+      dupWindowMs: (this.limits.idempotencyWindowSeconds ?? 86400) * 1000,
+    };
   }
 
   async append(stream: string, payload: Bytes, attributes: Attributes): Promise<number> {
@@ -85,6 +93,25 @@ export class NatsStream implements StreamStore {
       await this.prov.ensureStream(c, s);
       return (await c.js.publish(s.subject, payload, opts).catch(fail)).seq;
     }
+  }
+
+  /** stream_idempotent: the key as Nats-Msg-Id (once.ts); a duplicate answers the first record's offset. */
+  async appendOnce(stream: string, payload: Bytes, attributes: Attributes, token: IdempotencyToken): Promise<Once<number>> {
+    const c = await this.link.get();
+    const s = this.spec(stream);
+    await this.prov.ensureStream(c, s);
+    const opts = { headers: withHash(messageHeaders(undefined, undefined, attributes, traceHeaders()), token), msgID: msgIdOf(token), expect: { streamName: s.name } };
+    let ack;
+    try {
+      ack = await c.js.publish(s.subject, payload, opts);
+    } catch (e) {
+      if (!isNoStream(e)) fail(e);
+      this.prov.forget(s.name);
+      await this.prov.ensureStream(c, s);
+      ack = await c.js.publish(s.subject, payload, opts).catch(fail);
+    }
+    if (!ack.duplicate) return { result: ack.seq };
+    return { result: ack.seq, replayedHash: await storedHash(c, s.name, ack.seq, token) };
   }
 
   async read(stream: string, fromOffset: number, limit: number): Promise<StreamRecord[]> {

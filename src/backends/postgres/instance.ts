@@ -19,6 +19,7 @@ import { PgQueue, QueueSql } from "./queue.js";
 import { ident, mapError, migrate, types } from "./sql.js";
 import { PgStream, StreamSql } from "./stream.js";
 import { RelayLocks } from "./relay-lock.js";
+import { sweepOnce } from "./idempotency.js";
 import { Waiters } from "./waiters.js";
 
 const SWEEP_EVERY_MS = 5_000;
@@ -167,6 +168,8 @@ export class PgInstance implements BackendInstance {
         total += n;
         if (n < SWEEP_BATCH) break;
       }
+      const q = (name: string, text: string, values: unknown[]) => this.pool.query({ name, text, values });
+      for (let i = 0; i < 20 && (await sweepOnce(q, this.opts.schema, now, SWEEP_BATCH)) === SWEEP_BATCH; i++);
       if (this.sweepFailing) this.ctx.log("info", `${this.label}: TTL sweep works again`);
       this.sweepFailing = false;
     } catch (e) {

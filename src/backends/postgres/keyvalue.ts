@@ -9,6 +9,8 @@
 import { errors } from "../../core/errors.js";
 import type { Clock } from "../../core/clock.js";
 import type pg from "pg";
+import type { IdempotencyToken, Once } from "../driver.js";
+import { BOOL, NUM, pgOnce } from "./idempotency.js";
 import type { Bytes, KeyValueStore, KvRecord, OutboxMessage, OutboxOutcome, OutboxPass, OutboxRecord, OutboxRelayOptions, ScanPage, SetOptions } from "../driver.js";
 import type { PgInstance } from "./instance.js";
 import { buf, decodeAttrs, encodeAttrs } from "./sql.js";
@@ -272,6 +274,17 @@ export class PgKeyValue implements KeyValueStore {
 
   async delete(key: string): Promise<boolean> {
     return ((await this.db.query("kv_del", this.sql.del, [this.ns, key, this.clock.now()])).rowCount ?? 0) > 0;
+  }
+
+  /** keyvalue_idempotent: the write and its idempotency record in one transaction (a CAS refusal rolls both back). */
+  setOnce(key: string, value: Bytes, opts: SetOptions, token: IdempotencyToken): Promise<Once<number>> {
+    const now = this.clock.now();
+    return pgOnce(this.db, this.ns, token, now, NUM, (q) => this.write(q, key, value, opts, now));
+  }
+
+  deleteOnce(key: string, token: IdempotencyToken): Promise<Once<boolean>> {
+    const now = this.clock.now();
+    return pgOnce(this.db, this.ns, token, now, BOOL, async (q) => ((await q("kv_del", this.sql.del, [this.ns, key, now])).rowCount ?? 0) > 0);
   }
 
   async exists(key: string): Promise<boolean> {

@@ -16,7 +16,8 @@ import { createHash, randomUUID } from "node:crypto";
 import { prism } from "../../gen/prism.js";
 import { errors } from "../../core/errors.js";
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, PubSubStore, Subscription, SubscriptionSink } from "../driver.js";
+import type { Attributes, Bytes, IdempotencyToken, Once, PubSubStore, Subscription, SubscriptionSink } from "../driver.js";
+import { pgOnce, STR } from "./idempotency.js";
 import { topicMatcher, type TopicMatcher } from "../common/topics.js";
 import type { PgInstance } from "./instance.js";
 
@@ -61,6 +62,21 @@ export class PgPubSub implements PubSubStore {
   ) {}
 
   async publish(topic: string, payload: Bytes, attributes: Attributes): Promise<string> {
+    const { messageId, text } = this.encode(topic, payload, attributes);
+    await this.db.query("ps_pub", "SELECT pg_notify($1, $2)", [this.channel, text]);
+    return messageId;
+  }
+
+  /** pubsub_idempotent: NOTIFY inside the record's transaction, so it is sent at commit, once. */
+  publishOnce(topic: string, payload: Bytes, attributes: Attributes, token: IdempotencyToken): Promise<Once<string>> {
+    const { messageId, text } = this.encode(topic, payload, attributes);
+    return pgOnce(this.db, this.channel, token, this.clock.now(), STR, async (q) => {
+      await q("ps_pub", "SELECT pg_notify($1, $2)", [this.channel, text]);
+      return messageId;
+    });
+  }
+
+  private encode(topic: string, payload: Bytes, attributes: Attributes): { messageId: string; text: string } {
     const messageId = `${this.idPrefix}-${++this.seq}`;
     const bytes = prism.v1.PubSubMessage.encode({ topic, payload, attributes, messageId, publishTimeMs: this.clock.now() }).finish();
     const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
@@ -71,8 +87,7 @@ export class PgPubSub implements PubSubStore {
           `with topic and attributes, base64-encoded) needs ${text.length} bytes: keep payload + topic + attributes under about ${Math.floor((MAX_NOTIFY_BYTES * 3) / 4) - 16} bytes`,
       );
     }
-    await this.db.query("ps_pub", "SELECT pg_notify($1, $2)", [this.channel, text]);
-    return messageId;
+    return { messageId, text };
   }
 
   async subscribe(pattern: string, sink: SubscriptionSink): Promise<Subscription> {

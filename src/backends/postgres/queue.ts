@@ -7,12 +7,22 @@
  * key). An expired lease is simply visible again; its receipt stays valid
  * until the next lease replaces it. Enqueue and nack NOTIFY the wake channel
  * in the same statement, so a long poll anywhere wakes once the row commits.
+ *
+ * Enqueues and acks of one queue issued in the same event-loop turn go out as
+ * one statement (common/turn-batch.ts): one multi-row INSERT with one NOTIFY
+ * saying how many rows arrived (waiters.ts wakes only as many long polls as
+ * can take them), one DELETE for all receipts. PostgreSQL serializes the
+ * commits of transactions that NOTIFY, and every statement is a commit: per
+ * message, they cost more than the rows themselves.
  */
 import { errors } from "../../core/errors.js";
+import { malformedReceipt } from "../receipt.js";
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, DequeueOptions, NamespaceLimits, QueueMessage, QueueStore } from "../driver.js";
+import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, NamespaceLimits, Once, QueueMessage, QueueStore } from "../driver.js";
+import { pgOnce, STR } from "./idempotency.js";
 import type { PgInstance } from "./instance.js";
 import { buf, decodeAttrs, encodeAttrs } from "./sql.js";
+import { TurnBatcher } from "../common/turn-batch.js";
 
 export const DLQ_SUFFIX = ".dlq";
 
@@ -25,6 +35,9 @@ export class QueueSql {
   readonly nackNotify: string;
   readonly extend: string;
   readonly notify = "SELECT pg_notify($1, $2)";
+  readonly enqueueMany: string;
+  readonly enqueueManyNotify: string;
+  readonly ackMany: string;
 
   constructor(S: string) {
     const Q = `${S}.queue`;
@@ -33,6 +46,19 @@ export class QueueSql {
        VALUES ($1, $2, $3, $4::jsonb, $5::int8, $6::int8) RETURNING id`;
     this.enqueue = insert;
     this.enqueueNotify = `WITH i AS (${insert}) SELECT id, pg_notify($7, $8) FROM i`;
+    // $1 ns, $2 queue, $3 payloads, $4 attributes, $5 enqueued_at, $6 visible_at (arrays, aligned), [$7 channel, $8 wake payload]
+    // Ids are drawn in v (materialized once), so each answer row names its item (o) exactly.
+    const many = `WITH v AS MATERIALIZED (
+         SELECT nextval('${S}.queue_id_seq') AS id, u.o, u.p, u.a, u.e, u.v
+         FROM unnest($3::bytea[], $4::jsonb[], $5::int8[], $6::int8[]) WITH ORDINALITY AS u(p, a, e, v, o)
+       ), i AS (
+         INSERT INTO ${Q} (id, ns, queue, payload, attributes, enqueued_at, visible_at) SELECT id, $1, $2, p, a, e, v FROM v
+       )`;
+    this.enqueueMany = `${many} SELECT id, o FROM v`;
+    this.enqueueManyNotify = `${many} SELECT v.id, v.o FROM v, (SELECT pg_notify($7, $8)) n`;
+    // $1 ns, $2 queue, $3 ids, $4 receipts (aligned)
+    this.ackMany = `DELETE FROM ${Q} q USING unnest($3::int8[], $4::text[]) AS u(id, r)
+       WHERE q.id = u.id AND q.receipt = u.r AND q.ns = $1 AND q.queue = $2 RETURNING q.receipt`;
     // $1 ns, $2 queue, $3 now, $4 limit, $5 lease end, $6 dead-letter queue (NULL: none), $7 max deliveries
     const dying = `$6::text IS NOT NULL AND q.delivery_count >= $7::int4`;
     this.dequeue = `WITH c AS (
@@ -72,20 +98,46 @@ interface LeaseRow {
   receipt: string | null;
 }
 
-/** "<id>.<random>" → id; undefined for anything Prism did not issue (stale by definition). */
-function receiptId(receipt: string): number | undefined {
-  const dot = receipt.indexOf(".");
-  if (dot <= 0) return undefined;
-  const id = Number(receipt.slice(0, dot));
-  return Number.isSafeInteger(id) && id > 0 ? id : undefined;
+/** "<id>.<32 hex>" (dequeue's SQL) → id; anything else was never issued: malformedReceipt (INVALID_ARGUMENT). */
+function receiptId(receipt: string): number {
+  const m = /^(\d{1,19})\.[0-9a-f]{32}$/.exec(receipt);
+  const id = m ? Number(m[1]) : NaN;
+  if (!Number.isSafeInteger(id) || id <= 0) throw malformedReceipt();
+  return id;
 }
 
 export function queueWakeKey(ns: string, queue: string): string {
   return `q\n${ns}\n${queue}`;
 }
 
+/** Rows per batched statement; a fuller turn sends another one. */
+const MAX_BATCH = 500;
+/**
+ * Payload bytes per batched INSERT (its bytea[] parameter travels hex-encoded,
+ * as one string); a larger payload goes alone, in binary, as before batching.
+ */
+const MAX_BATCH_BYTES = 1 << 20;
+const ALONE_BYTES = 64 * 1024;
+
+interface EnqueueItem {
+  payload: Buffer;
+  attributes: string | null;
+  now: number;
+  visibleAt: number;
+}
+
+interface AckItem {
+  id: number;
+  receipt: string;
+}
+
 export class PgQueue implements QueueStore {
   private readonly sql: QueueSql;
+  /** Keyed by "<0|1 delayed><queue>": delayed messages wake nobody, so they batch apart. */
+  private readonly enqueues = new TurnBatcher<EnqueueItem, string>((key, items) => this.enqueueBatch(key, items), MAX_BATCH, MAX_BATCH_BYTES);
+  private readonly acks = new TurnBatcher<AckItem, void>((queue, items) => this.ackBatch(queue, items), MAX_BATCH);
+  /** Dequeue attempts of one turn, keyed by "<visibility ms>\n<queue>": one lease statement for all, messages handed out in order. */
+  private readonly dequeues = new TurnBatcher<number, QueueMessage[]>((key, wants) => this.dequeueBatch(key, wants), 64);
 
   constructor(
     private readonly ns: string,
@@ -96,21 +148,71 @@ export class PgQueue implements QueueStore {
     this.sql = db.queueSql;
   }
 
-  async enqueue(queue: string, payload: Bytes, attributes: Attributes, delayMs: number): Promise<string> {
+  enqueue(queue: string, payload: Bytes, attributes: Attributes, delayMs: number): Promise<string> {
+    const now = this.clock.now();
+    const item: EnqueueItem = { payload: buf(payload), attributes: encodeAttrs(attributes), now, visibleAt: now + delayMs };
+    const key = (delayMs > 0 ? "1" : "0") + queue;
+    if (item.payload.length > ALONE_BYTES) return this.enqueueBatch(key, [item]).then((ids) => ids[0]!);
+    return this.enqueues.add(key, item, item.payload.length);
+  }
+
+  private async enqueueBatch(key: string, items: EnqueueItem[]): Promise<string[]> {
+    const queue = key.slice(1);
+    // A delayed message wakes nobody now; polling finds it when it comes due.
+    const wake = key[0] === "0";
+    if (items.length === 1) {
+      const it = items[0]!;
+      const values: unknown[] = [this.ns, queue, it.payload, it.attributes, it.now, it.visibleAt];
+      const r = wake
+        ? await this.db.query<{ id: number }>("q_enq_n", this.sql.enqueueNotify, [...values, this.db.wakeChannel, `${queueWakeKey(this.ns, queue)}\t1`])
+        : await this.db.query<{ id: number }>("q_enq", this.sql.enqueue, values);
+      return [String(r.rows[0]!.id)];
+    }
+    const values: unknown[] = [this.ns, queue, items.map((i) => i.payload), items.map((i) => i.attributes), items.map((i) => i.now), items.map((i) => i.visibleAt)];
+    const r = wake
+      ? await this.db.query<{ id: string; o: string }>("q_enq_bn", this.sql.enqueueManyNotify, [
+          ...values,
+          this.db.wakeChannel,
+          `${queueWakeKey(this.ns, queue)}\t${items.length}`,
+        ])
+      : await this.db.query<{ id: string; o: string }>("q_enq_b", this.sql.enqueueMany, values);
+    const ids = new Array<string>(items.length);
+    for (const row of r.rows) ids[Number(row.o) - 1] = String(row.id);
+    return ids;
+  }
+
+  /** queue_idempotent: the message and its idempotency record in one transaction (the wake NOTIFY goes out at commit). */
+  enqueueOnce(queue: string, payload: Bytes, attributes: Attributes, delayMs: number, token: IdempotencyToken): Promise<Once<string>> {
     const now = this.clock.now();
     const values: unknown[] = [this.ns, queue, buf(payload), encodeAttrs(attributes), now, now + delayMs];
-    // A delayed message wakes nobody now; polling finds it when it comes due.
-    const r =
-      delayMs > 0
-        ? await this.db.query<{ id: number }>("q_enq", this.sql.enqueue, values)
-        : await this.db.query<{ id: number }>("q_enq_n", this.sql.enqueueNotify, [...values, this.db.wakeChannel, queueWakeKey(this.ns, queue)]);
-    return String(r.rows[0]!.id);
+    return pgOnce(this.db, this.ns, token, now, STR, async (q) => {
+      const r =
+        delayMs > 0
+          ? await q<{ id: number }>("q_enq", this.sql.enqueue, values)
+          : await q<{ id: number }>("q_enq_n", this.sql.enqueueNotify, [...values, this.db.wakeChannel, `${queueWakeKey(this.ns, queue)}\t1`]);
+      return String(r.rows[0]!.id);
+    });
   }
 
   async dequeue(queue: string, opts: DequeueOptions): Promise<QueueMessage[]> {
-    const first = await this.leaseNow(queue, opts);
+    const key = `${opts.visibilityTimeoutMs}\n${queue}`;
+    const attempt = () => this.dequeues.add(key, opts.maxMessages);
+    const first = await attempt();
     if (first.length || opts.waitMs <= 0) return first;
-    return this.db.waiters.poll(queueWakeKey(this.ns, queue), opts.waitMs, opts.signal, () => this.leaseNow(queue, opts));
+    return this.db.waiters.poll(queueWakeKey(this.ns, queue), opts.waitMs, opts.signal, attempt, opts.maxMessages);
+  }
+
+  /** Leases for every attempt of the batch at once; the oldest messages go to the earliest attempt, up to its max. */
+  private async dequeueBatch(key: string, wants: number[]): Promise<QueueMessage[][]> {
+    const nl = key.indexOf("\n");
+    const visibilityTimeoutMs = Number(key.slice(0, nl));
+    const queue = key.slice(nl + 1);
+    let total = 0;
+    for (const w of wants) total += w;
+    const got = await this.leaseNow(queue, { maxMessages: total, visibilityTimeoutMs, waitMs: 0 });
+    if (wants.length === 1) return [got];
+    let at = 0;
+    return wants.map((w) => got.slice(at, (at += w)));
   }
 
   private async leaseNow(queue: string, opts: DequeueOptions): Promise<QueueMessage[]> {
@@ -153,15 +255,22 @@ export class PgQueue implements QueueStore {
   }
 
   async ack(queue: string, receipt: string): Promise<void> {
-    const id = receiptId(receipt);
-    if (id === undefined) throw errors.staleReceipt(queue);
-    const r = await this.db.query("q_ack", this.sql.ack, [id, this.ns, queue, receipt]);
-    if (!r.rowCount) throw errors.staleReceipt(queue);
+    return this.acks.add(queue, { id: receiptId(receipt), receipt });
+  }
+
+  private async ackBatch(queue: string, items: AckItem[]): Promise<(void | Error)[]> {
+    if (items.length === 1) {
+      const r = await this.db.query("q_ack", this.sql.ack, [items[0]!.id, this.ns, queue, items[0]!.receipt]);
+      return [r.rowCount ? undefined : errors.staleReceipt(queue)];
+    }
+    const r = await this.db.query<{ receipt: string }>("q_ack_b", this.sql.ackMany, [this.ns, queue, items.map((i) => i.id), items.map((i) => i.receipt)]);
+    // A receipt acked twice in one batch: the first call succeeds, the second is stale (as when they run one after the other).
+    const deleted = new Set(r.rows.map((row) => row.receipt));
+    return items.map((i) => (deleted.delete(i.receipt) ? undefined : errors.staleReceipt(queue)));
   }
 
   async nack(queue: string, receipt: string, delayMs: number): Promise<void> {
     const id = receiptId(receipt);
-    if (id === undefined) throw errors.staleReceipt(queue);
     const values: unknown[] = [id, this.ns, queue, receipt, this.clock.now() + delayMs];
     const r =
       delayMs > 0
@@ -172,7 +281,6 @@ export class PgQueue implements QueueStore {
 
   async extendVisibility(queue: string, receipt: string, ms: number): Promise<void> {
     const id = receiptId(receipt);
-    if (id === undefined) throw errors.staleReceipt(queue);
     const r = await this.db.query("q_extend", this.sql.extend, [id, this.ns, queue, receipt, this.clock.now() + ms]);
     if (!r.rowCount) throw errors.staleReceipt(queue);
   }

@@ -5,6 +5,7 @@
  */
 import pg from "pg";
 import { errors, PrismError } from "../../core/errors.js";
+import { IDEMPOTENCY_MIGRATION } from "./idempotency.js";
 
 /** A double-quoted identifier (schema names are validated, this is belt and braces). */
 export function ident(name: string): string {
@@ -92,6 +93,8 @@ CREATE TABLE IF NOT EXISTS ${S}.outbox (
 CREATE INDEX IF NOT EXISTS outbox_pending ON ${S}.outbox (ns, id) WHERE sent_at IS NULL AND failed_at IS NULL;
 CREATE INDEX IF NOT EXISTS outbox_sent ON ${S}.outbox (ns, sent_at) WHERE sent_at IS NOT NULL;
 `,
+  // 3: the *_idempotent interfaces' records (idempotency.ts).
+  IDEMPOTENCY_MIGRATION,
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

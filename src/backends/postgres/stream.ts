@@ -13,7 +13,8 @@
  * cursor. A new group starts at the oldest retained record.
  */
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, NamespaceLimits, StreamRecord, StreamStore } from "../driver.js";
+import type { Attributes, Bytes, IdempotencyToken, NamespaceLimits, Once, StreamRecord, StreamStore } from "../driver.js";
+import { NUM, pgOnce } from "./idempotency.js";
 import type { PgInstance } from "./instance.js";
 import { buf, decodeAttrs, encodeAttrs } from "./sql.js";
 
@@ -121,11 +122,24 @@ export class PgStream implements StreamStore {
 
   async append(stream: string, payload: Bytes, attributes: Attributes): Promise<number> {
     const now = this.clock.now();
+    const r = await this.db.query<{ off: number }>(this.appendName, this.appendSql, this.appendValues(stream, payload, attributes, now));
+    return r.rows[0]!.off;
+  }
+
+  private appendValues(stream: string, payload: Bytes, attributes: Attributes, now: number): unknown[] {
     const values: unknown[] = [this.ns, stream, buf(payload), encodeAttrs(attributes), now, this.db.wakeChannel, streamWakeKey(this.ns, stream)];
     if (this.limits.streamMaxCount > 0) values.push(this.limits.streamMaxCount);
     if (this.limits.streamMaxAgeSeconds > 0) values.push(now - this.limits.streamMaxAgeSeconds * 1000);
-    const r = await this.db.query<{ off: number }>(this.appendName, this.appendSql, values);
-    return r.rows[0]!.off;
+    return values;
+  }
+
+  /** stream_idempotent: the record and its idempotency record in one transaction. */
+  appendOnce(stream: string, payload: Bytes, attributes: Attributes, token: IdempotencyToken): Promise<Once<number>> {
+    const now = this.clock.now();
+    return pgOnce(this.db, this.ns, token, now, NUM, async (q) => {
+      const r = await q<{ off: number }>(this.appendName, this.appendSql, this.appendValues(stream, payload, attributes, now));
+      return r.rows[0]!.off;
+    });
   }
 
   async read(stream: string, fromOffset: number, limit: number): Promise<StreamRecord[]> {

@@ -8,6 +8,13 @@
  *   one tick, and that notices delayed messages and expired leases coming due,
  * - its abort signal, or close().
  * A woken waiter re-runs its query.
+ *
+ * A NOTIFY payload is the key, or `<key>\t<n>` when the writer knows that n
+ * rows arrived (queue enqueue): then only as many waiters are woken as can
+ * take n rows (by the capacity each one polls with), oldest first, instead of
+ * every waiter running its query for rows that a few of them will take. A
+ * waiter woken that leaves without querying (aborted, timed out) hands its
+ * wake-up to the next one.
  */
 import type { Clock } from "../../core/clock.js";
 import type { Listener } from "./listener.js";
@@ -16,6 +23,8 @@ export const POLL_MS = 250;
 
 interface Waiter {
   woken: boolean;
+  /** Rows one attempt takes at most (Infinity: unknown). */
+  capacity: number;
   wake: (() => void) | undefined;
 }
 
@@ -35,12 +44,29 @@ export class Waiters {
     private readonly clock: Clock,
   ) {}
 
-  notify(key: string): void {
+  notify(payload: string): void {
+    const tab = payload.lastIndexOf("\t");
+    const key = tab < 0 ? payload : payload.slice(0, tab);
     const set = this.byKey.get(key);
     if (!set) return;
+    let rows = tab < 0 ? Infinity : Number(payload.slice(tab + 1));
+    if (!(rows > 0)) rows = Infinity;
     for (const w of set) {
+      if (rows <= 0) break;
+      // Already woken ones run their query anyway; counting them again could leave rows waiting for a tick.
+      if (w.woken) continue;
       w.woken = true;
       w.wake?.();
+      rows -= w.capacity;
+    }
+  }
+
+  private handOff(set: Set<Waiter>, from: Waiter): void {
+    for (const w of set) {
+      if (w === from || w.woken) continue;
+      w.woken = true;
+      w.wake?.();
+      return;
     }
   }
 
@@ -57,9 +83,9 @@ export class Waiters {
    * passes (by the injected clock or real time, whichever first), the signal
    * aborts or the waiters close. The caller has made a first attempt already.
    */
-  async poll<T>(key: string, waitMs: number, signal: AbortSignal | undefined, attempt: () => Promise<T[]>): Promise<T[]> {
+  async poll<T>(key: string, waitMs: number, signal: AbortSignal | undefined, attempt: () => Promise<T[]>, capacity = Infinity): Promise<T[]> {
     this.ensureListening();
-    const w: Waiter = { woken: false, wake: undefined };
+    const w: Waiter = { woken: false, capacity, wake: undefined };
     let set = this.byKey.get(key);
     if (!set) this.byKey.set(key, (set = new Set()));
     set.add(w);
@@ -70,13 +96,14 @@ export class Waiters {
         const left = Math.min(realEnd - Date.now(), clockEnd - this.clock.now());
         if (left <= 0 || this.closed || signal?.aborted) return [];
         if (!w.woken) await this.sleep(w, Math.min(POLL_MS, left), signal);
-        w.woken = false;
         if (this.closed || signal?.aborted) return [];
+        w.woken = false;
         const r = await attempt();
         if (r.length) return r;
       }
     } finally {
       set.delete(w);
+      if (w.woken && !this.closed) this.handOff(set, w);
       if (set.size === 0 && this.byKey.get(key) === set) this.byKey.delete(key);
     }
   }

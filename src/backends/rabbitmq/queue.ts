@@ -34,6 +34,10 @@
 import { randomBytes } from "node:crypto";
 import type { Channel, ConfirmChannel, GetMessage } from "amqplib";
 import { errors } from "../../core/errors.js";
+import { checkReceipt } from "../receipt.js";
+
+/** `${receiptPrefix}.${channel epoch}.${delivery tag}`, as lease() issues them. */
+const RECEIPT = /^[0-9a-f]{8}\.\d+\.\d+$/;
 import type { Clock } from "../../core/clock.js";
 import type { Attributes, Bytes, DequeueOptions, NamespaceLimits, QueueMessage, QueueStore } from "../driver.js";
 import { decodeAttrs, encodeAttrs, headerNumber } from "./codec.js";
@@ -218,6 +222,7 @@ export class QueueCore {
 
   /** Takes the lease out of the table (it is over whatever happens next); stale receipts are refused. */
   take(queue: string, qname: string, receipt: string): Lease {
+    checkReceipt(RECEIPT, receipt);
     const lease = this.leases.get(receipt);
     if (!lease || lease.qname !== qname || this.work.ch !== lease.ch) throw errors.staleReceipt(queue);
     this.leases.delete(receipt);
@@ -226,6 +231,7 @@ export class QueueCore {
   }
 
   extend(queue: string, qname: string, receipt: string, ms: number): void {
+    checkReceipt(RECEIPT, receipt);
     const lease = this.leases.get(receipt);
     if (!lease || lease.qname !== qname || this.work.ch !== lease.ch) throw errors.staleReceipt(queue);
     this.arm(lease, ms);

@@ -9,6 +9,8 @@
  */
 import type { RedisOptions } from "./options.js";
 import { displayUrl } from "../../core/redact.js";
+import { readFileSync } from "node:fs";
+import type { ConnectionOptions } from "node:tls";
 import type { BackendDriver, BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores } from "../driver.js";
 import { Link } from "./connection.js";
 import { Keys } from "./keys.js";
@@ -27,8 +29,20 @@ function display(url: string): string {
   return displayUrl(url);
 }
 
+/** ioredis `tls` from the tls_* options (rediss:// only; read once, at connect). */
+function tlsOptions(opts: RedisOptions): { tls?: ConnectionOptions } {
+  if (!opts.url.startsWith("rediss://")) return {};
+  const tls: ConnectionOptions = {};
+  if (opts.tls_ca_file !== undefined) tls.ca = readFileSync(opts.tls_ca_file);
+  if (opts.tls_cert_file !== undefined) tls.cert = readFileSync(opts.tls_cert_file);
+  if (opts.tls_key_file !== undefined) tls.key = readFileSync(opts.tls_key_file);
+  if (opts.tls_servername !== undefined) tls.servername = opts.tls_servername;
+  return { tls };
+}
+
 class RedisInstance implements BackendInstance {
   private readonly main: Link;
+  private readonly tls: { tls?: ConnectionOptions };
   private hub: SubscriberHub | undefined;
   private closed: Promise<void> | undefined;
 
@@ -36,7 +50,8 @@ class RedisInstance implements BackendInstance {
     private readonly opts: RedisOptions,
     private readonly ctx: DriverContext,
   ) {
-    this.main = new Link(display(opts.url), opts.url, { db: opts.db, scripts: SCRIPTS }, ctx, () => void this.checkEviction(), { batchWrites: true });
+    this.tls = tlsOptions(opts);
+    this.main = new Link(display(opts.url), opts.url, { db: opts.db, scripts: SCRIPTS, ...this.tls }, ctx, () => void this.checkEviction(), { batchWrites: true });
   }
 
   /** Queues and streams lose data when Redis evicts keys: say so at start. */
@@ -54,7 +69,7 @@ class RedisInstance implements BackendInstance {
 
   private subscriber = (): SubscriberHub => {
     this.hub ??= new SubscriberHub(
-      new Link(`${display(this.opts.url)} (subscriber)`, this.opts.url, { db: this.opts.db, autoResubscribe: false }, this.ctx),
+      new Link(`${display(this.opts.url)} (subscriber)`, this.opts.url, { db: this.opts.db, autoResubscribe: false, ...this.tls }, this.ctx),
     );
     return this.hub;
   };
@@ -96,15 +111,19 @@ export const driver: BackendDriver<RedisOptions> = {
     "keyvalue_batch",
     "keyvalue_scan",
     "keyvalue_cas",
+    "keyvalue_idempotent",
     "pubsub_basic",
     "pubsub_wildcards",
+    "pubsub_idempotent",
     "queue_basic",
     "queue_visibility",
     "queue_dead_letter",
     "queue_delayed",
+    "queue_idempotent",
     "stream_basic",
     "stream_replay",
     "stream_consumer_groups",
+    "stream_idempotent",
   ],
   properties: {
     // Durability depends on the server's appendonly/save settings, which Prism cannot see: not declared durable.

@@ -52,6 +52,10 @@ export class Keys {
   log(stream: string): string {
     return `${this.base}s:log:${stream}`;
   }
+  /** An idempotency record (its key already names operation and target). */
+  once(key: string): string {
+    return `${this.base}idem:${key}`;
+  }
   seq(stream: string): string {
     return `${this.base}s:seq:${stream}`;
   }

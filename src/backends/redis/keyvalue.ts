@@ -17,6 +17,8 @@ import { fail, type Link } from "./connection.js";
 import { GetBatcher, MAX_BATCH, recordAt } from "./get-batch.js";
 import type { Keys } from "./keys.js";
 import type { ScriptCommands } from "./scripts.js";
+import type { IdempotencyToken, Once } from "../driver.js";
+import { onceOf } from "./once.js";
 
 type Scripted = ScriptCommands & import("ioredis").Redis;
 
@@ -65,6 +67,25 @@ export class RedisKeyValue implements KeyValueStore {
   async delete(key: string): Promise<boolean> {
     const r = await this.r();
     return (await r.kvDelete(this.keys.kv(key), this.keys.kvIndex, key).catch(fail)) === 1;
+  }
+
+  /** keyvalue_idempotent: the write and its record in one script (a CAS refusal records nothing). */
+  async setOnce(key: string, value: Bytes, opts: SetOptions, token: IdempotencyToken): Promise<Once<number>> {
+    const r = await this.r();
+    const k = this.keys;
+    const expected = opts.expectedVersion;
+    const reply = await r
+      .kvSetOnce(k.kv(key), k.kvIndex, k.kvVersion, k.once(token.key), asBuffer(value), opts.ttlMs ?? 0, opts.ifAbsent ? "1" : "0", expected === undefined ? "" : expected, key, token.requestHash, token.windowMs)
+      .catch(fail);
+    return onceOf(reply, Number, (code) => {
+      throw code === -1 ? errors.casConflict(key, "already exists") : errors.casConflict(key, `version is not ${expected}`);
+    });
+  }
+
+  async deleteOnce(key: string, token: IdempotencyToken): Promise<Once<boolean>> {
+    const r = await this.r();
+    const reply = await r.kvDeleteOnce(this.keys.kv(key), this.keys.kvIndex, this.keys.once(token.key), key, token.requestHash, token.windowMs).catch(fail);
+    return onceOf(reply, (s) => s === "1");
   }
 
   async exists(key: string): Promise<boolean> {

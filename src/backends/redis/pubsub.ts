@@ -13,7 +13,9 @@ import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { errors } from "../../core/errors.js";
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, PubSubMessage, PubSubStore, Subscription, SubscriptionSink } from "../driver.js";
+import type { Attributes, Bytes, IdempotencyToken, Once, PubSubMessage, PubSubStore, Subscription, SubscriptionSink } from "../driver.js";
+import type { ScriptCommands } from "./scripts.js";
+import { onceOf } from "./once.js";
 import { isWildcard, topicMatcher, type TopicMatcher } from "../common/topics.js";
 import { decodeEnvelope, encodeEnvelope } from "./codec.js";
 import { fail, type Link } from "./connection.js";
@@ -124,6 +126,15 @@ export class RedisPubSub implements PubSubStore {
     const id = `${this.idPrefix}-${++this.seq}`;
     await r.publish(this.keys.channel(topic), encodeEnvelope(payload, attributes, id, this.clock.now())).catch(fail);
     return id;
+  }
+
+  /** pubsub_idempotent: PUBLISH from the script that checks and writes the record. */
+  async publishOnce(topic: string, payload: Bytes, attributes: Attributes, token: IdempotencyToken): Promise<Once<string>> {
+    const r = (await this.link.client()) as unknown as ScriptCommands;
+    const id = `${this.idPrefix}-${++this.seq}`;
+    const env = encodeEnvelope(payload, attributes, id, this.clock.now());
+    const reply = await r.psPublishOnce(this.keys.channel(topic), this.keys.once(token.key), env, id, token.requestHash, token.windowMs).catch(fail);
+    return onceOf(reply, String);
   }
 
   async subscribe(pattern: string, sink: SubscriptionSink): Promise<Subscription> {

@@ -6,21 +6,51 @@
  * ready, then leases what is visible, dead-lettering to `<queue>.dlq` what was
  * already delivered max-deliveries times. Times come from the driver's clock
  * (passed as ARGV), so tests can move them.
+ *
+ * Enqueues and acks of one queue issued in the same event-loop turn go out as
+ * one script call (qEnqueueMany / qAckMany, common/turn-batch.ts): one
+ * command's work in ioredis and Redis instead of one per message.
+ *
+ * A waiting Dequeue polls (25 ms backing off to 200 ms); an Enqueue or Nack
+ * of this process wakes as many waiting Dequeues of its queue as can take
+ * its messages right away (common/local-wake.ts).
  */
 import { randomBytes } from "node:crypto";
 import { errors } from "../../core/errors.js";
+import { malformedReceipt } from "../receipt.js";
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, DequeueOptions, NamespaceLimits, QueueMessage, QueueStore } from "../driver.js";
+import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, NamespaceLimits, Once, QueueMessage, QueueStore } from "../driver.js";
+import { onceOf } from "./once.js";
 import { asBuffer, decodeAttrs, encodeAttrs } from "./codec.js";
 import { fail, type Link } from "./connection.js";
 import type { Keys } from "./keys.js";
 import type { ScriptCommands } from "./scripts.js";
-import { poll } from "./wait.js";
+import { LocalWake } from "../common/local-wake.js";
 import { isDeadLetterQueue } from "../common/dlq.js";
+import { TurnBatcher } from "../common/turn-batch.js";
 
 const RECEIPT = /^(\d{16})\.\d+\.[0-9a-f]+$/;
 
+/** Messages (receipts) per script call; a fuller turn sends another one. */
+const MAX_BATCH = 256;
+/** Payload bytes per batched enqueue script call; a larger payload goes alone. */
+const MAX_BATCH_BYTES = 1 << 20;
+const ALONE_BYTES = 64 * 1024;
+
+interface EnqueueItem {
+  payload: Buffer;
+  attributes: string | Buffer;
+  now: number;
+  delayMs: number;
+}
+
 export class RedisQueue implements QueueStore {
+  private readonly enqueues = new TurnBatcher<EnqueueItem, string>((queue, items) => this.enqueueBatch(queue, items), MAX_BATCH, MAX_BATCH_BYTES);
+  private readonly acks = new TurnBatcher<{ id: string; receipt: string }, void>((queue, items) => this.ackBatch(queue, items), MAX_BATCH);
+  private readonly wake = new LocalWake();
+  /** Dequeue attempts of one turn, keyed by "<visibility ms>\n<queue>": one script call for all, messages handed out in order. */
+  private readonly dequeues = new TurnBatcher<number, QueueMessage[]>((key, wants) => this.dequeueBatch(key, wants), 64);
+
   constructor(
     private readonly link: Link,
     private readonly keys: Keys,
@@ -32,14 +62,69 @@ export class RedisQueue implements QueueStore {
     return (await this.link.client()) as unknown as ScriptCommands;
   }
 
-  async enqueue(queue: string, payload: Bytes, attributes: Attributes, delayMs: number): Promise<string> {
-    const r = await this.r();
-    const k = this.keys;
-    return r.qEnqueue(k.ready(queue), k.qSeq, k.qMsgBase, asBuffer(payload), encodeAttrs(attributes), this.clock.now(), delayMs).catch(fail);
+  enqueue(queue: string, payload: Bytes, attributes: Attributes, delayMs: number): Promise<string> {
+    const item: EnqueueItem = { payload: asBuffer(payload), attributes: encodeAttrs(attributes), now: this.clock.now(), delayMs };
+    if (item.payload.length > ALONE_BYTES) return this.enqueueBatch(queue, [item]).then((ids) => ids[0]!);
+    return this.enqueues.add(queue, item, item.payload.length);
   }
 
-  dequeue(queue: string, opts: DequeueOptions): Promise<QueueMessage[]> {
-    return poll(() => this.tryDequeue(queue, opts), opts.waitMs, opts.signal);
+  private async enqueueBatch(queue: string, items: EnqueueItem[]): Promise<string[]> {
+    const r = await this.r();
+    const k = this.keys;
+    if (items.length === 1) {
+      const it = items[0]!;
+      const id = await r.qEnqueue(k.ready(queue), k.qSeq, k.qMsgBase, it.payload, it.attributes, it.now, it.delayMs).catch(fail);
+      if (it.delayMs <= 0) this.wake.notify(queue, 1);
+      return [id];
+    }
+    const args: (string | Buffer | number)[] = [k.ready(queue), k.qSeq, k.qMsgBase];
+    let due = 0;
+    for (const it of items) {
+      args.push(it.payload, it.attributes, it.now, it.delayMs);
+      if (it.delayMs <= 0) due++;
+    }
+    const ids = await r.qEnqueueMany(...args).catch(fail);
+    if (due > 0) this.wake.notify(queue, due);
+    return ids;
+  }
+
+  /** queue_idempotent: the message and its record in one script. */
+  async enqueueOnce(queue: string, payload: Bytes, attributes: Attributes, delayMs: number, token: IdempotencyToken): Promise<Once<string>> {
+    const r = await this.r();
+    const k = this.keys;
+    const reply = await r
+      .qEnqueueOnce(k.ready(queue), k.qSeq, k.once(token.key), k.qMsgBase, asBuffer(payload), encodeAttrs(attributes), this.clock.now(), delayMs, token.requestHash, token.windowMs)
+      .catch(fail);
+    return onceOf(reply, String);
+  }
+
+  async dequeue(queue: string, opts: DequeueOptions): Promise<QueueMessage[]> {
+    const key = `${opts.visibilityTimeoutMs}\n${queue}`;
+    let since = this.wake.generation();
+    let out = await this.dequeues.add(key, opts.maxMessages);
+    if (out.length || opts.waitMs <= 0) return out;
+    const end = Date.now() + opts.waitMs;
+    let delay = 25;
+    for (;;) {
+      const left = end - Date.now();
+      if (left <= 0) return out;
+      if (!(await this.wake.sleep(queue, Math.min(delay, left), opts.maxMessages, since, opts.signal))) return [];
+      since = this.wake.generation();
+      out = await this.dequeues.add(key, opts.maxMessages);
+      if (out.length) return out;
+      delay = Math.min(delay * 2, 200);
+    }
+  }
+
+  /** Leases for every attempt of the batch at once; the oldest messages go to the earliest attempt, up to its max. */
+  private async dequeueBatch(key: string, wants: number[]): Promise<QueueMessage[][]> {
+    const nl = key.indexOf("\n");
+    let total = 0;
+    for (const w of wants) total += w;
+    const got = await this.tryDequeue(key.slice(nl + 1), { maxMessages: total, visibilityTimeoutMs: Number(key.slice(0, nl)), waitMs: 0 });
+    if (wants.length === 1) return [got];
+    let at = 0;
+    return wants.map((w) => got.slice(at, (at += w)));
   }
 
   private async tryDequeue(queue: string, opts: DequeueOptions): Promise<QueueMessage[]> {
@@ -73,18 +158,29 @@ export class RedisQueue implements QueueStore {
     return msgs;
   }
 
-  /** The message id inside a receipt Prism issued; anything else is stale. */
-  private idOf(queue: string, receipt: string): string {
+  /** The message id inside a receipt Prism issued; anything else is malformed (INVALID_ARGUMENT). */
+  private idOf(_queue: string, receipt: string): string {
     const m = RECEIPT.exec(receipt);
-    if (!m) throw errors.staleReceipt(queue);
+    if (!m) throw malformedReceipt();
     return m[1]!;
   }
 
   async ack(queue: string, receipt: string): Promise<void> {
-    const id = this.idOf(queue, receipt);
+    return this.acks.add(queue, { id: this.idOf(queue, receipt), receipt });
+  }
+
+  private async ackBatch(queue: string, items: { id: string; receipt: string }[]): Promise<(void | Error)[]> {
     const r = await this.r();
-    const res = await r.qAck(this.keys.lease(queue), this.keys.qMsgBase + id, id, receipt, this.clock.now()).catch(fail);
-    if (res < 0) throw errors.staleReceipt(queue);
+    const now = this.clock.now();
+    if (items.length === 1) {
+      const { id, receipt } = items[0]!;
+      const res = await r.qAck(this.keys.lease(queue), this.keys.qMsgBase + id, id, receipt, now).catch(fail);
+      return [res < 0 ? errors.staleReceipt(queue) : undefined];
+    }
+    const args: (string | number)[] = [this.keys.lease(queue), this.keys.qMsgBase, now];
+    for (const it of items) args.push(it.id, it.receipt);
+    const res = await r.qAckMany(...args).catch(fail);
+    return res.map((x) => (x < 0 ? errors.staleReceipt(queue) : undefined));
   }
 
   async nack(queue: string, receipt: string, delayMs: number): Promise<void> {
@@ -93,6 +189,7 @@ export class RedisQueue implements QueueStore {
     const k = this.keys;
     const res = await r.qNack(k.lease(queue), k.qMsgBase + id, k.ready(queue), id, receipt, this.clock.now(), delayMs).catch(fail);
     if (res < 0) throw errors.staleReceipt(queue);
+    if (delayMs <= 0) this.wake.notify(queue, 1);
   }
 
   async extendVisibility(queue: string, receipt: string, ms: number): Promise<void> {

@@ -18,12 +18,52 @@ export interface ScriptCommands {
   kvPersist: Cmd<number>;
   kvScanBuffer: Cmd<(Buffer | number)[]>;
   qEnqueue: Cmd<string>;
+  qEnqueueMany: Cmd<string[]>;
+  qAckMany: Cmd<number[]>;
   qDequeueBuffer: Cmd<(Buffer | number)[]>;
   qAck: Cmd<number>;
   qNack: Cmd<number>;
   qExtend: Cmd<number>;
   sAppend: Cmd<number>;
   sReadGroupBuffer: Cmd<(Buffer | number | Buffer[])[]>;
+  // The *_idempotent interfaces (onceScript below): → OnceReply
+  kvSetOnce: Cmd<OnceReply>;
+  kvDeleteOnce: Cmd<OnceReply>;
+  qEnqueueOnce: Cmd<OnceReply>;
+  sAppendOnce: Cmd<OnceReply>;
+  psPublishOnce: Cmd<OnceReply>;
+}
+
+/** [0, result]: the write ran; [1, hash, result]: a live record answered; [2, code]: the write refused (negative code), nothing recorded. */
+export type OnceReply = [0, string] | [1, string, string] | [2, number];
+
+/**
+ * A write script made idempotent: one more key (the record, a hash with the
+ * request hash `h` and the result `r`) after the script's own, and two more
+ * arguments (request hash, window ms) after its own. A live record answers
+ * without running the write; otherwise the write runs and, unless it refused
+ * (a negative number), its result is recorded with PEXPIRE window, in the same
+ * script: atomic, and one effect however many duplicates race. The wrapped
+ * scripts never read #KEYS or #ARGV, so the appended ones do not disturb them.
+ */
+function onceScript(lua: string, numberOfKeys: number): { lua: string; numberOfKeys: number } {
+  return {
+    numberOfKeys: numberOfKeys + 1,
+    lua: `
+local rk = KEYS[${numberOfKeys + 1}]
+local nargs = #ARGV
+local rec = redis.call('HMGET', rk, 'h', 'r')
+if rec[1] then return {1, rec[1], rec[2]} end
+local function write()
+${lua}
+end
+local out = write()
+if type(out) == 'number' and out < 0 then return {2, out} end
+out = tostring(out)
+redis.call('HSET', rk, 'h', ARGV[nargs - 1], 'r', out)
+redis.call('PEXPIRE', rk, ARGV[nargs])
+return {0, out}`,
+  };
 }
 
 export const SCRIPTS: Record<string, { lua: string; numberOfKeys?: number; readOnly?: boolean }> = {
@@ -141,6 +181,46 @@ local id = string.format('%016d', redis.call('INCR', KEYS[2]))
 redis.call('HSET', ARGV[1] .. id, 'p', ARGV[2], 'a', ARGV[3], 'd', 0, 'r', '', 't', ARGV[4])
 redis.call('ZADD', KEYS[1], tonumber(ARGV[4]) + tonumber(ARGV[5]), id)
 return id`,
+  },
+  /*
+   * qEnqueue for many messages of one queue (the enqueues of one loop turn, queue.ts):
+   * KEYS as qEnqueue; ARGV[1] message key base, then per message: payload, attributes, now ms, delay ms
+   * → the message ids, in order
+   */
+  qEnqueueMany: {
+    numberOfKeys: 2,
+    lua: `
+local out = {}
+for i = 2, #ARGV, 4 do
+  local id = string.format('%016d', redis.call('INCR', KEYS[2]))
+  redis.call('HSET', ARGV[1] .. id, 'p', ARGV[i], 'a', ARGV[i + 1], 'd', 0, 'r', '', 't', ARGV[i + 2])
+  redis.call('ZADD', KEYS[1], tonumber(ARGV[i + 2]) + tonumber(ARGV[i + 3]), id)
+  out[#out + 1] = id
+end
+return out`,
+  },
+  /*
+   * qAck for many receipts of one queue (the acks of one loop turn, queue.ts), one after the other:
+   * KEYS[1] q:lease:<queue>; ARGV[1] message key base, ARGV[2] now ms, then per receipt: id, receipt
+   * → per receipt 1 acked, -1 stale (a receipt given twice: the second is stale)
+   */
+  qAckMany: {
+    numberOfKeys: 1,
+    lua: `
+local now = tonumber(ARGV[2])
+local out = {}
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  local dl = redis.call('ZSCORE', KEYS[1], id)
+  if (not dl) or tonumber(dl) <= now or redis.call('HGET', ARGV[1] .. id, 'r') ~= ARGV[i + 1] then
+    out[#out + 1] = -1
+  else
+    redis.call('ZREM', KEYS[1], id)
+    redis.call('DEL', ARGV[1] .. id)
+    out[#out + 1] = 1
+  end
+end
+return out`,
   },
   /*
    * KEYS[1] q:ready:<queue>, KEYS[2] q:lease:<queue>, KEYS[3] q:ready:<queue>.dlq
@@ -310,3 +390,14 @@ end
 return out`,
   },
 };
+
+/* KEYS[1] channel; ARGV[1] envelope, ARGV[2] message id → the message id (published from the script: pubsub_idempotent) */
+const PUBLISH = `
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return ARGV[2]`;
+
+SCRIPTS.kvSetOnce = onceScript(SCRIPTS.kvSet!.lua, SCRIPTS.kvSet!.numberOfKeys!);
+SCRIPTS.kvDeleteOnce = onceScript(SCRIPTS.kvDelete!.lua, SCRIPTS.kvDelete!.numberOfKeys!);
+SCRIPTS.qEnqueueOnce = onceScript(SCRIPTS.qEnqueue!.lua, SCRIPTS.qEnqueue!.numberOfKeys!);
+SCRIPTS.sAppendOnce = onceScript(SCRIPTS.sAppend!.lua, SCRIPTS.sAppend!.numberOfKeys!);
+SCRIPTS.psPublishOnce = onceScript(PUBLISH, 1);

@@ -9,7 +9,8 @@
  * delivery count. Blocking group reads poll: no connection is ever blocked.
  */
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, NamespaceLimits, StreamRecord, StreamStore } from "../driver.js";
+import type { Attributes, Bytes, IdempotencyToken, NamespaceLimits, Once, StreamRecord, StreamStore } from "../driver.js";
+import { onceOf } from "./once.js";
 import { asBuffer, decodeAttrs, encodeAttrs } from "./codec.js";
 import { fail, type Link } from "./connection.js";
 import type { Keys } from "./keys.js";
@@ -50,6 +51,16 @@ export class RedisStream implements StreamStore {
     return r
       .sAppend(k.log(stream), k.seq(stream), asBuffer(payload), encodeAttrs(attributes), this.clock.now(), this.limits.streamMaxCount, this.cutoff())
       .catch(fail);
+  }
+
+  /** stream_idempotent: the record and its idempotency record in one script. */
+  async appendOnce(stream: string, payload: Bytes, attributes: Attributes, token: IdempotencyToken): Promise<Once<number>> {
+    const r = await this.r();
+    const k = this.keys;
+    const reply = await r
+      .sAppendOnce(k.log(stream), k.seq(stream), k.once(token.key), asBuffer(payload), encodeAttrs(attributes), this.clock.now(), this.limits.streamMaxCount, this.cutoff(), token.requestHash, token.windowMs)
+      .catch(fail);
+    return onceOf(reply, Number);
   }
 
   async read(stream: string, fromOffset: number, limit: number): Promise<StreamRecord[]> {

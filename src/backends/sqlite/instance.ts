@@ -5,7 +5,8 @@
  * UNAVAILABLE errors, and opening is retried on use (at most once a second).
  */
 import { errors } from "../../core/errors.js";
-import type { BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores } from "../driver.js";
+import type { BackendHealth, BackendInstance, DriverContext, NamespaceLimits, NamespaceStores, PubSubStore } from "../driver.js";
+import { OnceStatements, STR } from "./idempotency.js";
 import { LocalPubSub } from "../common/local-pubsub.js";
 import { mapError, openDb, type Db, type OpenOptions } from "./db.js";
 import { KvStatements, SqliteKeyValue } from "./keyvalue.js";
@@ -86,6 +87,8 @@ export class SqliteInstance implements BackendInstance {
         total += n;
         if (n < SWEEP_BATCH) break;
       }
+      const once = OnceStatements.of(this.conn.db);
+      for (let i = 0; i < 100 && once.sweep(now, SWEEP_BATCH) === SWEEP_BATCH; i++);
       return total;
     } catch (e) {
       this.ctx.log("warn", `sqlite ${this.opts.path}: TTL sweep failed: ${(e as Error).message}`);
@@ -102,7 +105,7 @@ export class SqliteInstance implements BackendInstance {
     let released = false;
     return {
       keyvalue: guard(new SqliteKeyValue(name, this.kvS, clock), this.opts.path),
-      pubsub: pubsubRef.bus,
+      pubsub: this.pubsubView(name, pubsubRef.bus),
       queue: guard(new SqliteQueue(name, this.queueS, clock, limits, this.waiters), this.opts.path),
       stream: guard(new SqliteStream(name, this.streamS, clock, limits, this.waiters), this.opts.path),
       close: async () => {
@@ -111,6 +114,26 @@ export class SqliteInstance implements BackendInstance {
         if (--pubsubRef.refs === 0 && this.pubsubs.get(name) === pubsubRef) {
           this.pubsubs.delete(name);
           pubsubRef.bus.closeAll(new Error(`namespace "${name}" closed`));
+        }
+      },
+    };
+  }
+
+  /**
+   * The namespace's in-process bus, plus pubsub_idempotent: the idempotency
+   * record is kept in the file, written in the transaction the message is
+   * delivered in (delivery is synchronous, to this process's subscribers).
+   */
+  private pubsubView(ns: string, bus: LocalPubSub): PubSubStore {
+    return {
+      publish: (topic, payload, attributes) => bus.publish(topic, payload, attributes),
+      subscribe: (pattern, sink) => bus.subscribe(pattern, sink),
+      publishOnce: async (topic, payload, attributes, token) => {
+        try {
+          const once = OnceStatements.of(this.use().db);
+          return once.run(ns, token, this.ctx.clock.now(), STR, () => bus.publishNow(topic, payload, attributes));
+        } catch (e) {
+          throw mapError(e, this.opts.path);
         }
       },
     };

@@ -7,6 +7,8 @@
  */
 import { errors } from "../../core/errors.js";
 import type { Clock } from "../../core/clock.js";
+import type { IdempotencyToken, Once } from "../driver.js";
+import { BOOL, NUM, OnceStatements } from "./idempotency.js";
 import type { Bytes, KeyValueStore, KvRecord, OutboxMessage, OutboxOutcome, OutboxPass, OutboxRecord, OutboxRelayOptions, ScanPage, SetOptions } from "../driver.js";
 import { decodeAttrs, encodeAttrs, type Db, type Stmt } from "./db.js";
 
@@ -52,8 +54,10 @@ export class KvStatements {
   readonly outboxSettle: (ns: string, outcome: OutboxOutcome, now: number) => void;
   /** Namespaces whose relay pass is running (one file has one connection, in one process: an in-process lock suffices). */
   readonly relaying = new Set<string>();
+  readonly once: OnceStatements;
 
   constructor(db: Db) {
+    this.once = OnceStatements.of(db);
     this.get = db.prepare<{ ns: string; key: string; now: number }, Row>(
       `SELECT value, version, expires_at FROM prism_kv WHERE ns = @ns AND key = @key AND ${LIVE}`,
     );
@@ -210,14 +214,29 @@ export class SqliteKeyValue implements KeyValueStore {
   }
 
   async set(key: string, value: Bytes, opts: SetOptions): Promise<number> {
-    const s = this.s();
-    const now = this.clock.now();
+    return this.setNow(this.s(), key, value, opts, this.clock.now());
+  }
+
+  private setNow(s: KvStatements, key: string, value: Bytes, opts: SetOptions, now: number): number {
     if (opts.ifAbsent || opts.expectedVersion !== undefined) return s.casSet(this.ns, key, value, opts, now);
     return s.upsert.get({ ns: this.ns, key, value, exp: expiresAt(opts.ttlMs, now), now })!;
   }
 
   async delete(key: string): Promise<boolean> {
     return this.s().del.run({ ns: this.ns, key, now: this.clock.now() }).changes > 0;
+  }
+
+  /** keyvalue_idempotent: the write and its idempotency record in one transaction (a CAS refusal rolls both back). */
+  async setOnce(key: string, value: Bytes, opts: SetOptions, token: IdempotencyToken): Promise<Once<number>> {
+    const s = this.s();
+    const now = this.clock.now();
+    return s.once.run(this.ns, token, now, NUM, () => this.setNow(s, key, value, opts, now));
+  }
+
+  async deleteOnce(key: string, token: IdempotencyToken): Promise<Once<boolean>> {
+    const s = this.s();
+    const now = this.clock.now();
+    return s.once.run(this.ns, token, now, BOOL, () => s.del.run({ ns: this.ns, key, now }).changes > 0);
   }
 
   async exists(key: string): Promise<boolean> {

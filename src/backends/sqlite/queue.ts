@@ -7,8 +7,10 @@
  */
 import { randomBytes } from "node:crypto";
 import { errors } from "../../core/errors.js";
+import { malformedReceipt } from "../receipt.js";
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, DequeueOptions, NamespaceLimits, QueueMessage, QueueStore } from "../driver.js";
+import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, NamespaceLimits, Once, QueueMessage, QueueStore } from "../driver.js";
+import { OnceStatements, STR } from "./idempotency.js";
 import { decodeAttrs, encodeAttrs, type Db, type Stmt } from "./db.js";
 import type { Waiters } from "./waiters.js";
 
@@ -43,8 +45,10 @@ export class QueueStatements {
   private readonly candidates;
   private readonly setLease;
   private readonly toDlq;
+  readonly once: OnceStatements;
 
   constructor(db: Db) {
+    this.once = OnceStatements.of(db);
     this.insert = db
       .prepare<{ ns: string; queue: string; payload: Bytes; attrs: string | null; now: number; visible: number }, number>(
         `INSERT INTO prism_queue (ns, queue, payload, attributes, enqueued_at, visible_at)
@@ -115,9 +119,11 @@ export class QueueStatements {
 }
 
 /** "<id>.<random>" → id; NaN for anything Prism did not issue (which then matches no row). */
+/** "<id>.<12 base64url>" (dequeue) → id; anything else was never issued: malformedReceipt (INVALID_ARGUMENT). */
 function receiptId(receipt: string): number {
-  const dot = receipt.indexOf(".");
-  return dot > 0 ? Number(receipt.slice(0, dot)) : NaN;
+  const m = /^(\d{1,19})\.[A-Za-z0-9_-]{12}$/.exec(receipt);
+  if (!m) throw malformedReceipt();
+  return Number(m[1]);
 }
 
 export function queueWaitKey(ns: string, queue: string): string {
@@ -138,6 +144,17 @@ export class SqliteQueue implements QueueStore {
     const id = this.s().insert.get({ ns: this.ns, queue, payload, attrs: encodeAttrs(attributes), now, visible: now + delayMs })!;
     this.waiters.notify(queueWaitKey(this.ns, queue));
     return String(id);
+  }
+
+  /** queue_idempotent: the message and its idempotency record in one transaction. */
+  async enqueueOnce(queue: string, payload: Bytes, attributes: Attributes, delayMs: number, token: IdempotencyToken): Promise<Once<string>> {
+    const s = this.s();
+    const now = this.clock.now();
+    const once = s.once.run(this.ns, token, now, STR, () =>
+      String(s.insert.get({ ns: this.ns, queue, payload, attrs: encodeAttrs(attributes), now, visible: now + delayMs })!),
+    );
+    if (once.replayedHash === undefined) this.waiters.notify(queueWaitKey(this.ns, queue));
+    return once;
   }
 
   async dequeue(queue: string, opts: DequeueOptions): Promise<QueueMessage[]> {

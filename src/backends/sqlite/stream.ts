@@ -6,7 +6,8 @@
  * A new group starts at the oldest retained record.
  */
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, NamespaceLimits, StreamRecord, StreamStore } from "../driver.js";
+import type { Attributes, Bytes, IdempotencyToken, NamespaceLimits, Once, StreamRecord, StreamStore } from "../driver.js";
+import { NUM, OnceStatements } from "./idempotency.js";
 import { decodeAttrs, encodeAttrs, type Db, type Stmt } from "./db.js";
 import type { Waiters } from "./waiters.js";
 
@@ -48,8 +49,10 @@ export class StreamStatements {
   readonly append: (a: AppendArgs) => number;
   readonly readGroup: (a: ReadGroupArgs) => StreamRecord[];
   readonly ackGroup: (ns: string, stream: string, grp: string, offsets: number[]) => number;
+  readonly once: OnceStatements;
 
   constructor(db: Db) {
+    this.once = OnceStatements.of(db);
     const nextOffset = db
       .prepare<{ ns: string; stream: string }, number>(
         `INSERT INTO prism_stream_meta (ns, stream, last_offset) VALUES (@ns, @stream, 1)
@@ -178,6 +181,25 @@ export class SqliteStream implements StreamStore {
     });
     this.waiters.notify(streamWaitKey(this.ns, stream));
     return offset;
+  }
+
+  /** stream_idempotent: the record and its idempotency record in one transaction. */
+  async appendOnce(stream: string, payload: Bytes, attributes: Attributes, token: IdempotencyToken): Promise<Once<number>> {
+    const s = this.s();
+    const now = this.clock.now();
+    const once = s.once.run(this.ns, token, now, NUM, () =>
+      s.append({
+        ns: this.ns,
+        stream,
+        payload,
+        attrs: encodeAttrs(attributes),
+        now,
+        maxCount: this.limits.streamMaxCount,
+        maxAgeMs: this.limits.streamMaxAgeSeconds * 1000,
+      }),
+    );
+    if (once.replayedHash === undefined) this.waiters.notify(streamWaitKey(this.ns, stream));
+    return once;
   }
 
   async read(stream: string, fromOffset: number, limit: number): Promise<StreamRecord[]> {

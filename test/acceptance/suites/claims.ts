@@ -4,7 +4,7 @@
  * (never half-served).
  */
 import assert from "node:assert/strict";
-import type { InterfaceName } from "../../../src/core/interfaces.js";
+import type { PrimitiveInterfaceName as InterfaceName } from "../../../src/core/interfaces.js";
 import type { Suite, SuiteContext } from "../harness.js";
 import { bytes, expectCode } from "../util.js";
 
@@ -59,6 +59,17 @@ function callsRefused(calls: Record<string, (ctx: SuiteContext, ns: string) => P
   };
 }
 
+/** A keyed write on a backend without `iface`: FAILED_PRECONDITION naming the interface (when the primitive is served). */
+function keyedRefused(iface: InterfaceName, basic: InterfaceName, call: (ctx: SuiteContext, ns: string) => Promise<unknown>): Suite {
+  return (test) => {
+    test(`a call with an idempotency_key → FAILED_PRECONDITION naming ${iface}`, async (ctx) => {
+      const ns = await ctx.ns();
+      const e = await expectCode(call(ctx, ns), FAILED_PRECONDITION, `keyed call without ${iface}`);
+      if (ctx.claims.has(basic)) assert.match(e.message, new RegExp(`does not implement ${iface}`));
+    });
+  };
+}
+
 export const UNCLAIMED: Record<InterfaceName, Suite> = {
   keyvalue_basic: primitiveRefused("keyvalue", (c, ns) => c.client.kv(ns).get("k")),
   keyvalue_ttl: callsRefused({
@@ -98,6 +109,18 @@ export const UNCLAIMED: Record<InterfaceName, Suite> = {
       );
     });
   },
+  keyvalue_idempotent: keyedRefused("keyvalue_idempotent", "keyvalue_basic", (c, ns) =>
+    c.client.call("KeyValue", "Set", { namespace: ns, key: "k", value: bytes("v"), idempotencyKey: "i" }),
+  ),
+  pubsub_idempotent: keyedRefused("pubsub_idempotent", "pubsub_basic", (c, ns) =>
+    c.client.call("PubSub", "Publish", { namespace: ns, topic: "a.b", payload: bytes("v"), idempotencyKey: "i" }),
+  ),
+  queue_idempotent: keyedRefused("queue_idempotent", "queue_basic", (c, ns) =>
+    c.client.call("Queue", "Enqueue", { namespace: ns, queue: "q", payload: bytes("v"), idempotencyKey: "i" }),
+  ),
+  stream_idempotent: keyedRefused("stream_idempotent", "stream_basic", (c, ns) =>
+    c.client.call("Stream", "Append", { namespace: ns, stream: "s", payload: bytes("v"), idempotencyKey: "i" }),
+  ),
   pubsub_basic: primitiveRefused("pubsub", (c, ns) => c.client.pubsub(ns).publish("a.b", "x")),
   pubsub_wildcards: callsRefused({
     "subscribe a.*": async (c, ns) => {

@@ -1,5 +1,5 @@
 /** Interface → its acceptance suite, and the refusal checks for unclaimed interfaces. */
-import type { InterfaceName } from "../../../src/core/interfaces.js";
+import type { PrimitiveInterfaceName as InterfaceName } from "../../../src/core/interfaces.js";
 import type { Suite } from "../harness.js";
 import { keyvalue_basic } from "./keyvalue_basic.js";
 import { keyvalue_ttl } from "./keyvalue_ttl.js";
@@ -16,6 +16,10 @@ import { queue_delayed } from "./queue_delayed.js";
 import { stream_basic } from "./stream_basic.js";
 import { stream_consumer_groups } from "./stream_consumer_groups.js";
 import { stream_replay } from "./stream_replay.js";
+import { keyvalue_idempotent } from "./keyvalue_idempotent.js";
+import { pubsub_idempotent } from "./pubsub_idempotent.js";
+import { queue_idempotent } from "./queue_idempotent.js";
+import { stream_idempotent } from "./stream_idempotent.js";
 
 export { UNCLAIMED } from "./claims.js";
 
@@ -26,13 +30,17 @@ export const SUITES: Record<InterfaceName, Suite> = {
   keyvalue_batch,
   keyvalue_cas,
   keyvalue_outbox,
+  keyvalue_idempotent,
   pubsub_basic,
   pubsub_wildcards,
+  pubsub_idempotent,
   queue_basic,
   queue_visibility,
   queue_dead_letter,
   queue_delayed,
+  queue_idempotent,
   stream_basic,
   stream_consumer_groups,
   stream_replay,
+  stream_idempotent,
 };

@@ -5,6 +5,7 @@ import type { QueueClient, QueueMessage } from "../sdk.js";
 import { assertBytes, expectCode, sleep, text, within } from "../util.js";
 
 const FAILED_PRECONDITION = 9;
+const INVALID_ARGUMENT = 3;
 
 /** Dequeues until the queue answers empty (bounded). */
 export async function drain(q: QueueClient, queue: string, max = 10): Promise<QueueMessage[]> {
@@ -97,6 +98,20 @@ export const queue_basic: Suite = (test) => {
     await expectCode(q.ack("b", m!.receipt), [FAILED_PRECONDITION, 3], "ack on the wrong queue");
     await expectCode(q.ack("a", "not-a-receipt"), [FAILED_PRECONDITION, 3], "ack with a made-up receipt");
     await q.ack("a", m!.receipt);
+  });
+
+  test("a malformed receipt → INVALID_ARGUMENT naming `receipt`; a well-formed one whose lease is over → FAILED_PRECONDITION", async (ctx) => {
+    const q = ctx.client.queue(await ctx.ns());
+    await q.enqueue("rc", "x");
+    const [m] = await q.dequeue("rc");
+    for (const bad of ["not-a-receipt", `${m!.receipt}!`, `x${m!.receipt}`]) {
+      const e = await expectCode(q.ack("rc", bad), INVALID_ARGUMENT, `ack with the malformed receipt ${JSON.stringify(bad)}`);
+      assert.match(e.message, /receipt/, `the message names the field: ${e.message}`);
+      await expectCode(q.nack("rc", bad), INVALID_ARGUMENT, `nack with the malformed receipt ${JSON.stringify(bad)}`);
+    }
+    await q.ack("rc", m!.receipt); // the refused calls left the lease alone
+    await expectCode(q.ack("rc", m!.receipt), FAILED_PRECONDITION, "ack with the receipt of an acked message (stale)");
+    await expectCode(q.nack("rc", m!.receipt), FAILED_PRECONDITION, "nack with the receipt of an acked message (stale)");
   });
 
   test("long poll: a dequeue waiting on an empty queue receives a message enqueued meanwhile", async (ctx) => {

@@ -1,0 +1,59 @@
+/**
+ * The hash chain of the audit log. A sealed line is the record's JSON object
+ * with three fields appended, in this order:
+ *
+ *   {…record…,"seq":N,"prev":"<hex>","hash":"<hex>"}
+ *
+ * `seq` counts records from 1 across the whole chain (rotations and restarts
+ * included), `prev` is the previous record's `hash` (GENESIS for the first
+ * record ever), and `hash` is sha256 (hex) of the line's text up to `prev`'s
+ * closing quote followed by "}" — i.e. of `{…record…,"seq":N,"prev":"…"}`.
+ * Hashing the text (not a re-serialisation) makes verification exact: any
+ * changed byte of a line breaks its hash, a removed or reordered line breaks
+ * the next line's `prev` and `seq`.
+ */
+import * as crypto from "node:crypto";
+
+/** One-shot sha256 (crypto.hash, Node ≥ 20.12: about half the cost of createHash per record), else createHash. */
+const sha256hex: (s: string) => string =
+  typeof (crypto as { hash?: unknown }).hash === "function"
+    ? (s) => (crypto as unknown as { hash(alg: string, data: string, enc: string): string }).hash("sha256", s, "hex")
+    : (s) => crypto.createHash("sha256").update(s).digest("hex");
+
+export const GENESIS = "0".repeat(64);
+
+export interface ChainHead {
+  seq: number;
+  hash: string;
+}
+
+/** `body` is an unterminated JSON object (`{"time":…,"peer":"…"`); returns the sealed line (no newline) and its hash. */
+export function seal(body: string, seq: number, prev: string): { line: string; hash: string } {
+  const hashed = `${body},"seq":${seq},"prev":"${prev}"`;
+  const hash = sha256hex(`${hashed}}`);
+  return { line: `${hashed},"hash":"${hash}"}`, hash };
+}
+
+/** A line without the chain fields (hash_chain: false). */
+export function plain(body: string, seq: number): string {
+  return `${body},"seq":${seq}}`;
+}
+
+const TAIL = /,"seq":(\d+),"prev":"([0-9a-f]{64})","hash":"([0-9a-f]{64})"\}$/;
+
+export interface ParsedLine {
+  seq: number;
+  prev: string;
+  hash: string;
+  /** The hash the line's text actually has. */
+  computed: string;
+}
+
+/** The chain fields of a sealed line, and the hash its text has; undefined when the line is not a sealed record. */
+export function parseSealed(line: string): ParsedLine | undefined {
+  const m = TAIL.exec(line);
+  if (!m) return undefined;
+  const hashedEnd = line.length - `,"hash":"${m[3]}"}`.length;
+  const computed = sha256hex(`${line.slice(0, hashedEnd)}}`);
+  return { seq: Number(m[1]), prev: m[2]!, hash: m[3]!, computed };
+}
