@@ -19,5 +19,10 @@ if (!selected.length) {
   console.error("no test files matched");
   process.exit(1);
 }
-const r = spawnSync(process.execPath, ["--test", "--test-reporter=spec", "--test-timeout=180000", ...selected], { cwd: root, stdio: "inherit" });
+// Test files run two at a time (PRISM_TEST_CONCURRENCY): most of their time is spent waiting on
+// backends, processes and sockets, so two files share this 2-core machine without slowing each
+// other much, and the suite stays inside CI's 15 minutes. Every file uses its own names, ports and
+// prefixes, so files never see each other's data.
+const concurrency = Math.max(1, Number(process.env.PRISM_TEST_CONCURRENCY ?? 2) || 1);
+const r = spawnSync(process.execPath, ["--test", "--test-reporter=spec", "--test-timeout=180000", `--test-concurrency=${concurrency}`, ...selected], { cwd: root, stdio: "inherit" });
 process.exit(r.status ?? 1);

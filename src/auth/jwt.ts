@@ -20,6 +20,7 @@ import type { PrismError } from "../core/errors.js";
 
 /** Tokens longer than this are refused before any parsing. */
 const MAX_TOKEN_CHARS = 16 * 1024;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/; // an empty signature (alg none) is left to jose, which names the algorithm
 
 export class JwtVerifier {
   private readonly cache: ExpiringLru<Principal>;
@@ -59,6 +60,9 @@ export class JwtVerifier {
 
   private async verifyOnce(token: string): Promise<Principal> {
     if (token.length > MAX_TOKEN_CHARS) throw authErrors.unauthenticated(`bearer token refused: longer than ${MAX_TOKEN_CHARS} characters`);
+    // RFC 7515 compact form only: three base64url segments without padding. A decoder that tolerates
+    // "=" padding or stray characters would accept other spellings of a signed token.
+    if (!COMPACT_JWS.test(token)) throw authErrors.unauthenticated("bearer token refused: not a compact JWS (three unpadded base64url segments)");
     let payload: JWTPayload;
     try {
       ({ payload } = await jwtVerify(token, this.keys, {

@@ -199,6 +199,9 @@ async function forgeries(token: string, seed: number, foreignKey: CryptoKey, for
   for (let i = 0; i < 18; i++) out.push(`${h}.${p}.${flipBit(s, rand)}`);
   out.push(`${p}.${h}.${s}`, `${h}.${s}.${p}`, `${s}.${p}.${h}`, `${h}.${p}`, `${h}.${p}.`, `${h}.${p}.${s}.${s}`, `.${p}.${s}`, `${h}..${s}`);
   out.push(`${h}.${p}.${s.slice(0, -4)}`, `${h}.${p}.${s}AAAA`, `${h}.${p}.${Buffer.from(s, "base64url").toString("base64")}`);
+  // Other spellings of the same signed bytes (base64 padding): not the compact form, refused. (Whitespace
+  // around a header value is not part of it, RFC 9110, so " token" is the token itself.)
+  out.push(`${h}.${p}.${s}=`, `${h}.${p}.${s}==`, `${h}=.${p}.${s}`, `${h}.${p}==.${s}`);
   // Claims edited, signature kept.
   const edit = (changes: Record<string, unknown>) => `${h}.${b64url(JSON.stringify({ ...payload, ...changes }))}.${s}`;
   out.push(edit({ sub: "mallory" }), edit({ exp: payload.exp + 86400 }), edit({ groups: ["team-a", "admins"] }), edit({ aud: "other" }), edit({ iss: "https://evil" }), edit({ roles: ["team-a-rw"] }));
