@@ -17,6 +17,7 @@ import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
 import { ManualClock } from "../../src/core/clock.js";
 import { connect, type Prism } from "@prism/client";
+import { deletePrefixed } from "../unit/rabbitmq-cleanup.js";
 
 const tag = `${process.pid}-${randomBytes(3).toString("hex")}`;
 const sqlitePath = join(tmpdir(), `prism-acc-mcr-${tag}.db`);
@@ -57,6 +58,14 @@ const combos: [string, string, Delivery][] = [
 ];
 
 const text = (b: Uint8Array) => Buffer.from(b).toString();
+
+// RabbitMQ keeps every quorum queue a run declares (one per member with delivery: queue) until it is
+// deleted; left behind, hundreds of them slow the broker's restart until it stops answering.
+after(async () => {
+  const url = String(MESSAGING.rabbitmq!.url);
+  await deletePrefixed(url, String(MESSAGING.rabbitmq!.prefix)).catch(() => {});
+  await deletePrefixed(url, String(QUEUES.rabbitmq!.prefix)).catch(() => {});
+});
 
 for (const [reg, msg, delivery] of combos) {
   describe(`multicast-registry (registry ${reg}, messaging ${msg} ${delivery})`, () => {
