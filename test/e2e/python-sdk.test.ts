@@ -1,7 +1,7 @@
 // The Python SDK (clients/python, package prism_client) against a live Prism:
 // its pytest suite (clients/python/tests) checks the acceptance semantics of
 // KeyValue, PubSub, Queue, Stream and Admin through the sync and the asyncio
-// client, on memstore namespaces (and a Redis one when Redis is reachable),
+// client (and Claim Check streaming on claim-check namespaces), on memstore namespaces (and a Redis one when Redis is reachable),
 // on both gRPC servers; and the credentials it sends (API key, JWT bearer)
 // against a Prism with an `auth:` block.
 // Debian's /usr/bin/python3 with python3-grpcio, python3-protobuf and
@@ -25,6 +25,9 @@ const SDK = join(ROOT, "clients/python");
 const NS = "py-mem";
 const NS_KVONLY = "py-kvonly";
 const NS_REDIS = "py-redis";
+/** Claim Check: payloads on the filesystem (server.data_dir/payloads), claims fronted by a queue resp. keys. */
+const NS_CLAIM = "py-claim";
+const NS_CLAIM_KV = "py-claim-kv";
 
 /** Why the suite cannot run here, or undefined when it can. */
 const pythonMissing: string | undefined = (() => {
@@ -97,6 +100,8 @@ describe("Python SDK (clients/python)", () => {
         // max_deliveries 2 and a 1 s claim timeout keep the dead-letter and redelivery cases short.
         { name: NS, backend: { type: "memstore" }, limits: { max_deliveries: 2, stream_claim_timeout_seconds: 1 } },
         { name: NS_KVONLY, primitives: ["keyvalue"], backend: { type: "memstore" } },
+        { name: NS_CLAIM, pattern: "claim-check", slots: { payloads: { type: "filesystem", root: "payloads" }, messages: { type: "memstore" } }, options: { fronts: "queue" } },
+        { name: NS_CLAIM_KV, pattern: "claim-check", slots: { payloads: { type: "filesystem", root: "payloads" }, messages: { type: "memstore" } }, options: { fronts: "keyvalue" } },
       ];
       if (redis) {
         namespaces.push({
@@ -123,7 +128,7 @@ describe("Python SDK (clients/python)", () => {
   });
 
   /** pytest on the suite against one server; asynchronous, since the in-process server must keep serving meanwhile. */
-  function pytest(port: number, extra: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string }> {
+  function pytest(impl: string, port: number, extra: NodeJS.ProcessEnv): Promise<{ code: number | null; out: string }> {
     const env: NodeJS.ProcessEnv = {
       ...process.env,
       ...extra,
@@ -131,6 +136,9 @@ describe("Python SDK (clients/python)", () => {
       PRISM_TEST_NS: NS,
       PRISM_TEST_NS_KVONLY: NS_KVONLY,
       PRISM_TEST_KV_NAMESPACES: redis ? `${NS},${NS_REDIS}` : NS,
+      PRISM_TEST_NS_CLAIM: NS_CLAIM,
+      PRISM_TEST_NS_CLAIM_KV: NS_CLAIM_KV,
+      PRISM_TEST_CLAIM_PAYLOADS_DIR: join(dataDir, impl, "payloads"),
       PYTHONDONTWRITEBYTECODE: "1", // leave no __pycache__ in the tree (-p no:cacheprovider: no .pytest_cache)
     };
     delete env.PYTHONPATH; // conftest.py puts clients/python first
@@ -153,7 +161,7 @@ describe("Python SDK (clients/python)", () => {
     // Both runs at once: the suite waits on leases and TTLs, not on the CPU.
     // The credential tests (test_auth.py) once, with the http2 run.
     const authEnv = { PRISM_TEST_AUTH_ADDR: `127.0.0.1:${authed!.server.grpcPort}`, PRISM_TEST_API_KEY: authed!.apiKey, PRISM_TEST_JWT: authed!.jwt };
-    const runs = await Promise.all(IMPLS.map((impl) => pytest(servers.get(impl)!.grpcPort, impl === "http2" ? authEnv : {})));
+    const runs = await Promise.all(IMPLS.map((impl) => pytest(impl, servers.get(impl)!.grpcPort, impl === "http2" ? authEnv : {})));
     for (const [i, r] of runs.entries()) {
       const impl = IMPLS[i];
       assert.equal(r.code, 0, `pytest against server.grpc_server ${impl} failed (exit ${r.code}):\n${r.out}`);
@@ -162,6 +170,7 @@ describe("Python SDK (clients/python)", () => {
       const skipped = r.out.trim().split("\n").filter((line) => line.startsWith("SKIPPED"));
       for (const line of skipped) console.log(`# ${impl}: ${line}`);
       if (impl === "http2") assert.ok(!skipped.some((l) => l.includes("test_auth.py")), `the credential tests did not run:\n${r.out}`);
+      assert.ok(!skipped.some((l) => l.includes("test_claim_check.py")), `the Claim Check tests did not run against ${impl}:\n${r.out}`);
       console.log(`# ${impl}: ${r.out.trim().split("\n").pop()}`);
     }
   });

@@ -8,6 +8,7 @@
         print(kv.get("user:1"))          # b"Ada"
 """
 from ._proto import METHODS, message
+from ._claim_check import AsyncClaimCheck, AsyncPayloadStream, ClaimCheck, PayloadStream
 from .aio import AsyncPrismClient, AsyncSubscription
 from .client import PrismClient, Subscription
 from .errors import (
@@ -35,6 +36,7 @@ from .types import (
     BackendHealth,
     BackendInfo,
     BackendInstanceInfo,
+    Claim,
     EnumeratePage,
     Health,
     KvItem,
@@ -44,6 +46,7 @@ from .types import (
     PatternInfo,
     PatternSlot,
     PubSubMessage,
+    PutResult,
     QueueMessage,
     ReadResult,
     RegisterResult,

@@ -11,6 +11,7 @@ import grpc.aio
 from . import _convert
 from ._facades import Admin, KeyValue, MulticastRegistry, PubSub, Queue, Stream, build_request
 from ._options import CHANNEL_OPTIONS, TlsArg, call_metadata, deadline, resolve_target
+from ._claim_check import AsyncClaimCheck
 from .client import _Stubs, _unary_method
 from .errors import Unavailable, _reason, from_rpc_error, make_error
 
@@ -144,6 +145,10 @@ class AsyncPrismClient:
 
     def registry(self, namespace: str) -> MulticastRegistry:
         return MulticastRegistry(self._t, namespace)
+
+    def claim_check(self, namespace: str) -> AsyncClaimCheck:
+        """Streamed payloads of a claim-check namespace; its methods are coroutines."""
+        return AsyncClaimCheck(self._t, namespace)
 
     async def call(self, service: str, method_name: str, request: Union[None, Mapping[str, Any], Any] = None, *, timeout: Optional[float] = None) -> Dict[str, Any]:
         """Low level: any unary method by name → every response field as a dict."""

@@ -7,6 +7,7 @@ import grpc
 
 from . import _convert
 from ._facades import Admin, KeyValue, MulticastRegistry, PubSub, Queue, Stream, build_request
+from ._claim_check import ClaimCheck
 from ._options import CHANNEL_OPTIONS, TlsArg, call_metadata, deadline, resolve_target
 from ._proto import method
 from .errors import PrismError, Unimplemented, Unavailable, from_rpc_error
@@ -162,6 +163,10 @@ class PrismClient:
     def registry(self, namespace: str) -> MulticastRegistry:
         """The members of a multicast-registry namespace."""
         return MulticastRegistry(self._t, namespace)
+
+    def claim_check(self, namespace: str) -> ClaimCheck:
+        """Streamed payloads (put_stream / get_stream, head, delete) of a claim-check namespace."""
+        return ClaimCheck(self._t, namespace)
 
     def call(self, service: str, method_name: str, request: Union[None, Mapping[str, Any], Any] = None, *, timeout: Optional[float] = None) -> Dict[str, Any]:
         """Low level: any unary method by name, e.g. call("KeyValue", "Get", {"namespace": "default", "key": "k"})

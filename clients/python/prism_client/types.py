@@ -198,3 +198,25 @@ class OutboxMessage:
     topic: str
     payload: Any  # bytes or str
     attributes: Dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A stored Claim Check payload: `sha256` is the hex digest of all its bytes;
+    `expires_at_ms` 0: it lives as long as what holds the claim (a key)."""
+    id: str
+    size: int
+    sha256: str
+    content_type: str
+    created_at_ms: int
+    expires_at_ms: int
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """ClaimCheck.put_stream: the claim, and where it went: the key's `version`, the
+    queue or pubsub `message_id`, or the stream `offset` (None for the others)."""
+    claim: Claim
+    version: Optional[int] = None
+    message_id: Optional[str] = None
+    offset: Optional[int] = None

@@ -6,6 +6,9 @@ PRISM_TEST_NS            all four primitives on memstore, limits max_deliveries 
                          stream_claim_timeout_seconds 1 (default "py-mem")
 PRISM_TEST_NS_KVONLY     serves only keyvalue (default "py-kvonly")
 PRISM_TEST_KV_NAMESPACES comma-separated namespaces the KeyValue tests run on (default: PRISM_TEST_NS)
+PRISM_TEST_NS_CLAIM      a claim-check namespace fronting queue (default "py-claim"); absent: test_claim_check.py skips
+PRISM_TEST_NS_CLAIM_KV   a claim-check namespace fronting keyvalue (default "py-claim-kv")
+PRISM_TEST_CLAIM_PAYLOADS_DIR  its filesystem payloads directory, for the corrupted-payload case (optional)
 
 By hand: start `prism serve` with such a prism.yaml, then
 PRISM_ADDR=127.0.0.1:8980 PYTHONPATH=clients/python /usr/bin/python3 -m pytest -q clients/python/tests
@@ -24,6 +27,9 @@ from prism_client import PrismClient  # noqa: E402
 NS = os.environ.get("PRISM_TEST_NS", "py-mem")
 NS_KVONLY = os.environ.get("PRISM_TEST_NS_KVONLY", "py-kvonly")
 KV_NAMESPACES = [n for n in os.environ.get("PRISM_TEST_KV_NAMESPACES", NS).split(",") if n]
+NS_CLAIM = os.environ.get("PRISM_TEST_NS_CLAIM", "py-claim")
+NS_CLAIM_KV = os.environ.get("PRISM_TEST_NS_CLAIM_KV", "py-claim-kv")
+CLAIM_PAYLOADS_DIR = os.environ.get("PRISM_TEST_CLAIM_PAYLOADS_DIR", "")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from prism_client import AsyncPrismClient, PermissionDenied, PrismClient, Unauthenticated
+from prism_client import AsyncPrismClient, PermissionDenied, PrismClient, PrismError, Unauthenticated
 
 from conftest import NS
 
@@ -65,5 +65,31 @@ def test_async_client_sends_credentials(uniq):
         async with AsyncPrismClient(ADDR, timeout=10) as anon:
             with pytest.raises(Unauthenticated):
                 await anon.keyvalue(NS).get(uniq)
+
+    asyncio.run(main())
+
+
+def test_claim_check_transfers_carry_the_credentials():
+    # The auth server has no claim-check namespace: with the key, Prism gets past authentication
+    # and refuses the namespace; without it, the transfer is refused UNAUTHENTICATED.
+    with PrismClient(ADDR, api_key=API_KEY, timeout=10) as c:
+        with pytest.raises(PrismError) as e:
+            c.claim_check(NS).put_stream([b"x" * 1000], queue="q")
+        assert not isinstance(e.value, Unauthenticated), e.value
+        with pytest.raises(PrismError) as e:
+            c.claim_check(NS).get_stream("0" * 32)
+        assert not isinstance(e.value, Unauthenticated), e.value
+    with PrismClient(ADDR, timeout=10) as anon:
+        with pytest.raises(Unauthenticated):
+            anon.claim_check(NS).put_stream([b"x" * 1000], queue="q")
+        with pytest.raises(Unauthenticated):
+            anon.claim_check(NS).get_stream("0" * 32)
+
+    async def main():
+        async with AsyncPrismClient(ADDR, timeout=10) as anon:
+            with pytest.raises(Unauthenticated):
+                await anon.claim_check(NS).put_stream([b"x" * 1000], queue="q")
+            with pytest.raises(Unauthenticated):
+                await anon.claim_check(NS).get_stream("0" * 32)
 
     asyncio.run(main())

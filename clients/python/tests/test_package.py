@@ -44,6 +44,7 @@ COVERAGE = {
     "Stream": ("stream", {"Append": "append", "Read": "read", "ReadGroup": "read_group", "AckGroup": "ack"}),
     "MulticastRegistry": ("registry", {"Register": "register", "Unregister": "unregister", "Enumerate": "enumerate",
                                        "Multicast": "multicast", "Subscribe": "subscribe"}),
+    "ClaimCheck": ("claim_check", {"Put": "put_stream", "Get": "get_stream", "Head": "head", "Delete": "delete"}),
 }
 
 

@@ -5,21 +5,31 @@
  * holds a payload in memory: every chunk waits for the connection to take
  * the previous ones.
  *
- * Over `ws://` and `http://` addresses they use the HTTP payload routes (PUT /
- * GET /v1/ns/{ns}/payloads, the same port); over `grpc://` the ClaimCheck
- * service (client-streaming Put, server-streaming Get). Node.js only.
+ * Every transport carries them. Over `ws://` / `wss://` and `http://` /
+ * `https://` addresses they use the HTTP payload routes (PUT / GET
+ * /v1/ns/{ns}/payloads) on the same origin (the WebSocket server shares the
+ * HTTP port; ws → http, wss → https); over `grpc://` / `grpcs://` / plain
+ * `host:port` the ClaimCheck service (client-streaming Put,
+ * server-streaming Get). Credentials (`token`, `apiKey`), the priority and
+ * AbortSignal work the same on all of them, and every failure of Prism or of
+ * the connection rejects with a {@link PrismError}. Node.js only.
  *
  * @example
- * const cc = claimCheck("ws://localhost:8981", "uploads");
+ * const prism = await connect("ws://localhost:8981", { apiKey });
+ * const cc = prism.claimCheck("uploads");                 // or claimCheck("ws://localhost:8981", "uploads", { apiKey })
  * const { claim } = await cc.putStream(fs.createReadStream("video.mp4"), { queue: "transcode" });
  * const { body } = await cc.getStream(claim.id);
  * await pipeline(body, fs.createWriteStream("copy.mp4"));
  */
 import { request as httpRequest, type IncomingMessage } from "node:http";
 import { request as httpsRequest } from "node:https";
+import { createHash } from "node:crypto";
 import * as grpc from "@grpc/grpc-js";
 import { prism as pb } from "./gen/prism.js";
-import { PrismError } from "./errors.js";
+import { Code, PrismError, cancelled, unavailable } from "./errors.js";
+import { httpError } from "./http.js";
+import { makeAuth } from "./auth.js";
+import { PRIORITY_BYTE, PRIORITY_HEADER, type Auth, type Priority } from "./transport.js";
 
 export interface Claim {
   id: string;
@@ -55,11 +65,31 @@ export interface PutResult {
 }
 
 export interface ClaimCheckOptions {
-  /** Extra request headers / gRPC metadata (e.g. authorization). */
+  /** Bearer token, or a function returning one (called per transfer). Sent as `authorization: Bearer <token>`. */
+  token?: string | (() => string | Promise<string>);
+  /** API key, sent as `x-api-key`. */
+  apiKey?: string;
+  /** Priority sent with every transfer (the server sheds `low` first). */
+  priority?: Priority;
+  /** Extra request headers / gRPC metadata. */
   headers?: Record<string, string>;
 }
 
-type Body = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
+/** Options of one transfer. */
+export interface TransferOptions {
+  /** Aborting it cancels the transfer: it rejects (or its body fails) with CANCELLED and Prism stops working on it. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link ClaimCheck.getStream}. */
+export interface GetStreamOptions extends TransferOptions {
+  /** First byte to read (default 0). */
+  offset?: number;
+  /** Bytes to read from `offset` (default: to the end). A ranged read is not digest-checked. */
+  length?: number;
+}
+
+type Body = AsyncIterable<Uint8Array> | Iterable<Uint8Array> | Uint8Array;
 
 function claimFromJson(c: Record<string, unknown>): Claim {
   return {
@@ -72,19 +102,12 @@ function claimFromJson(c: Record<string, unknown>): Claim {
   };
 }
 
-function errorOf(status: number, text: string): PrismError {
-  try {
-    const e = (JSON.parse(text) as { error?: { code?: number; message?: string; reason?: string } }).error;
-    if (e) return new PrismError(e.code ?? 2, e.message ?? text, e.reason ?? "");
-  } catch {
-    // not JSON
-  }
-  return new PrismError(2, `HTTP ${status}: ${text.slice(0, 200)}`, "");
-}
-
-function grpcError(e: grpc.ServiceError): PrismError {
-  const reason = e.metadata?.get("prism-reason")?.[0];
-  return new PrismError(e.code, e.details || e.message, typeof reason === "string" ? reason : "");
+/** A gRPC status → PrismError, as the gRPC transport maps them (no Prism reason + CANCELLED/UNAVAILABLE: the connection). */
+function grpcError(e: grpc.ServiceError, what: string): PrismError {
+  const r = e.metadata?.get("prism-reason")?.[0];
+  const reason = typeof r === "string" ? r : "";
+  if (!reason && (e.code === Code.CANCELLED || e.code === Code.UNAVAILABLE)) return unavailable(`${what}: connection lost: ${e.details || e.message}`);
+  return new PrismError(e.code ?? Code.UNKNOWN, e.details || e.message, reason);
 }
 
 async function readText(res: IncomingMessage): Promise<string> {
@@ -94,30 +117,51 @@ async function readText(res: IncomingMessage): Promise<string> {
   return t;
 }
 
+/** The body as chunks: one Uint8Array is one chunk (iterating it would give numbers). */
+function chunksOf(body: unknown): AsyncIterable<Uint8Array> | Iterable<Uint8Array> {
+  if (body instanceof Uint8Array) return [body];
+  if (body == null || typeof body === "string" || (typeof (body as AsyncIterable<unknown>)[Symbol.asyncIterator] !== "function" && typeof (body as Iterable<unknown>)[Symbol.iterator] !== "function")) {
+    throw new PrismError(Code.INVALID_ARGUMENT, "body: must be a Uint8Array, or an iterable or async iterable of Uint8Array chunks (a Readable stream, a generator, an array)");
+  }
+  return body as AsyncIterable<Uint8Array>;
+}
+
+/** A chunk that is not bytes (a string from a Readable with an encoding set, a number) fails the body. */
+function checkChunk(chunk: unknown, n: number): Uint8Array {
+  if (chunk instanceof Uint8Array) return chunk;
+  throw new PrismError(Code.INVALID_ARGUMENT, `body: chunk ${n} is ${typeof chunk === "string" ? "a string (read the stream without an encoding)" : typeof chunk}, not a Uint8Array`);
+}
+
 /** Streamed payloads of one claim-check namespace. */
 export class ClaimCheck {
   private readonly base: URL;
   private readonly grpcTarget: string | undefined;
   private grpcClient: (grpc.Client & Record<string, any>) | undefined;
+  private readonly tls: boolean;
+  private readonly auth: Auth;
 
   constructor(
     address: string,
     readonly namespace: string,
     private readonly options: ClaimCheckOptions = {},
   ) {
-    const m = /^(ws|wss|http|https|grpc|grpcs):\/\/(.+)$/.exec(address);
-    const scheme = m ? m[1]! : "grpc";
-    const rest = m ? m[2]! : address;
+    if (options.token !== undefined && typeof options.token !== "string" && typeof options.token !== "function") throw new PrismError(Code.INVALID_ARGUMENT, "token: must be a string or a function returning one");
+    if (options.apiKey !== undefined && typeof options.apiKey !== "string") throw new PrismError(Code.INVALID_ARGUMENT, "apiKey: must be a string");
+    if (options.priority !== undefined && !(options.priority in PRIORITY_BYTE)) throw new PrismError(Code.INVALID_ARGUMENT, `priority: must be critical, high, normal or low, got ${String(options.priority)}`);
+    const m = /^([a-z][a-z0-9+.-]*):\/\/(.+)$/i.exec(address);
+    const scheme = m ? m[1]!.toLowerCase() : "grpc";
+    const rest = (m ? m[2]! : address).replace(/\/.*$/, "");
+    if (!["ws", "wss", "http", "https", "grpc", "grpcs"].includes(scheme)) throw new PrismError(Code.INVALID_ARGUMENT, `address: unsupported scheme "${scheme}://" (use ws://, http:// or grpc://)`);
     if (scheme === "grpc" || scheme === "grpcs") {
-      this.grpcTarget = rest.replace(/\/.*$/, "");
-      this.base = new URL(`http://${this.grpcTarget}`);
+      this.grpcTarget = rest;
+      this.base = new URL(`http://${rest}`);
     } else {
-      this.base = new URL(`${scheme === "wss" || scheme === "https" ? "https" : "http"}://${rest.replace(/\/.*$/, "")}`);
+      // The WebSocket server shares the HTTP port: the payload routes are on the same origin.
+      this.base = new URL(`${scheme === "wss" || scheme === "https" ? "https" : "http"}://${rest}`);
     }
     this.tls = scheme === "grpcs";
+    this.auth = makeAuth(options);
   }
-
-  private readonly tls: boolean;
 
   private client(): grpc.Client & Record<string, any> {
     if (this.grpcClient) return this.grpcClient;
@@ -136,55 +180,130 @@ export class ClaimCheck {
     return this.grpcClient;
   }
 
-  private metadata(): grpc.Metadata {
+  /** The credentials, priority and extra headers of one transfer (a token function is called here). */
+  private async requestHeaders(): Promise<Record<string, string>> {
+    const auth = this.auth.dynamic ? await this.auth.dynamic() : this.auth.fixed;
+    return { ...auth, ...(this.options.priority ? { [this.grpcTarget ? PRIORITY_HEADER : "x-prism-priority"]: this.options.priority } : {}), ...this.options.headers };
+  }
+
+  private async metadata(): Promise<grpc.Metadata> {
     const md = new grpc.Metadata();
-    for (const [k, v] of Object.entries(this.options.headers ?? {})) md.set(k.toLowerCase(), v);
+    for (const [k, v] of Object.entries(await this.requestHeaders())) md.set(k.toLowerCase(), v);
     return md;
   }
 
-  /** Uploads `body` (chunks in order, produced as they are taken) and writes its claim to the target. */
-  async putStream(body: Body, target: PutTarget = {}): Promise<PutResult> {
-    if (this.grpcTarget) return this.grpcPut(body, target);
+  /**
+   * Uploads `body` (a Uint8Array, or chunks in order, taken as the connection accepts them) and
+   * writes its claim to the target. A failure of `body` itself (its own error)
+   * rejects with that error and cancels the upload.
+   */
+  async putStream(body: Body, target: PutTarget = {}, opts: TransferOptions = {}): Promise<PutResult> {
+    const chunks = chunksOf(body);
+    const signal = opts.signal;
+    if (signal?.aborted) throw cancelled(signal);
+    const headers = await this.requestHeaders();
+    if (signal?.aborted) throw cancelled(signal);
+    return this.grpcTarget ? this.grpcPut(chunks, target, headers, signal) : this.httpPut(chunks, target, headers, signal);
+  }
+
+  private async httpPut(body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, target: PutTarget, auth: Record<string, string>, signal: AbortSignal | undefined): Promise<PutResult> {
     const q = new URLSearchParams();
     for (const f of ["key", "queue", "topic", "stream", "sha256"] as const) if (target[f]) q.set(f, target[f]!);
     if (target.ttl) q.set("ttl", String(target.ttl));
     if (target.ifAbsent) q.set("if_absent", "1");
-    const req = (this.base.protocol === "https:" ? httpsRequest : httpRequest)(new URL(`/v1/ns/${encodeURIComponent(this.namespace)}/payloads?${q}`, this.base), {
+    const url = new URL(`/v1/ns/${encodeURIComponent(this.namespace)}/payloads?${q}`, this.base);
+    const what = `PUT ${url.pathname}`;
+    const req = (this.base.protocol === "https:" ? httpsRequest : httpRequest)(url, {
       method: "PUT",
-      headers: { "content-type": target.contentType || "application/octet-stream", ...this.options.headers },
+      headers: { "content-type": target.contentType || "application/octet-stream", ...auth },
     });
+    let aborted = false;
+    const onAbort = () => {
+      aborted = true;
+      req.destroy(); // the server sees the connection close: it cancels the upload and stores nothing
+    };
+    signal?.addEventListener("abort", onAbort, { once: true });
+    let early: IncomingMessage | undefined;
     const response = new Promise<IncomingMessage>((resolve, reject) => {
-      req.once("response", resolve);
+      req.once("response", (res: IncomingMessage) => resolve((early = res)));
       req.once("error", reject);
     });
+    response.catch(() => {}); // awaited below; a failure before then is not unhandled
+    /** Resolves when the request can take more, or failed/closed (the loop then finds out). */
+    const writable = () =>
+      new Promise<void>((r) => {
+        const done = () => {
+          req.off("drain", done);
+          req.off("error", done);
+          req.off("close", done);
+          r();
+        };
+        req.once("drain", done);
+        req.once("error", done);
+        req.once("close", done);
+      });
     try {
-      for await (const chunk of body as AsyncIterable<Uint8Array>) {
-        if (!req.write(chunk)) await new Promise<void>((r, j) => (req.once("drain", r), req.once("error", j)));
+      const it = body as AsyncIterable<Uint8Array>;
+      let n = 0;
+      try {
+        for await (const chunk of it) {
+          // Prism answered before the end (a refusal): stop sending, its answer says why.
+          if (aborted || early || req.destroyed) break;
+          if (!req.write(checkChunk(chunk, n++))) await writable();
+        }
+      } catch (e) {
+        // The body's own failure: cancel the upload (the server stores nothing) and pass it on.
+        req.destroy();
+        if (aborted) throw cancelled(signal);
+        throw e;
       }
-      req.end();
-    } catch (e) {
-      // The server answered early (an error) and closed: its answer says why.
-      const res = await Promise.race([response, new Promise<undefined>((r) => setTimeout(r, 1000, undefined))]).catch(() => undefined);
-      if (res) throw errorOf(res.statusCode ?? 0, await readText(res));
-      req.destroy();
-      throw e;
+      if (aborted) throw cancelled(signal);
+      if (!early && !req.destroyed) req.end();
+      let res: IncomingMessage;
+      try {
+        // A refusal while the body was still being sent arrives here as the response (Prism answers, then closes).
+        res = await response;
+      } catch (e) {
+        throw aborted ? cancelled(signal) : unavailable(what, e);
+      }
+      let text: string;
+      try {
+        text = await readText(res);
+      } catch (e) {
+        throw aborted ? cancelled(signal) : unavailable(`${what}: reading the answer`, e);
+      }
+      if (res.statusCode !== 200) throw httpError(res.statusCode ?? 0, text);
+      if (aborted) throw cancelled(signal);
+      let j: Record<string, unknown>;
+      try {
+        j = JSON.parse(text) as Record<string, unknown>;
+      } catch (e) {
+        throw new PrismError(Code.INTERNAL, `${what}: malformed answer: ${(e as Error).message}`);
+      }
+      return {
+        claim: claimFromJson(j.claim as Record<string, unknown>),
+        ...(j.version !== undefined ? { version: Number(j.version) } : {}),
+        ...(j.message_id !== undefined ? { messageId: String(j.message_id) } : {}),
+        ...(j.offset !== undefined ? { offset: Number(j.offset) } : {}),
+      };
+    } finally {
+      signal?.removeEventListener("abort", onAbort);
     }
-    const res = await response;
-    const text = await readText(res);
-    if (res.statusCode !== 200) throw errorOf(res.statusCode ?? 0, text);
-    const j = JSON.parse(text) as Record<string, unknown>;
-    return {
-      claim: claimFromJson(j.claim as Record<string, unknown>),
-      ...(j.version !== undefined ? { version: Number(j.version) } : {}),
-      ...(j.message_id !== undefined ? { messageId: String(j.message_id) } : {}),
-      ...(j.offset !== undefined ? { offset: Number(j.offset) } : {}),
-    };
   }
 
-  private grpcPut(body: Body, t: PutTarget): Promise<PutResult> {
+  private grpcPut(body: AsyncIterable<Uint8Array> | Iterable<Uint8Array>, t: PutTarget, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<PutResult> {
+    const md = new grpc.Metadata();
+    for (const [k, v] of Object.entries(headers)) md.set(k.toLowerCase(), v);
     return new Promise<PutResult>((resolve, reject) => {
-      const call = this.client().Put(this.metadata(), (err: grpc.ServiceError | null, res: pb.v1.PutPayloadResponse) => {
-        if (err) return reject(grpcError(err));
+      let finished = false;
+      let wake: (() => void) | undefined;
+      const onAbort = () => call.cancel(); // RST_STREAM CANCEL: the server cancels the upload
+      const call = this.client().Put(md, (err: grpc.ServiceError | null, res: pb.v1.PutPayloadResponse) => {
+        finished = true;
+        wake?.();
+        signal?.removeEventListener("abort", onAbort);
+        if (signal?.aborted) return reject(cancelled(signal));
+        if (err) return reject(grpcError(err, "ClaimCheck/Put"));
         resolve({
           claim: claimFromJson(res.claim as unknown as Record<string, unknown>),
           ...(t.key ? { version: Number(res.version) } : {}),
@@ -192,14 +311,27 @@ export class ClaimCheck {
           ...(t.stream ? { offset: Number(res.offset) } : {}),
         });
       });
+      signal?.addEventListener("abort", onAbort, { once: true });
       call.write({ namespace: this.namespace, key: t.key, queue: t.queue, topic: t.topic, stream: t.stream, ttlSeconds: t.ttl, sha256: t.sha256, ifAbsent: t.ifAbsent, contentType: t.contentType });
       void (async () => {
         try {
+          let n = 0;
           for await (const chunk of body as AsyncIterable<Uint8Array>) {
-            if (!call.write({ chunk })) await new Promise<void>((r) => call.once("drain", r));
+            // The call ended early (refused, cancelled): stop taking chunks; its status says why.
+            if (finished) return;
+            if (!call.write({ chunk: checkChunk(chunk, n++) })) {
+              await new Promise<void>((r) => {
+                wake = r;
+                call.once("drain", r);
+              });
+              wake = undefined;
+            }
           }
-          call.end();
+          if (!finished) call.end();
         } catch (e) {
+          // The body's own failure: cancel the upload and pass it on.
+          signal?.removeEventListener("abort", onAbort);
+          finished = true;
           call.cancel();
           reject(e);
         }
@@ -210,45 +342,111 @@ export class ClaimCheck {
   /**
    * Streams a payload: by claim id, or `{ key }` for the claim a key holds;
    * `offset` / `length` for a range. A whole read is checked against the
-   * claim's SHA-256 by Prism: a mismatch ends the body with an error.
+   * claim's SHA-256 (by Prism, and over HTTP by the SDK as the bytes pass):
+   * a mismatch ends the body with DATA_LOSS (PRISM_ERR_PAYLOAD_CORRUPT) once
+   * the last chunk went by: consume the body to its end before trusting the
+   * bytes. A body cut short (connection lost) fails with UNAVAILABLE.
    */
-  async getStream(claim: string | { key: string }, opts: { offset?: number; length?: number } = {}): Promise<{ claim: Claim; body: AsyncIterable<Uint8Array> }> {
+  async getStream(claim: string | { key: string }, opts: GetStreamOptions = {}): Promise<{ claim: Claim; body: AsyncIterable<Uint8Array> }> {
     const byKey = typeof claim !== "string";
+    if (byKey ? typeof claim?.key !== "string" : claim === "") throw new PrismError(Code.INVALID_ARGUMENT, "claim: a claim id, or { key } for the claim a key holds");
+    for (const f of ["offset", "length"] as const) {
+      const v = opts[f];
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < 0)) throw new PrismError(Code.INVALID_ARGUMENT, `${f}: must be a whole number ≥ 0, got ${String(v)}`);
+    }
+    const signal = opts.signal;
+    if (signal?.aborted) throw cancelled(signal);
+    const headers = await this.requestHeaders();
+    if (signal?.aborted) throw cancelled(signal);
     if (this.grpcTarget) {
-      const call = this.client().Get({ namespace: this.namespace, claimId: byKey ? "" : claim, key: byKey ? claim.key : "", offset: opts.offset ?? 0, length: opts.length ?? 0 }, this.metadata());
+      const md = new grpc.Metadata();
+      for (const [k, v] of Object.entries(headers)) md.set(k.toLowerCase(), v);
+      const call = this.client().Get({ namespace: this.namespace, claimId: byKey ? "" : claim, key: byKey ? claim.key : "", offset: opts.offset ?? 0, length: opts.length ?? 0 }, md);
+      const onAbort = () => call.cancel();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const mapErr = (e: unknown) => (signal?.aborted ? cancelled(signal) : grpcError(e as grpc.ServiceError, "ClaimCheck/Get"));
       const it = (call as AsyncIterable<pb.v1.PayloadChunk>)[Symbol.asyncIterator]();
       let first: IteratorResult<pb.v1.PayloadChunk>;
       try {
         first = await it.next();
       } catch (e) {
-        throw grpcError(e as grpc.ServiceError);
+        signal?.removeEventListener("abort", onAbort);
+        throw mapErr(e);
       }
-      if (first.done || !first.value.claim) throw new PrismError(13, "ClaimCheck.Get: the stream did not start with the claim", "PRISM_ERR_MALFORMED");
+      if (first.done || !first.value.claim) {
+        signal?.removeEventListener("abort", onAbort);
+        call.cancel();
+        throw new PrismError(Code.INTERNAL, "ClaimCheck/Get: the stream did not start with the claim", "PRISM_ERR_MALFORMED");
+      }
       const head = claimFromJson(first.value.claim as unknown as Record<string, unknown>);
       async function* data(): AsyncGenerator<Uint8Array> {
         try {
+          if (first.value.data?.length) yield first.value.data;
           for (;;) {
             const n = await it.next();
             if (n.done) return;
             if (n.value.data?.length) yield n.value.data;
           }
         } catch (e) {
-          throw grpcError(e as grpc.ServiceError);
+          throw mapErr(e);
+        } finally {
+          signal?.removeEventListener("abort", onAbort);
+          call.cancel(); // a reader that stops early: the server stops sending (no-op once ended)
         }
       }
       return { claim: head, body: data() };
     }
     const path = byKey ? `/v1/ns/${encodeURIComponent(this.namespace)}/payloads?key=${encodeURIComponent(claim.key)}` : `/v1/ns/${encodeURIComponent(this.namespace)}/payloads/${encodeURIComponent(claim)}`;
-    const headers: Record<string, string> = { ...this.options.headers };
+    const what = `GET /v1/ns/${this.namespace}/payloads`;
     if (opts.offset || opts.length) headers.range = `bytes=${opts.offset ?? 0}-${opts.length ? (opts.offset ?? 0) + opts.length - 1 : ""}`;
-    const res = await new Promise<IncomingMessage>((resolve, reject) => {
-      (this.base.protocol === "https:" ? httpsRequest : httpRequest)(new URL(path, this.base), { method: "GET", headers }, resolve).once("error", reject).end();
-    });
-    if (res.statusCode !== 200 && res.statusCode !== 206) throw errorOf(res.statusCode ?? 0, await readText(res));
+    let res: IncomingMessage;
+    try {
+      res = await new Promise<IncomingMessage>((resolve, reject) => {
+        (this.base.protocol === "https:" ? httpsRequest : httpRequest)(new URL(path, this.base), { method: "GET", headers, ...(signal ? { signal } : {}) }, resolve)
+          .once("error", reject)
+          .end();
+      });
+    } catch (e) {
+      throw signal?.aborted ? cancelled(signal) : unavailable(what, e);
+    }
+    if (res.statusCode !== 200 && res.statusCode !== 206) {
+      let text = "";
+      try {
+        text = await readText(res);
+      } catch (e) {
+        throw signal?.aborted ? cancelled(signal) : unavailable(`${what}: reading the answer`, e);
+      }
+      throw httpError(res.statusCode ?? 0, text);
+    }
     const h = res.headers;
+    const expected = Number(h["content-length"]);
+    // A whole read is checked here too: over HTTP the last bytes may be out before Prism's own check fails.
+    const want = res.statusCode === 200 && typeof h["x-prism-sha256"] === "string" ? h["x-prism-sha256"] : "";
+    const id = typeof h["x-prism-claim-id"] === "string" ? h["x-prism-claim-id"] : byKey ? `key ${claim.key}` : claim;
+    async function* data(): AsyncGenerator<Uint8Array> {
+      let n = 0;
+      const hash = want ? createHash("sha256") : undefined;
+      try {
+        for await (const c of res as AsyncIterable<Buffer>) {
+          n += c.length;
+          hash?.update(c);
+          yield c;
+        }
+      } catch (e) {
+        if (signal?.aborted) throw cancelled(signal);
+        throw unavailable(`${what}: the body was cut off after ${n} of ${Number.isFinite(expected) ? expected : "?"} bytes (connection lost, or the payload failed its digest check on the server)`, e);
+      } finally {
+        res.destroy(); // a reader that stops early closes the connection: the server stops sending
+      }
+      if (Number.isFinite(expected) && n !== expected) throw new PrismError(Code.UNAVAILABLE, `${what}: the body ended after ${n} of ${expected} bytes`);
+      if (hash) {
+        const got = hash.digest("hex");
+        if (got !== want) throw new PrismError(Code.DATA_LOSS, `payload "${id}": SHA-256 ${got} of the bytes received does not match the claim's ${want}`, "PRISM_ERR_PAYLOAD_CORRUPT");
+      }
+    }
     return {
       claim: claimFromJson({ id: h["x-prism-claim-id"], size: h["x-prism-size"], sha256: h["x-prism-sha256"], content_type: h["content-type"], expires_at_ms: h["x-prism-expires-at-ms"] }),
-      body: res,
+      body: data(),
     };
   }
 
@@ -258,7 +456,7 @@ export class ClaimCheck {
   }
 }
 
-/** Streamed payloads of the claim-check namespace `namespace` on the gateway at `address` (ws://, http:// or grpc://). */
+/** Streamed payloads of the claim-check namespace `namespace` on the gateway at `address` (ws(s)://, http(s):// or grpc(s)://). */
 export function claimCheck(address: string, namespace: string, options?: ClaimCheckOptions): ClaimCheck {
   return new ClaimCheck(address, namespace, options);
 }

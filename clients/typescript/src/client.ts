@@ -12,6 +12,7 @@ import { SubscriptionImpl, type PubSubMessage, type Subscription } from "./subsc
 import type { CallOptions, Channel, ConnectionState, UnaryOptions, WriteOptions } from "./transport.js";
 import type { HealingChannel } from "./healing.js";
 import type { Listener } from "./emitter.js";
+import { ClaimCheck, type ClaimCheckOptions } from "./claim-check.js";
 
 /** A value to write: raw bytes, or a string (sent as UTF-8). */
 export type Bytes = Uint8Array | string;
@@ -665,10 +666,13 @@ export class Admin {
 export class Prism {
   /** Control-plane calls (namespaces, backends, health). */
   readonly admin: Admin;
-  private readonly cache = new Map<string, KeyValue | PubSub | Queue | Stream | MulticastRegistry>();
+  private readonly cache = new Map<string, KeyValue | PubSub | Queue | Stream | MulticastRegistry | ClaimCheck>();
 
-  /** @internal */
-  constructor(private readonly t: HealingChannel) {
+  /** @internal `transfers`: the address and credentials {@link Prism.claimCheck} streams with. */
+  constructor(
+    private readonly t: HealingChannel,
+    private readonly transfers?: { address: string; options: ClaimCheckOptions },
+  ) {
     this.admin = new Admin(t);
   }
 
@@ -691,7 +695,7 @@ export class Prism {
     return this;
   }
 
-  private client<C extends KeyValue | PubSub | Queue | Stream | MulticastRegistry>(kind: string, ns: string, make: () => C): C {
+  private client<C extends KeyValue | PubSub | Queue | Stream | MulticastRegistry | ClaimCheck>(kind: string, ns: string, make: () => C): C {
     const k = `${kind}\0${ns}`;
     let c = this.cache.get(k) as C | undefined;
     if (!c) this.cache.set(k, (c = make()));
@@ -718,6 +722,18 @@ export class Prism {
   stream(ns: string): Stream {
     return this.client("st", ns, () => new Stream(this.t, ns));
   }
+  /**
+   * Streamed payloads (putStream / getStream) of the claim-check namespace `ns`,
+   * with this connection's address and credentials (`token`, `apiKey`,
+   * `priority`). Over ws(s):// and http(s):// they travel as HTTP PUT / GET
+   * on the same origin (the WebSocket shares the HTTP port), over grpc:// as
+   * the ClaimCheck streaming calls. Closed with the client.
+   */
+  claimCheck(ns: string): ClaimCheck {
+    if (!this.transfers) throw new PrismError(Code.FAILED_PRECONDITION, "claimCheck: this client was not made by connect(): use claimCheck(address, namespace, options)");
+    const { address, options } = this.transfers;
+    return this.client("cc", ns, () => new ClaimCheck(address, ns, options));
+  }
 
   /**
    * Low-level: any unary method by name, with a proto-shaped request object
@@ -743,6 +759,7 @@ export class Prism {
 
   /** Closes the connection for good (no reconnect): pending calls reject with UNAVAILABLE, subscriptions end with it. Idempotent. */
   close(): Promise<void> {
+    for (const c of this.cache.values()) if (c instanceof ClaimCheck) c.close();
     return this.t.close();
   }
 }

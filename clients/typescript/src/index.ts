@@ -23,7 +23,7 @@ export { Prism, KeyValue, PubSub, Queue, Stream, Admin, MulticastRegistry } from
 export type { Bytes, SetOptions, OutboxMessage, KvItem, ScanItem, ScanPage, QueueMessage, StreamRecord, NamespaceInfo, RegistryMember, SlotInfo, BackendInstanceInfo, PatternInfo, Health } from "./client.js";
 export type { Subscription, PubSubMessage } from "./subscription.js";
 export { ClaimCheck, claimCheck } from "./claim-check.js";
-export type { Claim, PutTarget, PutResult, ClaimCheckOptions } from "./claim-check.js";
+export type { Claim, PutTarget, PutResult, ClaimCheckOptions, TransferOptions, GetStreamOptions } from "./claim-check.js";
 export type { ConnectOptions, Priority, CallOptions, WriteOptions, ReconnectOptions, ConnectionState } from "./transport.js";
 export { Code, PrismError, codeName } from "./errors.js";
 export { RETRY } from "./retry.js";
@@ -90,5 +90,5 @@ export async function connect(address: string, options: ConnectOptions = {}): Pr
     autoIdempotency: options.autoIdempotency === true,
     onState: options.onState,
   });
-  return new Prism(channel);
+  return new Prism(channel, { address, options: { token, apiKey, priority } });
 }
