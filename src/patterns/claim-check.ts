@@ -21,6 +21,8 @@
  *   completed, payloads past their expiry (messages: options.payload_ttl_seconds,
  *   7 days), and payloads of keys that no longer hold their claim (key
  *   deleted, overwritten or expired), each after options.orphan_grace_seconds.
+ *   A payload this process is still uploading, or whose claim it has not
+ *   written yet, is never swept (another process's: the grace period).
  *   An acked queue message's payload is deleted when this process leased it.
  *
  * KeyValue values are stored with a one-byte tag (0: inline bytes, 1: a
@@ -161,16 +163,21 @@ export class HashingBody implements AsyncIterable<Uint8Array> {
 
 /** A payload read whole, checked against its digest as the last chunk passes (DATA_LOSS on a mismatch). */
 async function* verified(id: string, meta: PayloadMeta, body: AsyncIterable<Uint8Array>): AsyncGenerator<Uint8Array> {
+  // The last chunk is held back until the digest matches: a reader that already has its status line
+  // (HTTP 200 with a Content-Length) then sees a short body, never every byte of a corrupt payload.
   const h = createHash("sha256");
   let n = 0;
+  let held: Uint8Array | undefined;
   for await (const chunk of body) {
     h.update(chunk);
     n += chunk.length;
-    yield chunk;
+    if (held !== undefined) yield held;
+    held = chunk;
   }
   if (n !== meta.size) throw claimErrors.corrupt(id, `read ${n} bytes, the claim says ${meta.size}`);
   const got = h.digest("hex");
   if (got !== meta.sha256) throw claimErrors.corrupt(id, `SHA-256 ${got} does not match the claim's ${meta.sha256}`);
+  if (held !== undefined) yield held;
 }
 
 async function* once(b: Uint8Array): AsyncGenerator<Uint8Array> {
@@ -201,6 +208,13 @@ export interface UploadResult {
 export class ClaimCheckService {
   readonly counters = { claimed: 0, inlined: 0, uploads: 0, downloads: 0, swept: 0, orphans_deleted: 0, sweep_errors: 0 };
   private readonly leases = new Map<string, string>();
+  /**
+   * Payloads this process is storing or has stored without its claim written
+   * yet (an upload, then the claim's Set, Enqueue, Append or Publish): the
+   * sweeper leaves them alone whatever their age, so it can never delete a
+   * payload whose reference is about to be committed.
+   */
+  private readonly inFlight = new Set<string>();
   private sweepTimer: NodeJS.Timeout | undefined;
   private sweeping: Promise<void> | undefined;
   private closed = false;
@@ -218,30 +232,46 @@ export class ClaimCheckService {
 
   // ------------------------------------------------------------ payloads
 
-  /** Stores a body as a new payload; returns its claim. */
+  /**
+   * Stores a body as a new payload; returns its claim. The payload stays in
+   * flight (never swept) until settled(): the caller settles it once the claim
+   * is written, or discards it.
+   */
   async store(body: AsyncIterable<Uint8Array>, meta: { expiresAtMs: number; contentType: string; sha256: string; labels: Record<string, string> }, signal?: AbortSignal): Promise<Claim> {
     const id = newId();
     const hashing = new HashingBody(body, this.opts.maxPayloadBytes, meta.sha256);
     let stored: PayloadMeta | undefined;
-    await this.payloads.put(
-      id,
-      hashing,
-      () =>
-        (stored = {
-          size: hashing.size,
-          sha256: hashing.sha256,
-          contentType: meta.contentType,
-          createdAtMs: this.clock.now(),
-          expiresAtMs: meta.expiresAtMs,
-          labels: meta.labels,
-        }),
-      signal,
-    );
+    this.inFlight.add(id);
+    try {
+      await this.payloads.put(
+        id,
+        hashing,
+        () =>
+          (stored = {
+            size: hashing.size,
+            sha256: hashing.sha256,
+            contentType: meta.contentType,
+            createdAtMs: this.clock.now(),
+            expiresAtMs: meta.expiresAtMs,
+            labels: meta.labels,
+          }),
+        signal,
+      );
+    } catch (e) {
+      this.inFlight.delete(id);
+      throw e;
+    }
     return claimOf(id, stored!);
+  }
+
+  /** The claim of a stored payload is written (or it was discarded): the sweeper judges it from now on. */
+  settled(id: string): void {
+    this.inFlight.delete(id);
   }
 
   /** Deletes a payload whose claim was not (or is no longer) written; failures are left to the sweeper. */
   discard(id: string): void {
+    this.inFlight.delete(id);
     this.payloads.delete(id).then(
       (d) => void (d && this.counters.orphans_deleted++),
       () => {},
@@ -276,6 +306,8 @@ export class ClaimCheckService {
     } catch (e) {
       this.discard(claim.id);
       throw e;
+    } finally {
+      this.settled(claim.id);
     }
   }
 
@@ -393,6 +425,8 @@ export class ClaimCheckService {
         cursor = page.nextCursor;
         for (const item of page.items) {
           if (this.closed) return;
+          // Checked before the key is read: a payload not in flight now had its claim written (or failed) already.
+          if (this.inFlight.has(item.id)) continue;
           let orphan = false;
           if (!item.complete) orphan = now - item.createdAtMs > Math.max(grace, 60_000);
           else if (item.expiresAtMs !== 0 && item.expiresAtMs <= now) orphan = true;
@@ -493,6 +527,8 @@ export class ClaimKeyValueStore implements KeyValueStore {
       } catch (e) {
         this.service.discard(claim.id);
         throw e;
+      } finally {
+        this.service.settled(claim.id);
       }
     }
     const before = await this.claimOf(key).catch(() => null);
@@ -530,6 +566,8 @@ class ClaimQueueStore implements QueueStore {
     } catch (e) {
       if (m.claim) this.svc().discard(m.claim.id);
       throw e;
+    } finally {
+      if (m.claim) this.svc().settled(m.claim.id);
     }
   }
 
@@ -586,6 +624,8 @@ class ClaimStreamStore implements StreamStore {
     } catch (e) {
       if (m.claim) this.svc().discard(m.claim.id);
       throw e;
+    } finally {
+      if (m.claim) this.svc().settled(m.claim.id);
     }
   }
 
@@ -607,6 +647,8 @@ class ClaimPubSubStore implements PubSubStore {
     } catch (e) {
       if (m.claim) this.svc().discard(m.claim.id);
       throw e;
+    } finally {
+      if (m.claim) this.svc().settled(m.claim.id);
     }
   }
 

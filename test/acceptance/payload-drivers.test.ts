@@ -126,6 +126,36 @@ for (const [type, options] of Object.entries(DRIVERS)) {
       assert.equal(await s.delete("e"), true);
     });
 
+    it("payloads completing while they are listed: listed complete or as young uploads, never as uploads of unknown age", async () => {
+      // The sweeper deletes an incomplete upload by its age: one listed with age 0 (the epoch) while its
+      // files were being renamed (.part → .bin → .json) was deleted mid-upload, its claim left dangling.
+      const s = store();
+      const t0 = Date.now() - 2000; // object stores may keep times to the second
+      async function* slow(b: Buffer): AsyncGenerator<Uint8Array> {
+        for (let i = 0; i < b.length; i += 4096) {
+          await new Promise((r) => setImmediate(r));
+          yield b.subarray(i, i + 4096);
+        }
+      }
+      const n = 40;
+      let done = false;
+      const puts = Promise.all(
+        Array.from({ length: n }, (_, i) => {
+          const b = randomBytes((i + 1) * 8 * 1024); // sizes apart: the uploads commit one after another
+          return s.put(`race-${String(i).padStart(2, "0")}`, slow(b), metaOf(b, clock));
+        }),
+      ).finally(() => (done = true));
+      const old: unknown[] = [];
+      let listings = 0;
+      while (!done) {
+        for (const item of (await s.list("", 500)).items) if (!item.complete && item.createdAtMs < t0) old.push(item);
+        listings++;
+      }
+      await puts;
+      assert.deepEqual(old, [], `incomplete uploads listed older than the test, over ${listings} listings`);
+      assert.equal((await s.list("", 500)).items.filter((i) => i.complete).length, n);
+    });
+
     it("list pages in id order with a cursor", async () => {
       const s = store();
       for (const id of ["c", "a", "b", "d"]) await s.put(id, chunks(Buffer.from(id)), metaOf(Buffer.from(id), clock));

@@ -150,21 +150,48 @@ export class FsPayloadStore implements PayloadStore {
     const page = ids.slice(0, limit);
     const items: PayloadListing[] = [];
     for (const id of page) {
-      const exts = byId.get(id)!;
-      if (exts.has("json")) {
-        try {
-          const m = JSON.parse(await readFile(this.path(id, "json"), "utf8")) as PayloadMeta;
-          items.push({ complete: true, id, ...m });
-          continue;
-        } catch {
-          // unreadable meta: treated as incomplete below
-        }
-      }
-      const ext = exts.has("part") ? "part" : exts.has("bin") ? "bin" : "json.tmp";
-      const st = await stat(join(this.dir, `${id}.${ext}`)).catch(() => undefined);
-      items.push({ complete: false, id, createdAtMs: st ? st.mtimeMs : 0 });
+      const item = await this.listing(id);
+      if (item) items.push(item);
     }
     return { items, nextCursor: ids.length > limit ? page[page.length - 1]! : "" };
+  }
+
+  /**
+   * One payload as the sweeper sees it, from its files as they are now (not
+   * as readdir saw them: an upload moves `.part` → `.bin` → `.json` meanwhile).
+   * The meta first, then the leftovers in the order an upload creates them, so
+   * a payload that completes while it is looked at is found complete or young,
+   * never as an upload of unknown (zero) age. Null: it is gone (deleted since).
+   * Failures other than "absent" are the backend's (UNAVAILABLE), never taken
+   * for a broken payload to delete.
+   */
+  private async listing(id: string): Promise<PayloadListing | null> {
+    try {
+      const m = JSON.parse(await readFile(this.path(id, "json"), "utf8")) as PayloadMeta;
+      return { complete: true, id, ...m };
+    } catch (e) {
+      if (e instanceof SyntaxError) {
+        // A meta that does not parse (it is renamed into place whole, so this is damage): incomplete, aged by its file.
+        const st = await this.statOf(`${id}.json`);
+        return st === null ? null : { complete: false, id, createdAtMs: st };
+      }
+      if (!isMissing(e)) throw unavailable("list", e);
+    }
+    for (const ext of ["part", "bin", "json.tmp"]) {
+      const st = await this.statOf(`${id}.${ext}`);
+      if (st !== null) return { complete: false, id, createdAtMs: st };
+    }
+    return null; // none left: deleted meanwhile (an upload's `.bin` stays until its payload is deleted)
+  }
+
+  /** A file's mtime (ms); null when absent; other failures are the backend's. */
+  private async statOf(name: string): Promise<number | null> {
+    try {
+      return (await stat(join(this.dir, name))).mtimeMs;
+    } catch (e) {
+      if (isMissing(e)) return null;
+      throw unavailable("list", e);
+    }
   }
 }
 

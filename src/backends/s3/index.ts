@@ -172,13 +172,20 @@ class S3PayloadStore implements PayloadStore {
     for (const id of page) {
       const s = seen.get(id)!;
       if (s.exts.has("json")) {
+        let text: string | undefined;
         try {
           const r = await s3.send(new sdk.GetObjectCommand({ Bucket: this.inst.bucket, Key: this.key(id, "json") }));
-          const m = JSON.parse(await r.Body!.transformToString("utf8")) as PayloadMeta;
-          items.push({ complete: true, id, ...m });
+          text = await r.Body!.transformToString("utf8");
+        } catch (e) {
+          // Gone since the listing: deleted meanwhile. Any other failure is the backend's, not a broken payload to delete.
+          if (isMissing(e)) continue;
+          throw unavailable("list", e);
+        }
+        try {
+          items.push({ complete: true, id, ...(JSON.parse(text) as PayloadMeta) });
           continue;
         } catch {
-          // unreadable meta: incomplete
+          // a meta that does not parse: incomplete
         }
       }
       items.push({ complete: false, id, createdAtMs: s.at });
