@@ -11,9 +11,9 @@ import { startGrpc } from "./ingress/grpc.js";
 import { startHttpTransport } from "./ingress/transport.js";
 import { backpressureOf, breakerOptions, installShedding } from "./shedding/index.js";
 import type { Listening } from "./ingress/types.js";
-import { connectionLimitsOf } from "./ingress/limits.js";
+import { connectionLimitsOf, defaultPerPrincipal, principalLimitsOf } from "./ingress/limits.js";
 import { redactSecrets } from "./core/redact.js";
-import { CONNECTION_DEFAULTS } from "./config/defaults.js";
+import { CONNECTION_DEFAULTS, SHEDDING_DEFAULTS } from "./config/defaults.js";
 import { setupObservability, type LogSink } from "./observability/index.js";
 import { stderrLog, type Log } from "./observability/logging.js";
 import { VERSION } from "./core/version.js";
@@ -94,7 +94,13 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   let control = opts.control;
   let agent: ControlAgent | undefined;
   // Migrations save backfill cursors and record rollbacks through the control plane.
-  router.migrationHost = { loadCursor: (n) => control!.loadCursor(n), saveCursor: (n, c) => control!.saveCursor(n, c), rollback: (n, r, a) => control!.rollback(n, r, a) };
+  router.migrationHost = {
+    loadCursor: (n) => control!.loadCursor(n),
+    saveCursor: (n, c) => control!.saveCursor(n, c),
+    rollback: (n, r, a) => control!.rollback(n, r, a),
+    loadRepairs: (n) => control!.loadRepairs(n),
+    writeRepairs: (n, p, r) => control!.writeRepairs(n, p, r),
+  };
   if (opts.namespaces) for (const r of opts.namespaces) await router.apply(r);
   if (!control) {
     const store = await openConfigStore(configStoreSpec(server));
@@ -148,6 +154,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   // Connection limits (src/ingress/limits.ts): one budget of unfinished request bytes for all ingresses of this worker.
   const limits = connectionLimitsOf(server, server.max_message_bytes);
   gateway.longPollLimits = { max: server.max_long_polls ?? CONNECTION_DEFAULTS.max_long_polls, perConnection: server.max_long_polls_per_connection ?? CONNECTION_DEFAULTS.max_long_polls_per_connection };
+  const identities = opts.config.auth !== undefined || server.tls?.client_auth === "require";
+  gateway.principalLimits = principalLimitsOf(server.per_principal ?? defaultPerPrincipal(identities, (server.shedding ?? SHEDDING_DEFAULTS).max_in_flight, gateway.longPollLimits.max));
+
   const browser = { allowedOrigins: server.allowed_origins ?? [], allowedHosts: server.allowed_hosts };
   const listeners: Listening[] = [];
   try {

@@ -131,6 +131,10 @@ export const migrationSchema = z
     window_seconds: z.number().int().min(1).max(600).default(DEFAULT_MIGRATION.window_seconds),
     /** Dual-write and shadow reads only: never serve from `to`. */
     dry_run: z.boolean().default(false),
+    /** Keys with a secondary write pending (write-behind) before a write waits for its secondary; 0: always wait. */
+    write_behind_max_keys: z.number().int().min(0).max(10_000_000).default(DEFAULT_MIGRATION.write_behind_max_keys),
+    /** Key + value bytes pending secondary writes may hold before a write waits for its secondary. */
+    write_behind_max_bytes: z.number().int().min(0).max(2 ** 40).default(DEFAULT_MIGRATION.write_behind_max_bytes),
   })
   .strict();
 
@@ -208,6 +212,25 @@ export const tlsSchema = z
   })
   .transform((t) => ({ ...t, client_auth: t.client_auth ?? (t.client_ca !== undefined ? ("require" as const) : ("none" as const)) }));
 
+/** One principal's limits: calls in progress (long polls excepted) and long polls waiting, per worker; 0: no limit. */
+const principalLimitSchema = z
+  .object({
+    max_in_flight: uint.optional(),
+    max_long_polls: uint.optional(),
+  })
+  .strict();
+
+/** server.per_principal: limits for every principal, and `principals` (`<kind>:<id>` as in grants, or `anonymous`) with their own. */
+export const perPrincipalSchema = z
+  .object({
+    max_in_flight: uint.default(0),
+    max_long_polls: uint.default(0),
+    principals: z
+      .record(z.string().regex(/^(anonymous|(jwt|apikey|mtls):.+)$/, "must be <kind>:<id> with kind jwt, apikey or mtls (e.g. apikey:batch), or anonymous"), principalLimitSchema)
+      .default({}),
+  })
+  .strict();
+
 export const serverSchema = z
   .object({
     /** Without an `auth` block (or mTLS with client_auth require), only a loopback address may be bound unless insecure_no_auth. */
@@ -263,6 +286,8 @@ export const serverSchema = z
     max_long_polls_per_connection: z.number().int().positive().default(CONNECTION_DEFAULTS.max_long_polls_per_connection),
     /** JSON request bodies: most object keys (and containers), and deepest nesting, checked before parsing (413 / 400). */
     max_json_keys: z.number().int().positive().default(CONNECTION_DEFAULTS.max_json_keys),
+    /** Limits per authenticated principal on each worker (src/core/gateway.ts); absent: none. Needs `auth:` or mTLS identities. */
+    per_principal: perPrincipalSchema.optional(),
   })
   .strict();
 

@@ -16,6 +16,14 @@ export interface ConnectionState {
   longPolls: number;
 }
 
+/** What the gateway counts per principal on this worker (server.per_principal, src/core/gateway.ts). */
+export interface PrincipalUsage {
+  /** Calls in progress, long polls excepted. */
+  inFlight: number;
+  /** Long polls waiting. */
+  longPolls: number;
+}
+
 export class RequestContext {
   /** Absolute deadline in ms since the epoch (Date.now() clock); 0: none. */
   deadline = 0;
@@ -50,6 +58,8 @@ export class RequestContext {
   credentials: Credentials | undefined = undefined;
   /** Set by authentication (src/auth) before the call reaches the router; undefined: auth not configured. */
   principal: Principal | undefined = undefined;
+  /** Counted against its principal's limits (server.per_principal) until it settles; undefined: not counted. */
+  principalUsage: PrincipalUsage | undefined = undefined;
   private controller: AbortController | undefined = undefined;
   private cancelledReason: Error | undefined = undefined;
 

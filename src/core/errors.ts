@@ -153,6 +153,8 @@ export const errors = {
   deadline: (what: string) => new PrismError(Code.DEADLINE_EXCEEDED, "PRISM_ERR_DEADLINE", `${what}: deadline exceeded`),
   cancelled: (what: string) => new PrismError(Code.CANCELLED, "PRISM_ERR_CANCELLED", `${what}: cancelled`),
   exhausted: (what: string) => new PrismError(Code.RESOURCE_EXHAUSTED, "PRISM_ERR_RESOURCE_EXHAUSTED", what),
+  /** A principal over its own limit (server.per_principal); the message names the limit, never other callers. */
+  principalLimit: (what: string) => new PrismError(Code.RESOURCE_EXHAUSTED, "PRISM_ERR_PRINCIPAL_LIMIT", what),
   overloaded: (priority: string, retryAfterSeconds: number) =>
     new RetryableError(Code.RESOURCE_EXHAUSTED, "PRISM_ERR_OVERLOADED", `server overloaded: ${priority} priority calls are being shed`, retryAfterSeconds),
   rateLimited: (ns: string, rps: number, retryAfterSeconds: number) =>

@@ -12,7 +12,7 @@
  * are handed to the Forwarder instead of a local handler.
  */
 import { errors, PrismError, toPrismError } from "./errors.js";
-import type { RequestContext } from "./context.js";
+import type { PrincipalUsage, RequestContext } from "./context.js";
 import type { MethodDef, NsHandler } from "./methods.js";
 import { raceDeadline } from "../shedding/deadline.js";
 import { prism } from "../gen/prism.js";
@@ -49,8 +49,37 @@ export interface GatewayObserver {
   /** Signals from the policy layer (src/shedding). */
   shed(namespace: string, priority: string): void;
   rateLimited(namespace: string): void;
+  /** A call refused by its principal's limit (server.per_principal.<limit>). */
+  principalLimited?(limit: PrincipalLimitName): void;
   /** 0 closed, 1 half-open, 2 open. */
   breakerState(namespace: string, backend: string, state: number): void;
+}
+
+/** The per-principal limits (server.per_principal), by config name. */
+export type PrincipalLimitName = "max_in_flight" | "max_long_polls";
+
+/** One principal's limits on one worker; 0: no limit. */
+export interface PrincipalLimit {
+  /** Calls in progress (long polls excepted). */
+  maxInFlight: number;
+  /** Long polls waiting. */
+  maxLongPolls: number;
+}
+
+/** server.per_principal: the limits every principal gets, and principals (`<kind>:<id>`, or `anonymous`) with their own. */
+export interface PrincipalLimits extends PrincipalLimit {
+  overrides: ReadonlyMap<string, PrincipalLimit>;
+}
+
+/** A principal's counts while it has calls in progress (dropped when it has none). */
+interface PrincipalEntry extends PrincipalUsage {
+  readonly key: string;
+  readonly limit: PrincipalLimit;
+}
+
+/** How a principal is named in grants, the audit log and per_principal overrides. */
+export function principalKey(p: Principal): string {
+  return p.kind === "anonymous" ? "anonymous" : `${p.kind}:${p.id}`;
 }
 
 export type BackendCall = (ns: NamespaceRuntime, req: any, ctx: RequestContext) => Promise<object>;
@@ -213,6 +242,62 @@ export class Gateway {
   /** Long polls refused by their budget (tests, diagnostics). */
   longPollsRefused = 0;
 
+  /**
+   * Limits per principal on this worker (server.per_principal), checked right
+   * after authentication: one identity flooding Prism over many connections
+   * meets its own limit (RESOURCE_EXHAUSTED naming it) before the worker-wide
+   * budgets and the shedding point that everyone shares. Undefined: none.
+   */
+  principalLimits: PrincipalLimits | undefined = undefined;
+  /** Principals with calls in progress → their counts. */
+  private readonly principals = new Map<string, PrincipalEntry>();
+  /** Calls refused by a per-principal limit (tests, diagnostics). */
+  principalRefused = 0;
+
+  /** A principal's calls in progress and long polls waiting now (tests, diagnostics). */
+  principalUsageOf(key: string): PrincipalUsage {
+    const e = this.principals.get(key);
+    return { inFlight: e?.inFlight ?? 0, longPolls: e?.longPolls ?? 0 };
+  }
+
+  /** Counts an authenticated call against its principal's limits, or throws RESOURCE_EXHAUSTED naming the limit. */
+  private admitPrincipal(ctx: RequestContext): void {
+    const l = this.principalLimits;
+    const p = ctx.principal;
+    if (l === undefined || p === undefined || ctx.principalUsage !== undefined) return;
+    const key = principalKey(p);
+    let e = this.principals.get(key);
+    if (e === undefined) {
+      e = { key, limit: l.overrides.get(key) ?? l, inFlight: 0, longPolls: 0 };
+      this.principals.set(key, e);
+    }
+    if (ctx.longPoll) {
+      const max = e.limit.maxLongPolls;
+      if (max > 0 && e.longPolls >= max) throw this.principalRefusal("max_long_polls", `${key} has ${max} long polls waiting on this server, its limit (server.per_principal.max_long_polls); retry later or poll without waiting`);
+      e.longPolls++;
+    } else {
+      const max = e.limit.maxInFlight;
+      if (max > 0 && e.inFlight >= max) throw this.principalRefusal("max_in_flight", `${key} has ${max} calls in progress on this server, its limit (server.per_principal.max_in_flight); retry later`);
+      e.inFlight++;
+    }
+    ctx.principalUsage = e;
+  }
+
+  private principalRefusal(limit: PrincipalLimitName, message: string): PrismError {
+    this.principalRefused++;
+    this.observer?.principalLimited?.(limit);
+    return errors.principalLimit(message);
+  }
+
+  /** Before releaseLongPoll (which clears ctx.longPoll). */
+  private releasePrincipal(ctx: RequestContext): void {
+    const e = ctx.principalUsage as PrincipalEntry;
+    ctx.principalUsage = undefined;
+    if (ctx.longPoll) e.longPolls--;
+    else e.inFlight--;
+    if (e.inFlight <= 0 && e.longPolls <= 0 && this.principals.get(e.key) === e) this.principals.delete(e.key);
+  }
+
   /** How many unary calls are in progress, long polls excepted (the shedding load). */
   get inFlightCount(): number {
     return this.liveCount - this.longPollCount;
@@ -338,15 +423,23 @@ export class Gateway {
       throw e;
     } finally {
       this.untrack(ctx);
+      if (ctx.principalUsage !== undefined) this.releasePrincipal(ctx);
       this.releaseLongPoll(ctx);
       if (this.onIdle !== undefined && this.liveCount === 0) this.onIdle();
     }
   }
 
-  /** The auth step, then dispatch: no await when the decision was synchronous (a cached token). */
+  /** The auth step, the principal's limits, then dispatch: no await when the decision was synchronous (a cached token). */
   private authorizedDispatch(ctx: RequestContext, req: any): Promise<object> {
     const wait = this.auth!.check(ctx, req);
-    return wait === undefined ? this.dispatch(ctx, req) : wait.then(() => this.dispatch(ctx, req));
+    if (wait === undefined) {
+      if (this.principalLimits !== undefined) this.admitPrincipal(ctx);
+      return this.dispatch(ctx, req);
+    }
+    return wait.then(() => {
+      if (this.principalLimits !== undefined) this.admitPrincipal(ctx);
+      return this.dispatch(ctx, req);
+    });
   }
 
   private dispatch(ctx: RequestContext, req: any): Promise<object> {

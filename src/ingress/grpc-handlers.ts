@@ -16,7 +16,7 @@ import {
   type ServerWritableStream,
   type StatusObject,
 } from "@grpc/grpc-js";
-import { RequestContext, type Priority } from "../core/context.js";
+import { RequestContext, type ConnectionState, type Priority } from "../core/context.js";
 import { Code, errors, toPrismError, type PrismError } from "../core/errors.js";
 import type { Gateway } from "../core/gateway.js";
 import type { MethodDef } from "../core/methods.js";
@@ -70,12 +70,17 @@ function callCert(call: ServerUnaryCall<any, any> | ServerWritableStream<any, an
   return peer === undefined ? undefined : toPeerCertificate(peer);
 }
 
+/** The connection state of a call by its peer (src/ingress/grpc-js-limits.ts: long polls per connection). */
+export type ConnLookup = (peer: string) => ConnectionState | undefined;
+
 /**
  * The call's RequestContext. Throws INVALID_ARGUMENT for an unknown `prism-priority`.
  * mtls: put the connection's verified client certificate on ctx.credentials.
  */
-export function contextOf(m: MethodDef, call: ServerUnaryCall<any, any> | ServerWritableStream<any, any>, mtls = false): RequestContext {
-  const ctx = new RequestContext(m, "grpc", call.getPeer());
+export function contextOf(m: MethodDef, call: ServerUnaryCall<any, any> | ServerWritableStream<any, any>, mtls = false, conns?: ConnLookup): RequestContext {
+  const peer = call.getPeer();
+  const ctx = new RequestContext(m, "grpc", peer);
+  if (conns !== undefined) ctx.conn = conns(peer);
   if (mtls) {
     const cert = callCert(call);
     if (cert !== undefined) ctx.credentials = withCert(ctx.credentials, cert);
@@ -111,9 +116,9 @@ function onCancelled(this: { [CTX]?: RequestContext }): void {
   this[CTX]?.cancel(errors.cancelled("call"));
 }
 
-export function unaryHandler(gw: Gateway, m: MethodDef, log: Log, mtls = false): handleUnaryCall<any, any> {
+export function unaryHandler(gw: Gateway, m: MethodDef, log: Log, mtls = false, conns?: ConnLookup): handleUnaryCall<any, any> {
   return (call, callback) => {
-    void runUnary(gw, m, log, call, callback, mtls);
+    void runUnary(gw, m, log, call, callback, mtls, conns);
   };
 }
 
@@ -124,12 +129,13 @@ async function runUnary(
   call: ServerUnaryCall<any, any>,
   callback: (err: StatusObject | null, value?: object) => void,
   mtls: boolean,
+  conns: ConnLookup | undefined,
 ): Promise<void> {
   let res: Uint8Array;
   try {
     const req = call.request;
     if (req instanceof DecodeFailure) throw req.toError();
-    const ctx = contextOf(m, call, mtls);
+    const ctx = contextOf(m, call, mtls, conns);
     ctx.bytesIn = req[WIRE_BYTES] ?? 0;
     (call as unknown as { [CTX]: RequestContext })[CTX] = ctx;
     call.once("cancelled", onCancelled);
@@ -247,9 +253,10 @@ export function subscribeHandler(
   maxBuffered: number,
   bp: Backpressure = DISCONNECT,
   mtls = false,
+  conns?: ConnLookup,
 ): handleServerStreamingCall<any, PubSubMessage> {
   return (call) => {
-    void runSubscribe(gw, m, log, subs, maxBuffered, call, bp, mtls);
+    void runSubscribe(gw, m, log, subs, maxBuffered, call, bp, mtls, conns);
   };
 }
 
@@ -262,12 +269,13 @@ async function runSubscribe(
   call: ServerWritableStream<any, PubSubMessage>,
   bp: Backpressure,
   mtls: boolean,
+  conns: ConnLookup | undefined,
 ): Promise<void> {
   let s: SubscribeCall | undefined;
   try {
     const req = call.request;
     if (req instanceof DecodeFailure) throw req.toError();
-    const ctx = contextOf(m, call, mtls);
+    const ctx = contextOf(m, call, mtls, conns);
     s = new SubscribeCall(call, ctx, maxBuffered, subs.active, log, bp);
     s.live(await gw.subscribe(ctx, req, s));
   } catch (e) {

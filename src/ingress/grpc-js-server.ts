@@ -3,7 +3,12 @@
  * services built from the method table (src/core/methods.ts) on the static
  * protobuf codecs, plus server reflection. Unknown methods are answered
  * UNIMPLEMENTED by grpc-js; messages above maxMessageBytes RESOURCE_EXHAUSTED.
+ * Prism owns the listening socket and injects each connection into grpc-js
+ * (createConnectionInjector), so connection limits apply here too
+ * (src/ingress/grpc-js-limits.ts).
  */
+import { createServer as netServer, type Socket } from "node:net";
+import type { AddressInfo } from "node:net";
 import { Server, ServerCredentials, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import type { SecureServerOptions } from "node:http2";
 import type { TlsMaterial } from "./tls.js";
@@ -15,8 +20,9 @@ import { Subscriptions, subscribeHandler, unaryHandler } from "./grpc-handlers.j
 import { addReflection } from "./grpc-reflection.js";
 import { grpcJsDownload, grpcJsUpload } from "./transfer-grpc-js.js";
 import { defaultConnectionLimits } from "./limits.js";
+import { GrpcJsConnections, injectorHttp2Server } from "./grpc-js-limits.js";
 
-/** `host:port`, bracketing IPv6 literals. */
+/** `host:port`, bracketing IPv6 literals (log lines). */
 function address(host: string, port: number): string {
   return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
 }
@@ -49,14 +55,16 @@ export async function startGrpcJs(gw: Gateway, opts: GrpcOptions): Promise<Liste
     // Ping idle connections so dead peers (and their subscriptions) are found within minutes.
     "grpc.keepalive_time_ms": 120_000,
     "grpc.keepalive_timeout_ms": 20_000,
-    // Connection limits (src/ingress/limits.ts) as far as grpc-js offers them: streams per connection,
-    // nghttp2 session memory, idle connections. Buffered request bytes per connection are bounded by
-    // max streams × max message; the node:http2 server (the default) bounds them tighter.
+    // Connection limits (src/ingress/limits.ts) grpc-js applies itself: streams per connection, nghttp2
+    // session memory, idle connections. Header timeout, unfinished request bytes and long polls per
+    // connection: GrpcJsConnections below.
     "grpc.max_concurrent_streams": limits.maxStreamsPerConnection,
     "grpc-node.max_session_memory": limits.maxSessionMemoryMb,
     ...(limits.idleTimeoutMs > 0 ? { "grpc.max_connection_idle_ms": limits.idleTimeoutMs } : {}),
   });
   const subs = new Subscriptions();
+  const guard = new GrpcJsConnections(limits, opts.log);
+  const conns = (peer: string) => guard.connOf(peer);
   const mtls = opts.tls?.mtls === true;
   const creds = opts.tls ? new RotatingCredentials(opts.tls, limits.headerTimeoutMs) : undefined;
   const maxBuffered = opts.maxBufferedMessages ?? DEFAULT_MAX_BUFFERED_MESSAGES;
@@ -69,8 +77,8 @@ export async function startGrpcJs(gw: Gateway, opts: GrpcOptions): Promise<Liste
           : m.transfer === "download"
             ? grpcJsDownload(gw, m, opts.log, mtls)
             : m.streaming
-              ? subscribeHandler(gw, m, opts.log, subs, maxBuffered, opts.backpressure, mtls)
-              : unaryHandler(gw, m, opts.log, mtls);
+              ? subscribeHandler(gw, m, opts.log, subs, maxBuffered, opts.backpressure, mtls, conns)
+              : unaryHandler(gw, m, opts.log, mtls, conns);
     }
     server.addService(definition, impl);
   }
@@ -82,12 +90,27 @@ export async function startGrpcJs(gw: Gateway, opts: GrpcOptions): Promise<Liste
     }
   }
 
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address(opts.host, opts.port), creds ?? ServerCredentials.createInsecure(), (err, bound) =>
-      err ? reject(err) : resolve(bound),
-    );
+  // Prism's own listener; grpc-js gets each connection once it is counted (TLS: the injector's server does the handshake).
+  const injector = server.createConnectionInjector(creds ?? ServerCredentials.createInsecure());
+  guard.watch(injectorHttp2Server(server));
+  const listener = netServer((socket: Socket) => {
+    socket.on("error", () => {});
+    guard.accept(socket);
+    injector.injectConnection(socket);
   });
-  opts.log("info", `grpc: listening on ${address(opts.host, port)}${creds ? " (TLS)" : ""}`);
+  const port = await new Promise<number>((resolve, reject) => {
+    listener.once("error", (e) => {
+      guard.close();
+      injector.destroy();
+      reject(e);
+    });
+    listener.listen(opts.port, opts.host, () => {
+      listener.removeAllListeners("error");
+      resolve((listener.address() as AddressInfo).port);
+    });
+  });
+  listener.on("error", (e) => opts.log("error", `grpc: ${e.message}`));
+  opts.log("info", `grpc: listening on ${address(opts.host, port)} (grpc-js${creds ? ", TLS" : ""})`);
 
   const grace = opts.shutdownGraceMs ?? 2000;
   let closed: Promise<void> | undefined;
@@ -95,7 +118,9 @@ export async function startGrpcJs(gw: Gateway, opts: GrpcOptions): Promise<Liste
     port,
     close: () =>
       (closed ??= new Promise<void>((resolve) => {
-        // Subscriptions never end on their own: end them first so tryShutdown can finish.
+        // No new connections; subscriptions never end on their own: end them first so tryShutdown can finish.
+        listener.close();
+        guard.close();
         subs.endAll();
         creds?.close();
         const timer = setTimeout(() => {

@@ -13,12 +13,16 @@
  * - Work: unary calls in progress per connection (max_in_flight_per_connection,
  *   below the shedding point) and long polls, which wait rather than work, on
  *   their own budget (src/core/gateway.ts: max_long_polls, per connection too).
+ * - Per principal (server.per_principal, principalLimitsOf): calls in progress
+ *   and long polls waiting per authenticated identity, counted by the gateway
+ *   after authentication, across all of that identity's connections.
  * - Parse cost: a JSON body's keys and nesting are counted by a byte scan
  *   before JSON.parse (scanJson), so half a million keys cost ~10 ms, not ~1 s.
  */
 import type { ServerConfig } from "../config/schema.js";
 import { CONNECTION_DEFAULTS } from "../config/defaults.js";
 import { errors } from "../core/errors.js";
+import type { PrincipalLimit, PrincipalLimits } from "../core/gateway.js";
 
 export interface ConnectionLimits {
   /** Close a connection with nothing in progress after this long without traffic (0: never). */
@@ -73,6 +77,33 @@ export function connectionLimitsOf(server: Partial<ServerConfig>, maxMessageByte
     maxJsonKeys: server.max_json_keys ?? d.max_json_keys,
     budget: new RequestBudget(server.max_buffered_request_bytes ?? d.max_buffered_request_bytes),
   };
+}
+
+/**
+ * server.per_principal → the gateway's per-principal limits (src/core/gateway.ts); undefined when absent
+ * or when every limit is 0 (nothing to count).
+ */
+export function principalLimitsOf(cfg: ServerConfig["per_principal"] | undefined): PrincipalLimits | undefined {
+  if (cfg === undefined) return undefined;
+  const maxInFlight = cfg.max_in_flight ?? 0;
+  const maxLongPolls = cfg.max_long_polls ?? 0;
+  const overrides = new Map<string, PrincipalLimit>();
+  for (const [key, o] of Object.entries(cfg.principals ?? {})) {
+    overrides.set(key, { maxInFlight: o.max_in_flight ?? maxInFlight, maxLongPolls: o.max_long_polls ?? maxLongPolls });
+  }
+  const any = maxInFlight > 0 || maxLongPolls > 0 || [...overrides.values()].some((o) => o.maxInFlight > 0 || o.maxLongPolls > 0);
+  return any ? { maxInFlight, maxLongPolls, overrides } : undefined;
+}
+
+/**
+ * server.per_principal when prism.yaml has none: with identities (auth: or mTLS), one principal may hold
+ * at most half of the worker's in-flight capacity and of its long-poll budget, so a flooding identity
+ * meets its own limit while every other caller still has room. Without identities every caller is
+ * unnamed: nothing to count.
+ */
+export function defaultPerPrincipal(identities: boolean, sheddingMaxInFlight: number, maxLongPolls: number): ServerConfig["per_principal"] | undefined {
+  if (!identities) return undefined;
+  return { max_in_flight: Math.floor(sheddingMaxInFlight / 2), max_long_polls: Math.floor(maxLongPolls / 2), principals: {} };
 }
 
 /** Defaults for an ingress started without server config (tests that call startGrpc / startHttpTransport directly). */

@@ -11,7 +11,7 @@
  * tick, before setImmediate). A scrape writes the pending batch first.
  */
 import type { RequestContext } from "../core/context.js";
-import type { BackendCall, GatewayObserver } from "../core/gateway.js";
+import type { BackendCall, GatewayObserver, PrincipalLimitName } from "../core/gateway.js";
 import type { NamespaceRuntime, Router } from "../router/router.js";
 import type { Span } from "@opentelemetry/api";
 import { NO_BACKEND, UNKNOWN_NAMESPACE, type GatewayMetrics, type MethodSeries } from "./metrics.js";
@@ -153,6 +153,10 @@ export class Observer implements GatewayObserver {
 
   rateLimited(namespace: string): void {
     this.metrics?.rateLimited(namespace);
+  }
+
+  principalLimited(limit: PrincipalLimitName): void {
+    this.metrics?.principalLimited(limit);
   }
 
   breakerState(namespace: string, backend: string, state: number): void {

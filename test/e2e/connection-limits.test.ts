@@ -11,6 +11,13 @@
  * - silent TCP connections and half request heads on both ports; idle HTTP/2
  *   sessions and idle WebSockets.
  *
+ * The gRPC cases run against both gRPC servers (server.grpc_server http2, the
+ * default, and grpc-js, whose connections Prism accepts and injects:
+ * src/ingress/grpc-js-limits.ts); the HTTP and WebSocket cases once. A
+ * session with the preface and SETTINGS but no stream is closed after
+ * header_timeout_ms too (on grpc-js, idle_timeout_ms is 12 s there so that
+ * grpc-js's own idle close cannot pass for the header timeout).
+ *
  * Asserted: the peak RSS stays under a ceiling (each attack + 120 MB at most,
  * the process idle + 200 MB at most; before the limits each attack took
  * 350-450 MB), well-behaved HTTP clients keep ≥ 95% success
@@ -142,7 +149,11 @@ function frameHeader(len: number): Buffer {
   return h;
 }
 
-describe("connection limits: memory, timeouts and idle connections", { timeout: 170_000 }, () => {
+for (const grpcServer of ["http2", "grpc-js"] as const) {
+const httpCases = grpcServer === "http2";
+// grpc-js closes idle sessions itself (grpc.max_connection_idle_ms): longer here than the header-timeout window.
+const idleMs = grpcServer === "grpc-js" ? 12_000 : 2000;
+describe(`connection limits: memory, timeouts and idle connections (gRPC server ${grpcServer})`, { timeout: 170_000 }, () => {
   let prism: PrismProcess;
   let pid = 0;
   let baseline = 0;
@@ -155,8 +166,9 @@ describe("connection limits: memory, timeouts and idle connections", { timeout: 
       cfg,
       [
         "server:",
+        `  grpc_server: ${grpcServer}`,
         "  header_timeout_ms: 1000",
-        "  idle_timeout_ms: 2000",
+        `  idle_timeout_ms: ${idleMs}`,
         "  request_timeout_ms: 4000",
         `  max_buffered_request_bytes: ${64 * MiB}`,
         "namespaces:",
@@ -226,7 +238,7 @@ describe("connection limits: memory, timeouts and idle connections", { timeout: 
     assert.ok(allEnded, "every unfinished stream was ended");
   });
 
-  it("WebSocket: 50 connections × 7 MiB of an 8 MiB frame stay bounded; the rest are closed after request_timeout_ms", async (t) => {
+  it("WebSocket: 50 connections × 7 MiB of an 8 MiB frame stay bounded; the rest are closed after request_timeout_ms", { skip: !httpCases && "the HTTP port does not depend on the gRPC server" }, async (t) => {
     const start = resetPeak(pid);
     const good = goodClients(prism.httpPort);
     const socks = await Promise.all(Array.from({ length: 50 }, () => rawWs(prism.httpPort)));
@@ -243,7 +255,7 @@ describe("connection limits: memory, timeouts and idle connections", { timeout: 
     assert.equal(closed.filter(Boolean).length, socks.length, "every connection with an unfinished frame was closed");
   });
 
-  it("HTTP: 50 connections × 7 MiB of an 8 MiB body stay bounded; the rest are dropped after request_timeout_ms", async (t) => {
+  it("HTTP: 50 connections × 7 MiB of an 8 MiB body stay bounded; the rest are dropped after request_timeout_ms", { skip: !httpCases && "the HTTP port does not depend on the gRPC server" }, async (t) => {
     const start = resetPeak(pid);
     const good = goodClients(prism.httpPort);
     const socks = await Promise.all(Array.from({ length: 50 }, () => tcp(prism.httpPort)));
@@ -263,6 +275,17 @@ describe("connection limits: memory, timeouts and idle connections", { timeout: 
 
   it("silent connections and half request heads are closed after header_timeout_ms on both ports", async () => {
     const socks: Socket[] = [];
+    // An HTTP/2 session that sends its preface and SETTINGS but never opens a stream.
+    const quiet = h2connect(`http://127.0.0.1:${prism.grpcPort}`);
+    quiet.on("error", () => {});
+    await new Promise<void>((resolve) => quiet.once("remoteSettings", () => resolve()));
+    const quietClosed = new Promise<boolean>((resolve) => {
+      const t = setTimeout(() => resolve(false), 8000);
+      quiet.once("close", () => {
+        clearTimeout(t);
+        resolve(true);
+      });
+    });
     for (const port of [prism.httpPort, prism.grpcPort]) {
       for (let i = 0; i < 100; i++) socks.push(await tcp(port));
       for (let i = 0; i < 20; i++) {
@@ -272,9 +295,12 @@ describe("connection limits: memory, timeouts and idle connections", { timeout: 
       }
     }
     for (const s of socks) s.on("data", () => {});
+    // Within 8 s (header timeout 1 s, swept every second): before grpc-js's own idle close (12 s there).
     const closed = await Promise.all(socks.map((s) => closedWithin(s, 8000)));
     for (const s of socks) s.destroy();
     assert.equal(closed.filter(Boolean).length, socks.length, `${closed.filter((c) => !c).length} of ${socks.length} still open`);
+    assert.ok(await quietClosed, "an HTTP/2 session with no stream was closed after header_timeout_ms");
+    quiet.destroy();
   });
 
   it("an idle HTTP/2 session and an idle WebSocket are closed after idle_timeout_ms; a WebSocket with a subscription stays", async () => {
@@ -290,12 +316,17 @@ describe("connection limits: memory, timeouts and idle connections", { timeout: 
       st.end(Buffer.alloc(5));
     });
     const sessionClosed = new Promise<boolean>((resolve) => {
-      const t = setTimeout(() => resolve(false), 8000);
+      const t = setTimeout(() => resolve(false), idleMs + 6000);
       session.once("close", () => {
         clearTimeout(t);
         resolve(true);
       });
     });
+    if (!httpCases) {
+      assert.ok(await sessionClosed, "the idle HTTP/2 session was closed");
+      session.destroy();
+      return;
+    }
     const idle = new WebSocket(`ws://127.0.0.1:${prism.httpPort}/v1/ws`);
     const busy = new WebSocket(`ws://127.0.0.1:${prism.httpPort}/v1/ws`);
     await Promise.all([idle, busy].map((w) => new Promise((r) => w.once("open", r))));
@@ -322,5 +353,19 @@ describe("connection limits: memory, timeouts and idle connections", { timeout: 
     assert.equal(r.status, 200);
     const h = await fetch(`http://127.0.0.1:${prism.httpPort}/healthz`);
     assert.equal(h.status, 200);
+    // And the gRPC port: Admin/Health answers OK.
+    const session = h2connect(`http://127.0.0.1:${prism.grpcPort}`);
+    session.on("error", () => {});
+    const status = await new Promise<string>((resolve) => {
+      const st = session.request({ ":method": "POST", ":path": "/prism.v1.Admin/Health", "content-type": "application/grpc", te: "trailers" });
+      st.on("error", (e) => resolve(`error ${e.message}`));
+      st.on("trailers", (t) => resolve(String(t["grpc-status"])));
+      st.on("response", (r) => r["grpc-status"] !== undefined && resolve(String(r["grpc-status"])));
+      st.resume();
+      st.end(Buffer.alloc(5));
+    });
+    session.destroy();
+    assert.equal(status, "0");
   });
 });
+}

@@ -10,7 +10,9 @@
  *   while well-behaved HTTP and WebSocket clients keep ≥ 95% success (before:
  *   waiting polls counted as in-flight load and 86% of other calls were shed);
  * - the waiting polls are not in the shedding load, and they are released
- *   when their connections close.
+ *   when their connections close;
+ * - on both gRPC servers (node:http2 and grpc-js), each connection gets
+ *   max_long_polls_per_connection (20 here) and the rest are refused.
  */
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
@@ -18,6 +20,11 @@ import WebSocket from "ws";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
 import { prism as pb } from "../../src/gen/prism.js";
+import { Client, credentials as grpcCredentials, Metadata, type ServiceError } from "@grpc/grpc-js";
+import { METHOD_BY_PATH } from "../../src/core/methods.js";
+import { encoder } from "../../src/ingress/grpc-codec.js";
+
+const DEQUEUE = METHOD_BY_PATH.get("/prism.v1.Queue/Dequeue")!;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -127,3 +134,75 @@ describe("long polls have their own budget, not the shedding load", { timeout: 6
     assert.equal(srv.gateway.longPollsWaiting, 0);
   });
 });
+
+/** A gRPC connection of its own (no shared subchannel) sending long polls; counts the answers by code. */
+class GrpcConn {
+  readonly client: Client;
+  readonly codes = new Map<number, number>();
+  readonly messages = new Set<string>();
+  private readonly calls: { cancel(): void }[] = [];
+  constructor(port: number) {
+    this.client = new Client(`127.0.0.1:${port}`, grpcCredentials.createInsecure(), { "grpc.use_local_subchannel_pool": 1 });
+  }
+  longPolls(n: number, queue: string): void {
+    for (let i = 0; i < n; i++) {
+      const call = this.client.makeUnaryRequest(
+        DEQUEUE.path,
+        encoder(DEQUEUE.requestType) as (v: any) => Buffer,
+        (b: Buffer) => DEQUEUE.responseType.decode(b),
+        { namespace: "default", queue, waitSeconds: 20 },
+        new Metadata(),
+        {},
+        (err: ServiceError | null) => {
+          const code = err?.code ?? 0;
+          this.codes.set(code, (this.codes.get(code) ?? 0) + 1);
+          if (err) this.messages.add(err.details);
+        },
+      );
+      this.calls.push(call);
+    }
+  }
+  close(): void {
+    for (const c of this.calls) c.cancel();
+    this.client.close();
+  }
+}
+
+for (const grpcServer of ["http2", "grpc-js"] as const) {
+  describe(`long polls per connection on the gRPC server (${grpcServer})`, { timeout: 60_000 }, () => {
+    let srv: RunningServer;
+    const conns: GrpcConn[] = [];
+    before(async () => {
+      const config = await validateConfig(
+        { server: { grpc_server: grpcServer, max_long_polls_per_connection: 20 }, namespaces: [{ name: "default", backend: { type: "memstore" } }] },
+        "long-polls-grpc.test",
+      );
+      srv = await startServer({ config, host: "127.0.0.1", grpcPort: 0, http: false, log: () => {} });
+    });
+    after(async () => {
+      for (const c of conns) c.close();
+      await srv?.close();
+    });
+
+    it("each connection gets max_long_polls_per_connection held, the rest RESOURCE_EXHAUSTED naming the cap", async () => {
+      for (let i = 0; i < 2; i++) {
+        const c = new GrpcConn(srv.grpcPort);
+        conns.push(c);
+        c.longPolls(50, `empty-g${i}`);
+      }
+      const refused = () => conns.reduce((n, c) => n + (c.codes.get(8) ?? 0), 0);
+      const end = Date.now() + 10_000;
+      while (refused() < 60 && Date.now() < end) await sleep(20);
+      assert.equal(refused(), 60, `refused: ${refused()}, waiting ${srv.gateway.longPollsWaiting}`);
+      assert.equal(srv.gateway.longPollsWaiting, 40, "20 per connection");
+      for (const c of conns) assert.deepEqual([...c.messages], ["more than 20 long polls are waiting on this connection (server.max_long_polls_per_connection)"]);
+    });
+
+    it("closing the connections releases their long polls", async () => {
+      for (const c of conns.splice(0)) c.close();
+      const end = Date.now() + 5000;
+      while (srv.gateway.longPollsWaiting > 0 && Date.now() < end) await sleep(20);
+      assert.equal(srv.gateway.longPollsWaiting, 0);
+    });
+  });
+}
