@@ -316,6 +316,17 @@ export interface DequeueOptions {
   signal?: AbortSignal;
 }
 
+/** What one queue of a namespace holds, as the backend itself counts it (every process's messages and leases). */
+export interface QueueDepth {
+  queue: string;
+  /** Waiting and visible now (an expired lease counts here once the backend sees it as visible again). */
+  visible: number;
+  /** Waiting, not visible yet (enqueued with a delay, or nacked with one). */
+  delayed: number;
+  /** Leased to a consumer and not acked or nacked yet (whichever Prism process leased it). */
+  inflight: number;
+}
+
 export interface QueueStore {
   /** queue_basic (delayMs 0) / queue_delayed (delayMs > 0). Resolves only once the message is durable in the backend. */
   enqueue(queue: string, payload: Bytes, attributes: Attributes, delayMs: number): Promise<string>;
@@ -333,6 +344,13 @@ export interface QueueStore {
   extendVisibility?(queue: string, receipt: string, ms: number): Promise<void>;
   /** queue_idempotent: enqueue at most once per token (see IdempotencyToken). */
   enqueueOnce?(queue: string, payload: Bytes, attributes: Attributes, delayMs: number, token: IdempotencyToken): Promise<Once<string>>;
+  /**
+   * Every queue of this namespace that holds at least one message (visible,
+   * delayed or leased, dead-letter queues included), counted by the backend.
+   * A queue migration finishes only when its `from` answers [] (src/migrations/queue.ts);
+   * a driver without it cannot be drained from, so such a migration cannot finish.
+   */
+  depths?(): Promise<QueueDepth[]>;
 }
 
 // ------------------------------------------------------------------ Stream

@@ -263,6 +263,8 @@ async function resolveMigration(
       rollbackOn: { errorRate: m.rollback_on.error_rate, p99Ms: m.rollback_on.p99_ms, diffPct: m.rollback_on.diff_pct },
       windowSeconds: m.window_seconds,
       dryRun: m.dry_run,
+      writeBehindMaxKeys: m.write_behind_max_keys,
+      writeBehindMaxBytes: m.write_behind_max_bytes,
     },
     to: { slot: slot.slot, primitive: slot.primitive, instance: m.to, type, options, interfaces: driver.interfaces, inProcess: driver.inProcess === true, auto: false },
     state: null,

@@ -20,7 +20,7 @@ import { backendRefOf, choicesOf, resolveNamespace, type ResolvedNamespace } fro
 import { errors, PrismError } from "../core/errors.js";
 import type { ApplyBackendResult, ApplyNamespaceResult, BackendInstanceInfo, ControlPlane } from "../core/gateway.js";
 import type { PathPolicy } from "../config/paths.js";
-import type { BackfillCursor, MigrationPhase, MigrationSettings, MigrationState } from "../migrations/types.js";
+import type { BackfillCursor, MigrationPhase, MigrationSettings, MigrationState, RepairBatch } from "../migrations/types.js";
 import { DATAKEY_KIND, type Keyring, type WrappedDataKey } from "../pii/keyring.js";
 
 /** What Admin shows of a migration (the live numbers come from the runtime: src/primitives/admin.ts). */
@@ -37,6 +37,11 @@ export const BACKEND_KIND = "backend";
 export const MIGRATION_KIND = "migration";
 /** A backfill's cursor: written often, read by the backfill only (never re-applies anything). */
 export const CURSOR_KIND = "migration-cursor";
+/**
+ * A KeyValue migration's repair journal: one entry per batch of keys whose write to one side
+ * failed (name `<namespace>/<batch id>`; src/migrations/repair-journal.ts). Never re-applies anything.
+ */
+export const REPAIR_KIND = "migration-repair";
 /** What prism.yaml last seeded, per entry (so that an unchanged file does not undo Admin changes). */
 export const SEED_KIND = "seed";
 
@@ -81,6 +86,10 @@ export class ControlAgent implements ControlPlane {
   private readonly namespaces = new Map<string, StoredNamespace & { revision: number }>();
   private readonly migrations = new Map<string, MigrationState>();
   private readonly cursors = new Map<string, BackfillCursor>();
+  /** Repair journal batches by namespace, then batch id. */
+  private readonly repairs = new Map<string, Map<string, RepairBatch>>();
+  /** The revision each repair entry was last written at (tombstones too): a sync fetched before this process's own write does not undo it. */
+  private readonly repairRevisions = new Map<string, number>();
   /**
    * pii: encrypt data keys by namespace, then id (kind `datakey`, name `<ns>/<id>`). Never
    * overwritten but by a re-wrap: processes creating one at once each keep theirs readable.
@@ -185,6 +194,8 @@ export class ControlAgent implements ControlPlane {
       } else if (c.kind === CURSOR_KIND) {
         if (c.spec === null) this.cursors.delete(c.name);
         else this.cursors.set(c.name, c.spec as BackfillCursor);
+      } else if (c.kind === REPAIR_KIND) {
+        this.applyRepair(c.name, c.spec as { atMs: number; keys: RepairBatch["keys"] } | null, c.revision);
       } else if (c.kind === MIGRATION_KIND) {
         touched.add(c.name);
         if (c.spec === null) this.migrations.delete(c.name);
@@ -243,6 +254,27 @@ export class ControlAgent implements ControlPlane {
       this.applied.set(name, resolved);
       this.appliedKey.set(name, key);
     }
+  }
+
+  private applyRepair(name: string, spec: { atMs: number; keys: RepairBatch["keys"] } | null, revision: number): void {
+    if ((this.repairRevisions.get(name) ?? -1) > revision) return;
+    this.repairRevisions.set(name, revision);
+    const at = name.lastIndexOf("/");
+    const ns = name.slice(0, at);
+    const id = name.slice(at + 1);
+    let m = this.repairs.get(ns);
+    if (spec === null) {
+      m?.delete(id);
+      if (m?.size === 0) this.repairs.delete(ns);
+      return;
+    }
+    if (!m) this.repairs.set(ns, (m = new Map()));
+    m.set(id, { id, atMs: spec.atMs, keys: spec.keys });
+  }
+
+  /** Delete ops for every stored repair batch of a namespace. */
+  private repairDeletes(name: string): WriteOp[] {
+    return [...(this.repairs.get(name)?.keys() ?? [])].map((id) => ({ kind: REPAIR_KIND, name: `${name}/${id}`, spec: null }));
   }
 
   /** A pii: encrypt namespace's wrapped data keys, creating the first one (written to the store) when it has none. */
@@ -390,7 +422,8 @@ export class ControlAgent implements ControlPlane {
     if (this.migrations.has(name)) throw errors.configConflict(`the migration of "${name}" is already running (phase ${this.migrations.get(name)!.phase}); see prism migrate status`);
     const p = resolved.migration!.to.primitive;
     const phase: MigrationPhase = p === "keyvalue" ? "dual_write" : p === "queue" ? "drain" : "shadow";
-    await this.write([{ kind: CURSOR_KIND, name, spec: null }]);
+    // A repair journal left by an earlier migration of the namespace (its block removed by hand) is not this one's.
+    await this.write([{ kind: CURSOR_KIND, name, spec: null }, ...this.repairDeletes(name)]);
     return this.writeState(name, { phase, step: 0, startedAtMs: Date.now() });
   }
 
@@ -443,6 +476,12 @@ export class ControlAgent implements ControlPlane {
     if (m.to.primitive === "keyvalue" ? !kvDone : state.phase !== (m.to.primitive === "queue" ? "drain" : "shadow")) {
       throw errors.configConflict(`"${name}" cannot finish in phase ${state.phase}${state.phase === "cutover" ? ` at ${s.cutoverSteps[state.step]}%` : ""}: ${m.to.primitive === "keyvalue" ? "cut every key over first (100%)" : "start it first"}`);
     }
+    if (m.to.primitive === "keyvalue") {
+      // Keys whose last acknowledged write did not reach `to` (recorded by any instance): switching now would serve them stale.
+      const behind = new Set<string>();
+      for (const b of this.repairs.get(name)?.values() ?? []) for (const [k, side] of b.keys) if (side === "to") behind.add(k);
+      if (behind.size) throw errors.configConflict(`"${name}" has ${behind.size} key${behind.size === 1 ? "" : "s"} recorded for repair on "${s.to}" (a write to it failed; the repair copies them from "${s.from}"); finish once prism migrate status shows repairs pending 0`);
+    }
     const config: NamespaceConfig = structuredClone(entry.config);
     delete config.migration;
     if (config.slots && config.slots[s.slot] !== undefined) config.slots[s.slot] = s.to;
@@ -451,6 +490,8 @@ export class ControlAgent implements ControlPlane {
       { kind: NAMESPACE_KIND, name, spec: { config, choice: entry.choice } satisfies StoredNamespace },
       { kind: MIGRATION_KIND, name, spec: null },
       { kind: CURSOR_KIND, name, spec: null },
+      // Batches left only list keys behind on `from`, which is no longer read.
+      ...this.repairDeletes(name),
     ]);
     await this.current();
     return { revision: w.revision };
@@ -468,6 +509,24 @@ export class ControlAgent implements ControlPlane {
 
   async rollback(name: string, reason: string, automatic: boolean): Promise<unknown> {
     return this.rollbackMigration(name, reason, automatic);
+  }
+
+  // MigrationHost: the repair journal (src/migrations/repair-journal.ts).
+  async loadRepairs(name: string): Promise<RepairBatch[] | null> {
+    if (!this.migrations.has(name)) return null;
+    return [...(this.repairs.get(name)?.values() ?? [])];
+  }
+
+  async writeRepairs(name: string, put: RepairBatch[], remove: string[]): Promise<void> {
+    const ops: WriteOp[] = [
+      ...put.map((b) => ({ kind: REPAIR_KIND, name: `${name}/${b.id}`, spec: { atMs: b.atMs, keys: b.keys } })),
+      ...remove.map((id) => ({ kind: REPAIR_KIND, name: `${name}/${id}`, spec: null })),
+    ];
+    if (!ops.length) return;
+    const w = await this.write(ops);
+    // Known here at once (the next load reads it), before the next sync brings the same change.
+    for (const b of put) this.applyRepair(`${name}/${b.id}`, { atMs: b.atMs, keys: b.keys }, w.revision);
+    for (const id of remove) this.applyRepair(`${name}/${id}`, null, w.revision);
   }
 
   async close(): Promise<void> {

@@ -2,10 +2,15 @@
  * A KeyValue store in migration from `from` to `to`.
  *
  * Writes go to the key's primary first (its acknowledged-write guarantee is
- * the primary's), then to the other; a write that fails on the other is
- * recorded for repair (copied again from the primary in the background),
- * never failed to the caller. The primary is `from`, except during cutover
- * for the keys whose bucket (FNV-1a of the key, 0-99) is below the step's
+ * the primary's): the caller is answered once the primary has the write, and
+ * the copy to the other side is queued (write-behind, ./write-behind.ts: per
+ * key in primary-ack order, coalesced, batched across keys, bounded by
+ * writeBehindMaxKeys and writeBehindMaxBytes, beyond which the write waits
+ * for its copy). A copy that fails is recorded for repair (copied again from
+ * the primary in the background), never failed to the caller. A key with a
+ * copy pending is read from the side that has the write and is left out of
+ * shadow comparisons. The primary is `from`, except during cutover for the
+ * keys whose bucket (FNV-1a of the key, 0-99) is below the step's
  * percentage, which are read from and written first to `to`. Shadow reads
  * (a share of reads, from the shadow phase on) read the other side too and
  * compare. Rollback thresholds on `to`'s error rate, p99 latency and the
@@ -19,7 +24,9 @@ import { PrismError } from "../core/errors.js";
 import { Backfill } from "./backfill.js";
 import { KeyValueByKey } from "../backends/common/kv-by-key.js";
 import { Window } from "./monitor.js";
-import { keyBucket, type MigrationHost, type MigrationSettings, type MigrationState, type MigrationStats } from "./types.js";
+import { RepairJournal } from "./repair-journal.js";
+import { WriteBehind, type SecondaryOp, type Side } from "./write-behind.js";
+import { DEFAULT_MIGRATION, keyBucket, type MigrationHost, type MigrationSettings, type MigrationState, type MigrationStats } from "./types.js";
 
 type Log = (level: "info" | "warn" | "error", msg: string) => void;
 
@@ -28,6 +35,12 @@ type Log = (level: "info" | "warn" | "error", msg: string) => void;
  * the namespace (a new store), and a key recorded for repair must stay recorded.
  */
 const REPAIRS = new Map<string, Map<string, "to" | "from">>();
+
+/** Secondary writes not applied yet, by namespace, outliving one runtime for the same reason (a phase change must not lose or reorder them). */
+const WRITE_BEHIND = new Map<string, WriteBehind>();
+
+/** How long close() waits for pending secondary writes before it lets them finish in the background. */
+const FLUSH_TIMEOUT_MS = 10_000;
 
 /** Unavailable, timed out or not a Prism answer at all: worth trying the other side. Refusals (CAS, bad input) are answers. */
 function transient(e: unknown): boolean {
@@ -63,6 +76,10 @@ export class MigratingKeyValueStore extends KeyValueByKey {
   private readonly window: Window;
   /** Keys whose secondary write failed: key → which side must be brought up to date (kept across phase changes). */
   private readonly repairs: Map<string, "to" | "from">;
+  /** Secondary writes queued or in flight (kept across phase changes). */
+  private readonly wb: WriteBehind;
+  /** 0: every write waits for its secondary. */
+  private readonly wbMax: number;
   private rolledBack: boolean;
   private readonly timers: ReturnType<typeof setInterval>[] = [];
   private readonly backfill: Backfill | undefined;
@@ -82,8 +99,15 @@ export class MigratingKeyValueStore extends KeyValueByKey {
     super();
     this.window = new Window(clock, settings.windowSeconds);
     let repairs = REPAIRS.get(namespace);
-    if (!repairs) REPAIRS.set(namespace, (repairs = new Map()));
+    if (!repairs) REPAIRS.set(namespace, (repairs = new RepairJournal(namespace))); // durable record of the keys: ./repair-journal.ts
     this.repairs = repairs;
+    this.wbMax = settings.writeBehindMaxKeys ?? DEFAULT_MIGRATION.write_behind_max_keys;
+    let wb = WRITE_BEHIND.get(namespace);
+    const maxBytes = settings.writeBehindMaxBytes ?? DEFAULT_MIGRATION.write_behind_max_bytes;
+    if (!wb) WRITE_BEHIND.set(namespace, (wb = new WriteBehind(this.wbMax, maxBytes)));
+    wb.maxKeys = this.wbMax;
+    wb.maxBytes = maxBytes;
+    this.wb = wb;
     this.rolledBack = !!state.rolledBack;
     if (from.scan) this.scan = (p, c, l, k) => this.primaryForScan().scan!(p, c, l, k);
     if (from.setOnce && from.deleteOnce && to.setOnce && to.deleteOnce) {
@@ -157,6 +181,8 @@ export class MigratingKeyValueStore extends KeyValueByKey {
 
   private async getComparing(key: string): Promise<KvRecord | null> {
     let viaTo = this.toServes(key);
+    // A secondary write still to land on the side that serves the key: that side lags, the other has the write.
+    if (this.wb.size !== 0 && this.wb.targets(key, viaTo ? "to" : "from")) viaTo = !viaTo;
     let rec: KvRecord | null;
     if (viaTo) {
       try {
@@ -170,7 +196,7 @@ export class MigratingKeyValueStore extends KeyValueByKey {
     } else rec = await this.timedFrom(() => this.from.get(key));
     if (viaTo) this.stats.servedByTo++;
     else this.stats.servedByFrom++;
-    if ((this.state.phase === "shadow" || this.state.phase === "cutover") && Math.random() * 100 < this.settings.shadowReadPct && !this.repairs.has(key)) {
+    if ((this.state.phase === "shadow" || this.state.phase === "cutover") && Math.random() * 100 < this.settings.shadowReadPct && !this.repairs.has(key) && !this.wb.has(key)) {
       void this.shadowRead(key, rec, viaTo);
     }
     return rec;
@@ -184,7 +210,7 @@ export class MigratingKeyValueStore extends KeyValueByKey {
       for (let i = 0; !match && i < 3; i++) {
         await new Promise((r) => setTimeout(r, 50));
         const [a, b] = await Promise.all([this.from.get(key), this.to.get(key)]);
-        match = sameValue(a, b) || this.repairs.has(key);
+        match = sameValue(a, b) || this.repairs.has(key) || this.wb.has(key);
       }
       this.stats.shadowReads++;
       this.window.shadow(match);
@@ -202,44 +228,76 @@ export class MigratingKeyValueStore extends KeyValueByKey {
     }
   }
 
-  private async write<T>(key: string, primaryCall: (s: KeyValueStore) => Promise<T>, secondaryCall: (s: KeyValueStore, r: T) => Promise<unknown>): Promise<T> {
+  /**
+   * The key's primary takes the write (the caller's answer); the other side's
+   * copy is queued behind the key's earlier copies (write-behind). `secondary`
+   * builds that copy from the primary's result (undefined: nothing to copy);
+   * `ttl` turns the caller's TTL into what is left of it when the copy runs.
+   */
+  private async write<T>(
+    key: string,
+    primaryCall: (s: KeyValueStore) => Promise<T>,
+    secondary: (r: T) => ((s: KeyValueStore, ttl: (ms: number | undefined) => number | undefined) => Promise<unknown>) | undefined,
+    keyed: boolean,
+    valueBytes: number,
+    /** A plain Set without TTL (its value) or Delete (null): the copy may share a batch call with other keys'. */
+    plain?: Bytes | null,
+  ): Promise<T> {
     let viaTo = this.toServes(key);
+    // An older copy still to land on this write's primary would overwrite it there: let it land first (a cutover step or rollback moved the key).
+    if (this.wb.size !== 0 && this.wb.targets(key, viaTo ? "to" : "from")) await this.wb.clear(key, viaTo ? "to" : "from");
     let r: T;
     if (viaTo) {
       try {
         r = await this.timedTo(() => primaryCall(this.to));
       } catch (e) {
         if (!transient(e)) throw e;
-        // `to` does not answer: `from` takes the write as primary; `to` is repaired later.
+        // `to` does not answer: `from` takes the write as primary; the copy to `to` is queued like any (recorded for repair if it fails too).
         viaTo = false;
+        if (this.wb.targets(key, "from")) await this.wb.clear(key, "from");
         r = await this.timedFrom(() => primaryCall(this.from));
-        this.repairs.set(key, "to");
-        this.stats.repairsPending = this.repairs.size;
-        return r;
       }
     } else r = this.comparing ? await this.timedFrom(() => primaryCall(this.from)) : await primaryCall(this.from);
-    const secondary = viaTo ? this.from : this.to;
-    try {
-      if (viaTo) await secondaryCall(secondary, r);
-      else await this.timedTo(() => secondaryCall(secondary, r));
-      if (this.repairs.delete(key)) this.stats.repairsPending = this.repairs.size;
-    } catch (e) {
-      // A refusal the primary accepted (CAS) is not the other side's to make: copy it over instead.
-      this.stats.dualWriteErrors++;
-      this.repairs.set(key, viaTo ? "from" : "to");
-      this.stats.repairsPending = this.repairs.size;
-      if (!(e instanceof PrismError) || this.stats.dualWriteErrors % 1000 === 1) this.log("warn", `migration ${this.namespace}: write to ${viaTo ? "from" : "to"} failed, recorded for repair: ${(e as Error).message}`);
-    }
+    const copy = secondary(r);
+    if (copy === undefined) return r;
+    const side: Side = viaTo ? "from" : "to";
+    const ackedAt = this.clock.now();
+    const ttl = (ms: number | undefined) => (ms ? Math.max(1, ms - (this.clock.now() - ackedAt)) : ms);
+    const target = side === "to" ? this.to : this.from;
+    const call = side === "to" ? <U>(f: () => Promise<U>) => this.timedTo(f) : async <U>(f: () => Promise<U>): Promise<U> => f();
+    const op: SecondaryOp = {
+      side,
+      keyed,
+      bytes: key.length + valueBytes,
+      run: () => call(() => copy(target, ttl)),
+      batch: plain !== undefined && (plain === null ? target.batchDelete : target.batchSet) ? { store: target, value: plain, call } : undefined,
+      settle: (ok, e) => this.settled(key, side, ok, e),
+    };
+    const wait = this.wb.push(key, op, this.wbMax === 0);
+    if (wait !== undefined) await wait;
     return r;
+  }
+
+  /** A queued copy ran: on success the key needs no repair; on failure it is recorded for one. */
+  private settled(key: string, side: Side, ok: boolean, e: unknown): void {
+    if (ok) {
+      if (this.repairs.delete(key)) this.stats.repairsPending = this.repairs.size;
+      return;
+    }
+    // A refusal the primary accepted (CAS) is not the other side's to make: copy it over instead.
+    this.stats.dualWriteErrors++;
+    this.repairs.set(key, side);
+    this.stats.repairsPending = this.repairs.size;
+    if (!(e instanceof PrismError) || this.stats.dualWriteErrors % 1000 === 1) this.log("warn", `migration ${this.namespace}: write to ${side} failed, recorded for repair: ${(e as Error)?.message}`);
   }
 
   set(key: string, value: Bytes, opts: SetOptions): Promise<number> {
     // The other side takes the value as the primary stored it (no CAS of its own: the primary decided).
-    return this.write(key, (s) => s.set(key, value, opts), (s) => s.set(key, value, { ttlMs: opts.ttlMs }));
+    return this.write(key, (s) => s.set(key, value, opts), () => (s, ttl) => s.set(key, value, { ttlMs: ttl(opts.ttlMs) }), false, value.length, opts.ttlMs ? undefined : value);
   }
 
   delete(key: string): Promise<boolean> {
-    return this.write(key, (s) => s.delete(key), (s) => s.delete(key));
+    return this.write(key, (s) => s.delete(key), () => (s) => s.delete(key), false, 0, null);
   }
 
   /**
@@ -248,6 +306,8 @@ export class MigratingKeyValueStore extends KeyValueByKey {
    * same idempotency key, so both sides hold the record and a retry finds it
    * whichever side is the key's primary by then. A key first used before the
    * migration started is known to `from` only (README: Idempotency keys).
+   * The copy is queued like any, in order, but never coalesced away (the
+   * other side must record the token).
    */
   setOnce?: (key: string, value: Bytes, opts: SetOptions, token: IdempotencyToken) => Promise<Once<number>>;
   deleteOnce?: (key: string, token: IdempotencyToken) => Promise<Once<boolean>>;
@@ -256,7 +316,9 @@ export class MigratingKeyValueStore extends KeyValueByKey {
     return this.write(
       key,
       (s) => s.setOnce!(key, value, opts, token),
-      (s, once) => (once.replayedHash === undefined ? s.setOnce!(key, value, { ttlMs: opts.ttlMs }, token) : Promise.resolve()),
+      (once) => (once.replayedHash === undefined ? (s, ttl) => s.setOnce!(key, value, { ttlMs: ttl(opts.ttlMs) }, token) : undefined),
+      true,
+      value.length + token.key.length,
     );
   }
 
@@ -264,28 +326,53 @@ export class MigratingKeyValueStore extends KeyValueByKey {
     return this.write(
       key,
       (s) => s.deleteOnce!(key, token),
-      (s, once) => (once.replayedHash === undefined ? s.deleteOnce!(key, token) : Promise.resolve()),
+      (once) => (once.replayedHash === undefined ? (s) => s.deleteOnce!(key, token) : undefined),
+      true,
+      token.key.length,
     );
   }
 
 
   scan?: (prefix: string, cursor: string, limit: number, keysOnly: boolean) => Promise<ScanPage>;
 
-  /** Brings the lagging side of each recorded key up to date from its primary. */
+  /**
+   * Brings the lagging side of each recorded key up to date from its primary.
+   * The copy is queued like a write (writes acknowledged meanwhile apply after
+   * it); a key with a copy pending is left to it (it succeeds, or records the
+   * key again).
+   */
   private async repair(): Promise<void> {
     if (this.closed || this.repairs.size === 0) return;
     for (const [key, side] of [...this.repairs].slice(0, 200)) {
+      if (this.wb.has(key)) continue;
       const src = side === "to" ? this.from : this.to;
       const dst = side === "to" ? this.to : this.from;
-      try {
-        const rec = await src.get(key);
-        if (rec) await dst.set(key, rec.value, {});
-        else await dst.delete(key);
-        if (this.repairs.get(key) === side) this.repairs.delete(key);
-        this.stats.repaired++;
-      } catch {
-        break; // still down: try again later
-      }
+      const ok = await this.wb.push(
+        key,
+        {
+          side,
+          keyed: false,
+          bytes: key.length,
+          run: async () => {
+            // Another process may write the key between our read and our copy (its own copy could then land
+            // first and ours overwrite it with an older value): read the source again after copying, and
+            // copy again while it changed. Converges once writes to the key pause (a few tries at most).
+            let rec = await src.get(key);
+            for (let tries = 0; ; tries++) {
+              if (rec) await dst.set(key, rec.value, {});
+              else await dst.delete(key);
+              const again = await src.get(key);
+              if (sameValue(again, rec) || tries >= 4) break;
+              rec = again;
+            }
+          },
+          settle: () => {},
+        },
+        true,
+      )!;
+      if (!ok) break; // still down: try again later
+      if (this.repairs.get(key) === side) this.repairs.delete(key);
+      this.stats.repaired++;
     }
     this.stats.repairsPending = this.repairs.size;
   }
@@ -311,7 +398,7 @@ export class MigratingKeyValueStore extends KeyValueByKey {
   /** The stats with the window's current rates. */
   snapshot(): MigrationStats {
     const w = this.window.summary();
-    return { ...this.stats, diffPct: w.diffPct, toErrorRate: w.errorRate, toP99Ms: w.p99Ms, fromP99Ms: w.fromP99Ms, repairsPending: this.repairs.size };
+    return { ...this.stats, diffPct: w.diffPct, toErrorRate: w.errorRate, toP99Ms: w.p99Ms, fromP99Ms: w.fromP99Ms, repairsPending: this.repairs.size, writeBehindPending: this.wb.size };
   }
 
   get isRolledBack(): boolean {
@@ -322,9 +409,24 @@ export class MigratingKeyValueStore extends KeyValueByKey {
     return this.backfill?.progress;
   }
 
+  /** Resolves once every secondary write queued so far (on this namespace, by this store or its predecessors) ran. */
+  flush(): Promise<void> {
+    return this.wb.flush();
+  }
+
+  /** Stops the timers and the backfill and waits for the queued secondary writes (at most FLUSH_TIMEOUT_MS; later ones finish in the background). */
   async close(): Promise<void> {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     await this.backfill?.stop();
+    if (this.wb.size === 0) return;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timeout = new Promise<boolean>((r) => {
+      timer = setTimeout(() => r(false), FLUSH_TIMEOUT_MS);
+      timer.unref?.();
+    });
+    const flushed = await Promise.race([this.wb.flush().then(() => true), timeout]);
+    clearTimeout(timer);
+    if (!flushed) this.log("warn", `migration ${this.namespace}: ${this.wb.size} key(s) still have a secondary write in flight after ${FLUSH_TIMEOUT_MS} ms; they finish in the background (a failure is recorded for repair)`);
   }
 }

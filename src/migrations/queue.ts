@@ -5,18 +5,23 @@
  * Nack and ExtendVisibility go back to it; `to`'s receipts are its own, so
  * they stay valid after finish. A lease taken before the migration started
  * (no prefix) is acked on `to`, refused as stale, and redelivered from `from`:
- * at least once, never lost. Finish waits for the `f~` leases taken here.
+ * at least once, never lost.
+ *
+ * Finish is refused while `from` holds any message, visible, delayed or
+ * leased, as `from`'s backend counts them (QueueStore.depths: every queue of
+ * the namespace, whichever Prism process enqueued or leased it), so a lease
+ * another instance took on `from` and that later runs out or is nacked is
+ * still delivered (from `from`, by a process still draining) before the
+ * switch. A `from` whose driver cannot count is refused: nothing could
+ * tell that it is empty.
  */
-import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, Once, QueueMessage, QueueStore } from "../backends/driver.js";
+import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, Once, QueueDepth, QueueMessage, QueueStore } from "../backends/driver.js";
+import { errors } from "../core/errors.js";
 
 const FROM = "f~";
 
 export class DrainingQueueStore implements QueueStore {
   readonly stats = { enqueuedToTo: 0, dequeuedFromFrom: 0, dequeuedFromTo: 0 };
-  /** Per queue seen here: when `from` last had something visible (0: empty at the last look). */
-  readonly fromLastNonEmpty = new Map<string, number>();
-  /** Leases taken on `from` here and not yet acked or nacked (finish waits for them). */
-  private readonly fromLeases = new Set<string>();
 
   constructor(
     private readonly from: QueueStore,
@@ -54,12 +59,9 @@ export class DrainingQueueStore implements QueueStore {
   async dequeue(queue: string, opts: DequeueOptions): Promise<QueueMessage[]> {
     const old = await this.from.dequeue(queue, { ...opts, waitMs: 0 });
     if (old.length) {
-      this.fromLastNonEmpty.set(queue, Date.now());
       this.stats.dequeuedFromFrom += old.length;
-      for (const m of old) this.fromLeases.add(m.receipt);
       return old.map((m) => ({ ...m, receipt: FROM + m.receipt }));
     }
-    this.fromLastNonEmpty.set(queue, 0);
     const fresh = await this.to.dequeue(queue, opts);
     this.stats.dequeuedFromTo += fresh.length;
     return fresh;
@@ -67,31 +69,35 @@ export class DrainingQueueStore implements QueueStore {
 
   ack(queue: string, receipt: string): Promise<void> {
     const [side, r] = this.side(receipt);
-    return side.ack(queue, r).finally(() => this.fromLeases.delete(r));
+    return side.ack(queue, r);
   }
 
   nack(queue: string, receipt: string, delayMs: number): Promise<void> {
     const [side, r] = this.side(receipt);
-    return side.nack(queue, r, delayMs).finally(() => this.fromLeases.delete(r));
+    return side.nack(queue, r, delayMs);
   }
 
   extendVisibility?: (queue: string, receipt: string, ms: number) => Promise<void>;
 
   /**
-   * Whether `from` is drained for every queue seen here: looks once more at
-   * each (a message found is handed back at once with Nack, which counts as
-   * one more delivery attempt). Returns the queues still holding messages.
+   * What `from` still holds, per queue of the namespace (visible, delayed and
+   * leased messages, dead-letter queues included), as its backend counts them;
+   * [] once drained. Looks only, takes no lease. Throws FAILED_PRECONDITION
+   * when `from`'s driver cannot count (QueueStore.depths).
    */
-  async undrained(): Promise<string[]> {
-    const left: string[] = [];
-    if (this.fromLeases.size) left.push(`(${this.fromLeases.size} leased and not yet acked)`);
-    for (const q of this.fromLastNonEmpty.keys()) {
-      const m = await this.from.dequeue(q, { maxMessages: 1, waitMs: 0, visibilityTimeoutMs: 1000 });
-      if (m.length) {
-        left.push(q);
-        await this.from.nack(q, m[0]!.receipt, 0).catch(() => {});
-      }
+  async undrained(fromName: string): Promise<QueueDepth[]> {
+    if (!this.from.depths) {
+      throw errors.configConflict(`cannot verify that "${fromName}" is drained: its queue driver cannot count the messages it holds (visible and leased, across every Prism instance), so finishing could strand a message; drain it with a driver that can (memstore, sqlite, redis, postgres, nats)`);
     }
-    return left;
+    return (await this.from.depths()).filter((d) => d.visible + d.delayed + d.inflight > 0).sort((a, b) => (a.queue < b.queue ? -1 : a.queue > b.queue ? 1 : 0));
+  }
+
+  /** FAILED_PRECONDITION naming each queue of `from` that still holds messages, and how many; resolves once `from` is drained. */
+  async assertDrained(fromName: string): Promise<void> {
+    const left = await this.undrained(fromName);
+    if (!left.length) return;
+    const total = left.reduce((n, d) => n + d.visible + d.delayed + d.inflight, 0);
+    const each = left.map((d) => `"${d.queue}": ${d.visible + d.delayed + d.inflight} (${d.visible} visible, ${d.delayed} delayed, ${d.inflight} leased and not acked yet)`);
+    throw errors.configConflict(`"${fromName}" still holds ${total} message${total === 1 ? "" : "s"} in queue${left.length === 1 ? "" : "s"} ${each.join(", ")}; finish once they are consumed and acked`);
   }
 }

@@ -26,6 +26,14 @@ export interface MigrationSettings {
   windowSeconds: number;
   /** Never serve from `to`: dual-write and shadow reads only. */
   dryRun: boolean;
+  /**
+   * Write-behind bound: at most this many keys with a secondary write pending
+   * (queued or in flight); beyond it a write waits for its secondary. 0: every
+   * write waits (no write-behind). Default DEFAULT_MIGRATION.write_behind_max_keys.
+   */
+  writeBehindMaxKeys?: number;
+  /** Write-behind bound on the key + value bytes pending secondary writes hold; beyond it a write waits. Default DEFAULT_MIGRATION.write_behind_max_bytes. */
+  writeBehindMaxBytes?: number;
 }
 
 /** The shared, stored state of a migration (config store kind "migration"). */
@@ -51,12 +59,33 @@ export interface BackfillCursor {
   heartbeatMs: number;
 }
 
+/** Which side of a KeyValue migration a key must be brought up to date on (its write there failed). */
+export type RepairSide = "to" | "from";
+
+/**
+ * One batch of a namespace's repair journal (config store kind
+ * "migration-repair", name `<namespace>/<id>`): keys whose write to one side
+ * failed, written once by the process that saw the failures and deleted once
+ * by a process that saw every key in it repaired (src/migrations/repair-journal.ts).
+ */
+export interface RepairBatch {
+  /** Unique per process and batch; no "/". */
+  id: string;
+  /** When it was written (Date.now of the writer): a key listed twice takes its side from the later batch. */
+  atMs: number;
+  keys: [string, RepairSide][];
+}
+
 /** What a migration's runtime asks of the control plane (the agent; a worker reaches it over IPC). */
 export interface MigrationHost {
   loadCursor(namespace: string): Promise<BackfillCursor | null>;
   saveCursor(namespace: string, c: BackfillCursor): Promise<void>;
   /** Automatic rollback: stored so every instance follows. */
   rollback(namespace: string, reason: string, automatic: boolean): Promise<unknown>;
+  /** The namespace's repair journal as this instance last synced it; null when it has no migration running. */
+  loadRepairs(namespace: string): Promise<RepairBatch[] | null>;
+  /** New batches and repaired (deleted) batch ids, in one change set; resolves once it is durable in the config store. */
+  writeRepairs(namespace: string, put: RepairBatch[], remove: string[]): Promise<void>;
 }
 
 /** Live numbers of a migration on this instance (Admin status, metrics). */
@@ -76,6 +105,8 @@ export interface MigrationStats {
   servedByTo: number;
   servedByFrom: number;
   rollbacks: number;
+  /** Keys with a secondary (write-behind) write queued or in flight, this process. */
+  writeBehindPending?: number;
   backfill?: BackfillCursor & { estimatedTotal: number };
 }
 
@@ -85,6 +116,8 @@ export const DEFAULT_MIGRATION = {
   cutover_steps: [1, 10, 50, 100],
   rollback_on: { error_rate: 0.01, p99_ms: 50, diff_pct: 0.1 },
   window_seconds: 30,
+  write_behind_max_keys: 10_000,
+  write_behind_max_bytes: 64 * 1024 * 1024,
 };
 
 /** Which of 100 buckets a key falls in (FNV-1a): sticky per key, the same on every instance. */

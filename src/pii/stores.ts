@@ -109,6 +109,8 @@ function encryptQueue(s: QueueStore, c: Cipher): QueueStore {
   };
   if (s.extendVisibility) w.extendVisibility = (queue, receipt, ms) => s.extendVisibility!(queue, receipt, ms);
   if (s.enqueueOnce) w.enqueueOnce = (queue, payload, attributes, delayMs, token) => s.enqueueOnce!(queue, c.encrypt(payload, MSG), attributes, delayMs, token);
+  // Counts only (a queue migration's drain check): nothing to encrypt.
+  if (s.depths) w.depths = () => s.depths!();
   return w;
 }
 

@@ -192,7 +192,8 @@ function migrationInfo(gw: Gateway, name: string, st: MigrationStatus): prism.v1
     repairsPending: live?.repairsPending ?? 0,
     servedByTo: live?.servedByTo ?? 0,
     servedByFrom: live?.servedByFrom ?? 0,
-    statsJson: JSON.stringify({ queue: rt?.queue?.stats, shadow: rt?.shadow?.stats }),
+    // `applied`: the phase this instance (this worker) serves now, which may trail the stored one by a sync.
+    statsJson: JSON.stringify({ queue: rt?.queue?.stats, shadow: rt?.shadow?.stats, applied: rt ? { phase: rt.state.phase, step: rt.state.step, rolledBack: !!rt.state.rolledBack } : null }),
   };
 }
 
@@ -224,11 +225,15 @@ export async function rollbackMigration(gw: Gateway, req: prism.v1.IMigrationReq
 export async function finishMigration(gw: Gateway, req: prism.v1.IMigrationRequest): Promise<prism.v1.IMigrationInfo> {
   const name = nsName(req);
   const before = await gw.control.migrationStatus(name);
-  // A queue finishes only once `from` is drained (looked at here, where the stores are).
-  const q = gw.router.get(name)?.migration?.queue;
-  if (q) {
-    const left = await q.undrained();
-    if (left.length) throw errors.configConflict(`"${before.settings.from}" still holds messages in ${left.map((x) => `"${x}"`).join(", ")}; finish once they are consumed`);
+  // A queue finishes only once `from` is drained: counted by `from`'s backend (every instance's messages and leases), here where the stores are.
+  if (before.primitive === "queue" && before.state) {
+    const rt = gw.router.get(name);
+    const q = rt?.migration?.queue;
+    if (!q) {
+      const why = rt?.owner !== undefined ? `namespace "${name}" is served by worker ${rt.owner}, not this one; retry (a new connection may reach it)` : "this instance does not serve the drain phase yet; retry";
+      throw errors.configConflict(`cannot verify that "${before.settings.from}" is drained: ${why}`);
+    }
+    await q.assertDrained(before.settings.from);
   }
   const { revision } = await gw.control.finishMigration(name);
   const info = migrationInfo(gw, name, { ...before, state: null });

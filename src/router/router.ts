@@ -17,6 +17,7 @@ import { limitsOf } from "../config/defaults.js";
 import { patternByName, primitiveOf } from "../patterns/registry.js";
 import { MigratingKeyValueStore } from "../migrations/keyvalue.js";
 import { DrainingQueueStore } from "../migrations/queue.js";
+import { RepairJournal } from "../migrations/repair-journal.js";
 import { ShadowCopy } from "../migrations/shadow.js";
 import type { MigrationHost, MigrationSettings, MigrationState } from "../migrations/types.js";
 import { CircuitBreaker, DEFAULT_BREAKER, guardStores, type BreakerOptions } from "../shedding/breaker.js";
@@ -196,6 +197,9 @@ export class Router {
         (stores as Record<string, unknown>).keyvalue = kv;
         migration.kv = kv;
         closers.push(() => kv.close());
+        // Its pending repairs are recorded in the config store and shared by every instance (src/migrations/repair-journal.ts).
+        const detach = this.migrationHost ? RepairJournal.of(config.name)?.attach(this.migrationHost, log) : undefined;
+        if (detach) closers.push(async () => detach());
       } else if (to.primitive === "queue" && fromStores.queue && toStores.queue) {
         migration.queue = new DrainingQueueStore(fromStores.queue, toStores.queue);
         (stores as Record<string, unknown>).queue = migration.queue;

@@ -210,7 +210,7 @@ function runHealthCheck(b: CircuitBreaker): void {
 const METHODS = {
   keyvalue: ["get", "set", "delete", "exists", "batchGet", "batchSet", "batchDelete", "scan", "expire", "ttl", "persist", "setWithMessage", "deleteWithMessage", "outboxRelay", "setOnce", "deleteOnce"],
   pubsub: ["publish", "subscribe", "publishOnce"],
-  queue: ["enqueue", "dequeue", "ack", "nack", "extendVisibility", "enqueueOnce"],
+  queue: ["enqueue", "dequeue", "ack", "nack", "extendVisibility", "enqueueOnce", "depths"],
   stream: ["append", "read", "readGroup", "ackGroup", "appendOnce"],
   payload: ["put", "get", "head", "delete", "list"],
 } as const;

@@ -54,6 +54,8 @@ export const CONTROL_OPS: readonly ControlOp[] = [
   "loadCursor",
   "saveCursor",
   "rollback",
+  "loadRepairs",
+  "writeRepairs",
 ];
 
 /** Worker `index`'s mesh socket. Unix socket paths are short (108 bytes): keep it in the temp dir. */

@@ -8,7 +8,7 @@ import { PrismError, errors, toPrismError, type Code } from "../core/errors.js";
 import type { ApplyBackendResult, ApplyNamespaceResult, BackendInstanceInfo, ControlPlane } from "../core/gateway.js";
 import type { ResolvedNamespace } from "../config/resolve.js";
 import type { MigrationStatus } from "../control/agent.js";
-import type { BackfillCursor } from "../migrations/types.js";
+import type { BackfillCursor, RepairBatch } from "../migrations/types.js";
 import { workerPlacement } from "./placement.js";
 import { MeshForwarder } from "./mesh-client.js";
 import { startMeshServer, type MeshServer } from "./mesh-server.js";
@@ -80,6 +80,12 @@ class IpcControlPlane implements ControlPlane {
   }
   rollback(name: string, reason: string, automatic: boolean) {
     return this.call<unknown>("rollback", [name, reason, automatic]);
+  }
+  loadRepairs(name: string) {
+    return this.call<RepairBatch[] | null>("loadRepairs", [name]);
+  }
+  writeRepairs(name: string, put: RepairBatch[], remove: string[]) {
+    return this.call<void>("writeRepairs", [name, put, remove]);
   }
 
   done(id: number, ok: boolean, result: unknown, error: WireError | undefined): void {

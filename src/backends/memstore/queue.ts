@@ -13,7 +13,7 @@ import { checkReceipt } from "../receipt.js";
 
 /** `${idPrefix}-${seq base36}.${deliveryCount}.${leaseSeq base36}`, as dequeue issues them. */
 const RECEIPT = /^[0-9a-f]{8}-[0-9a-z]+\.\d+\.[0-9a-z]+$/;
-import type { Attributes, Bytes, DequeueOptions, QueueMessage, QueueStore } from "../driver.js";
+import type { Attributes, Bytes, DequeueOptions, QueueDepth, QueueMessage, QueueStore } from "../driver.js";
 import { IndexedHeap, type HeapItem } from "./heap.js";
 import { park, wakeAll, wakeOne, type NsContext, type Waiter } from "./wait.js";
 import { isDeadLetterQueue } from "../common/dlq.js";
@@ -127,6 +127,23 @@ export class MemQueue implements QueueStore {
   /** Messages in a queue (waiting, delayed and leased); tests and introspection. */
   depth(queue: string): number {
     return this.queues.get(queue)?.byId.size ?? 0;
+  }
+
+  /** Migration drain check (QueueStore.depths): every queue holding a message, by state. */
+  async depths(): Promise<QueueDepth[]> {
+    const now = this.ns.clock.now();
+    const out: QueueDepth[] = [];
+    for (const q of this.queues.values()) {
+      if (q.byId.size === 0) continue;
+      const d: QueueDepth = { queue: q.name, visible: 0, delayed: 0, inflight: 0 };
+      for (const m of q.byId.values()) {
+        if (m.dueAt <= now) d.visible++;
+        else if (m.receipt !== "") d.inflight++;
+        else d.delayed++;
+      }
+      out.push(d);
+    }
+    return out;
   }
 
   /** Wakes every parked poller (namespace or instance closing; bump the epoch first). */

@@ -30,6 +30,19 @@ export function enc(s: string): string {
   return out;
 }
 
+/** enc()'s inverse (a queue's subject token back to its name). */
+export function dec(token: string): string {
+  if (!token.includes("_")) return token;
+  const bytes: number[] = [];
+  for (let i = 0; i < token.length; i++) {
+    if (token[i] === "_") {
+      bytes.push(parseInt(token.slice(i + 1, i + 3), 16));
+      i += 2;
+    } else bytes.push(token.charCodeAt(i));
+  }
+  return Buffer.from(bytes).toString("utf8");
+}
+
 /** A stream name from its parts; hashed (still unique per parts) when too long. */
 function streamName(prefix: string, kind: string, ns: string, name: string): string {
   const full = `${prefix}_${kind}_${ns}__${name}`;

@@ -28,12 +28,12 @@ import { nuid } from "@nats-io/transport-node";
 import { errors } from "../../core/errors.js";
 import { checkReceipt } from "../receipt.js";
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, NamespaceLimits, Once, QueueMessage, QueueStore } from "../driver.js";
+import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, NamespaceLimits, Once, QueueDepth, QueueMessage, QueueStore } from "../driver.js";
 import { msgIdOf, storedHash, withHash } from "./once.js";
 import { attributesOf, H_ID, H_TIME, messageHeaders } from "./codec.js";
 import { traceHeaders } from "../../observability/propagate.js";
 import { fail, isNoStream, REQUEST_TIMEOUT_MS, toDriverError, type Conn, type Link } from "./connection.js";
-import type { Names } from "./names.js";
+import { dec, type Names } from "./names.js";
 import type { Provisioner, StreamSpec } from "./provision.js";
 import { ConsumerMissing, pullUpTo, type Delivered } from "./pull.js";
 import { isDeadLetterQueue } from "../common/dlq.js";
@@ -151,6 +151,35 @@ export class NatsQueue implements QueueStore {
     const ack = await this.publish(c, s, payload, withHash(messageHeaders(undefined, this.clock.now(), attributes, traceHeaders()), token), msgIdOf(token));
     if (!ack.duplicate) return { result: String(ack.seq) };
     return { result: String(ack.seq), replayedHash: await storedHash(c, s.name, ack.seq, token) };
+  }
+
+  /**
+   * Migration drain check: the namespace's queue streams (found by subject),
+   * each with its stored messages (a work queue keeps a message until its
+   * ack) and the consumer's pending acks (leased, by any Prism process).
+   * A message nacked with a delay counts as leased or visible, never as gone.
+   */
+  async depths(): Promise<QueueDepth[]> {
+    const c = await this.link.get();
+    const base = `${this.names.prefix}.${this.names.ns}.q.`;
+    const out: QueueDepth[] = [];
+    try {
+      for await (const si of c.jsm.streams.list(`${base}>`)) {
+        const subject = si.config.subjects?.find((x) => x.startsWith(base));
+        const total = si.state.messages;
+        if (subject === undefined || total === 0) continue;
+        let inflight = 0;
+        try {
+          inflight = Math.min(total, (await c.jsm.consumers.info(si.config.name, DURABLE)).num_ack_pending);
+        } catch (e) {
+          if (!(e instanceof Error) || !/consumer not found/i.test(e.message)) throw e;
+        }
+        out.push({ queue: dec(subject.slice(base.length)), visible: total - inflight, delayed: 0, inflight });
+      }
+    } catch (e) {
+      fail(e);
+    }
+    return out;
   }
 
   /** Publishes to a queue stream and waits for JetStream's ack (durable). */

@@ -18,7 +18,7 @@
 import { errors } from "../../core/errors.js";
 import { malformedReceipt } from "../receipt.js";
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, NamespaceLimits, Once, QueueMessage, QueueStore } from "../driver.js";
+import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, NamespaceLimits, Once, QueueDepth, QueueMessage, QueueStore } from "../driver.js";
 import { pgOnce, STR } from "./idempotency.js";
 import type { PgInstance } from "./instance.js";
 import { buf, decodeAttrs, encodeAttrs } from "./sql.js";
@@ -38,6 +38,7 @@ export class QueueSql {
   readonly enqueueMany: string;
   readonly enqueueManyNotify: string;
   readonly ackMany: string;
+  readonly depths: string;
 
   constructor(S: string) {
     const Q = `${S}.queue`;
@@ -85,6 +86,11 @@ export class QueueSql {
     this.nack = `UPDATE ${Q} SET visible_at = $5::int8, receipt = NULL WHERE ${mine}`;
     this.nackNotify = `WITH u AS (${this.nack} RETURNING id) SELECT id, pg_notify($6, $7) FROM u`;
     this.extend = `UPDATE ${Q} SET visible_at = $5::int8 WHERE ${mine}`;
+    // $1 ns, $2 now. A leased row has a receipt and visible_at at its lease end; an expired lease is visible again.
+    this.depths = `SELECT queue, count(*) FILTER (WHERE visible_at <= $2::int8)::int4 AS visible,
+         count(*) FILTER (WHERE visible_at > $2::int8 AND receipt IS NULL)::int4 AS delayed,
+         count(*) FILTER (WHERE visible_at > $2::int8 AND receipt IS NOT NULL)::int4 AS inflight
+       FROM ${Q} WHERE ns = $1 GROUP BY queue ORDER BY queue`;
   }
 }
 
@@ -283,5 +289,11 @@ export class PgQueue implements QueueStore {
     const id = receiptId(receipt);
     const r = await this.db.query("q_extend", this.sql.extend, [id, this.ns, queue, receipt, this.clock.now() + ms]);
     if (!r.rowCount) throw errors.staleReceipt(queue);
+  }
+
+  /** Migration drain check: every queue of the namespace holding a row, by state (every process's leases included). */
+  async depths(): Promise<QueueDepth[]> {
+    const r = await this.db.query<QueueDepth>("q_depths", this.sql.depths, [this.ns, this.clock.now()]);
+    return r.rows;
   }
 }

@@ -19,7 +19,7 @@ import { randomBytes } from "node:crypto";
 import { errors } from "../../core/errors.js";
 import { malformedReceipt } from "../receipt.js";
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, NamespaceLimits, Once, QueueMessage, QueueStore } from "../driver.js";
+import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, NamespaceLimits, Once, QueueDepth, QueueMessage, QueueStore } from "../driver.js";
 import { onceOf } from "./once.js";
 import { asBuffer, decodeAttrs, encodeAttrs } from "./codec.js";
 import { fail, type Link } from "./connection.js";
@@ -197,5 +197,46 @@ export class RedisQueue implements QueueStore {
     const r = await this.r();
     const res = await r.qExtend(this.keys.lease(queue), this.keys.qMsgBase + id, id, receipt, this.clock.now(), ms).catch(fail);
     if (res < 0) throw errors.staleReceipt(queue);
+  }
+
+  /**
+   * Migration drain check: the queues are found with SCAN (their `ready` and
+   * `lease` ZSETs; Redis drops a ZSET once empty), then counted. An Admin
+   * call, not a hot path: SCAN walks the whole keyspace of the database once.
+   */
+  async depths(): Promise<QueueDepth[]> {
+    const r = await this.link.current();
+    const readyAt = this.keys.ready("").length;
+    const leaseAt = this.keys.lease("").length;
+    // `q:ready:<queue>` and `q:lease:<queue>` in one walk; the namespace's prefix taken literally.
+    const pattern = `${this.keys.base.replace(/[*?[\]\\]/g, "\\$&")}q:[rl]ea[ds][ye]:*`;
+    const names = new Set<string>();
+    let cursor = "0";
+    try {
+      do {
+        const [next, found] = await r.scan(cursor, "MATCH", pattern, "COUNT", 1000);
+        cursor = next;
+        for (const k of found) {
+          if (k.startsWith(this.keys.ready(""))) names.add(k.slice(readyAt));
+          else if (k.startsWith(this.keys.lease(""))) names.add(k.slice(leaseAt));
+        }
+      } while (cursor !== "0");
+      const now = this.clock.now();
+      const out: QueueDepth[] = [];
+      for (const q of [...names].sort()) {
+        const [ready, due, leased, expired] = await Promise.all([
+          r.zcard(this.keys.ready(q)),
+          r.zcount(this.keys.ready(q), "-inf", now),
+          r.zcard(this.keys.lease(q)),
+          // A run-out lease goes back to `ready` at the next dequeue: visible already.
+          r.zcount(this.keys.lease(q), "-inf", now),
+        ]);
+        const d: QueueDepth = { queue: q, visible: due + expired, delayed: ready - due, inflight: leased - expired };
+        if (ready + leased > 0) out.push(d);
+      }
+      return out;
+    } catch (e) {
+      return fail(e);
+    }
   }
 }

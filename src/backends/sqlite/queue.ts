@@ -9,7 +9,7 @@ import { randomBytes } from "node:crypto";
 import { errors } from "../../core/errors.js";
 import { malformedReceipt } from "../receipt.js";
 import type { Clock } from "../../core/clock.js";
-import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, NamespaceLimits, Once, QueueMessage, QueueStore } from "../driver.js";
+import type { Attributes, Bytes, DequeueOptions, IdempotencyToken, NamespaceLimits, Once, QueueDepth, QueueMessage, QueueStore } from "../driver.js";
 import { OnceStatements, STR } from "./idempotency.js";
 import { decodeAttrs, encodeAttrs, type Db, type Stmt } from "./db.js";
 import type { Waiters } from "./waiters.js";
@@ -42,6 +42,8 @@ export class QueueStatements {
   readonly extend: Stmt<ReceiptQ & { visible: number }>;
   /** Returns the leased messages and whether any message moved to the dead-letter queue. */
   readonly lease: (a: LeaseArgs) => { messages: QueueMessage[]; deadLettered: boolean };
+  /** Per queue of a namespace: its messages by state (QueueStore.depths). */
+  readonly depths: Stmt<{ ns: string; now: number }, QueueDepth>;
   private readonly candidates;
   private readonly setLease;
   private readonly toDlq;
@@ -55,6 +57,11 @@ export class QueueStatements {
          VALUES (@ns, @queue, @payload, @attrs, @now, @visible) RETURNING id`,
       )
       .pluck();
+    this.depths = db.prepare<{ ns: string; now: number }, QueueDepth>(
+      `SELECT queue, sum(visible_at <= @now) AS visible,
+         sum(visible_at > @now AND receipt IS NULL) AS delayed, sum(visible_at > @now AND receipt IS NOT NULL) AS inflight
+       FROM prism_queue WHERE ns = @ns GROUP BY queue ORDER BY queue`,
+    );
     this.candidates = db.prepare<{ ns: string; queue: string; now: number; limit: number }, Candidate>(
       `SELECT id, payload, attributes, enqueued_at, delivery_count FROM prism_queue
        WHERE ns = @ns AND queue = @queue AND visible_at <= @now
@@ -192,5 +199,10 @@ export class SqliteQueue implements QueueStore {
     const visible = this.clock.now() + ms;
     const r = this.s().extend.run({ id: receiptId(receipt), ns: this.ns, queue, receipt, visible });
     if (r.changes === 0) throw errors.staleReceipt(queue);
+  }
+
+  /** Migration drain check: every queue of the namespace holding a message (a leased one has receipt set and visible_at ahead). */
+  async depths(): Promise<QueueDepth[]> {
+    return this.s().depths.all({ ns: this.ns, now: this.clock.now() });
   }
 }
