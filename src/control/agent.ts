@@ -20,7 +20,7 @@ import { backendRefOf, choicesOf, resolveNamespace, type ResolvedNamespace } fro
 import { errors, PrismError } from "../core/errors.js";
 import type { ApplyBackendResult, ApplyNamespaceResult, BackendInstanceInfo, ControlPlane } from "../core/gateway.js";
 import type { PathPolicy } from "../config/paths.js";
-import type { BackfillCursor, MigrationPhase, MigrationSettings, MigrationState, RepairBatch } from "../migrations/types.js";
+import { WRITER_LEASE, type BackfillCursor, type MigrationPhase, type MigrationSettings, type MigrationState, type ReconcileCursor, type ReconcileRequest, type RepairBatch } from "../migrations/types.js";
 import { DATAKEY_KIND, type Keyring, type WrappedDataKey } from "../pii/keyring.js";
 
 /** What Admin shows of a migration (the live numbers come from the runtime: src/primitives/admin.ts). */
@@ -29,6 +29,8 @@ export interface MigrationStatus {
   state: MigrationState | null;
   cursor: BackfillCursor | null;
   primitive: string;
+  /** KeyValue: a reconcile requested after a writer died, and its progress (null: none requested). */
+  reconcile?: { request: ReconcileRequest; cursor: ReconcileCursor | null; done: boolean } | null;
 }
 
 export const NAMESPACE_KIND = "namespace";
@@ -42,6 +44,17 @@ export const CURSOR_KIND = "migration-cursor";
  * failed (name `<namespace>/<batch id>`; src/migrations/repair-journal.ts). Never re-applies anything.
  */
 export const REPAIR_KIND = "migration-repair";
+/**
+ * A KeyValue migration's writer lease (name `<namespace>/<instance id>`): refreshed by every process
+ * serving the namespace in migration (src/migrations/keyvalue.ts), deleted on its clean close. One
+ * not refreshed for WRITER_LEASE.expiryMs (as this agent observed) is a process that died, maybe with
+ * write-behind copies pending: checkWriters() deletes it and requests a reconcile.
+ */
+export const WRITER_KIND = "migration-writer";
+/** A reconcile request (name `<namespace>`; src/migrations/reconcile.ts). */
+export const RECONCILE_KIND = "migration-reconcile";
+/** The reconcile pass's cursor (name `<namespace>`), written by the instance running it. */
+export const RECONCILE_CURSOR_KIND = "migration-reconcile-cursor";
 /** What prism.yaml last seeded, per entry (so that an unchanged file does not undo Admin changes). */
 export const SEED_KIND = "seed";
 
@@ -86,6 +99,10 @@ export class ControlAgent implements ControlPlane {
   private readonly namespaces = new Map<string, StoredNamespace & { revision: number }>();
   private readonly migrations = new Map<string, MigrationState>();
   private readonly cursors = new Map<string, BackfillCursor>();
+  /** Writer leases by namespace, then instance: when this agent last saw each refreshed (its own clock: no skew). */
+  private readonly writers = new Map<string, Map<string, number>>();
+  private readonly reconcileRequests = new Map<string, ReconcileRequest>();
+  private readonly reconcileCursors = new Map<string, ReconcileCursor>();
   /** Repair journal batches by namespace, then batch id. */
   private readonly repairs = new Map<string, Map<string, RepairBatch>>();
   /** The revision each repair entry was last written at (tombstones too): a sync fetched before this process's own write does not undo it. */
@@ -151,7 +168,7 @@ export class ControlAgent implements ControlPlane {
     await this.sync();
     const poll = this.opts.pollMs ?? 1000;
     if (poll > 0) {
-      this.timer = setInterval(() => void this.sync().catch(() => {}), poll);
+      this.timer = setInterval(() => void this.sync().then(() => this.checkWriters()).catch(() => {}), poll);
       this.timer.unref?.();
     }
     this.unsubscribe = this.opts.store.subscribe?.(() => void this.sync().catch(() => {}));
@@ -194,6 +211,20 @@ export class ControlAgent implements ControlPlane {
       } else if (c.kind === CURSOR_KIND) {
         if (c.spec === null) this.cursors.delete(c.name);
         else this.cursors.set(c.name, c.spec as BackfillCursor);
+      } else if (c.kind === WRITER_KIND) {
+        const at = c.name.lastIndexOf("/");
+        const ns = c.name.slice(0, at);
+        let m = this.writers.get(ns);
+        if (c.spec === null) {
+          m?.delete(c.name.slice(at + 1));
+          if (m?.size === 0) this.writers.delete(ns);
+        } else (m ??= this.writers.set(ns, new Map()).get(ns)!).set(c.name.slice(at + 1), Date.now());
+      } else if (c.kind === RECONCILE_KIND) {
+        if (c.spec === null) this.reconcileRequests.delete(c.name);
+        else this.reconcileRequests.set(c.name, c.spec as ReconcileRequest);
+      } else if (c.kind === RECONCILE_CURSOR_KIND) {
+        if (c.spec === null) this.reconcileCursors.delete(c.name);
+        else this.reconcileCursors.set(c.name, c.spec as ReconcileCursor);
       } else if (c.kind === REPAIR_KIND) {
         this.applyRepair(c.name, c.spec as { atMs: number; keys: RepairBatch["keys"] } | null, c.revision);
       } else if (c.kind === MIGRATION_KIND) {
@@ -273,6 +304,60 @@ export class ControlAgent implements ControlPlane {
   }
 
   /** Delete ops for every stored repair batch of a namespace. */
+  /** The leases, reconcile request and cursor of a namespace's migration, deleted (start and finish). */
+  private reconcileDeletes(name: string): WriteOp[] {
+    return [
+      ...[...(this.writers.get(name)?.keys() ?? [])].map((id) => ({ kind: WRITER_KIND, name: `${name}/${id}`, spec: null })),
+      { kind: RECONCILE_KIND, name, spec: null },
+      { kind: RECONCILE_CURSOR_KIND, name, spec: null },
+    ];
+  }
+
+  /** A reconcile requested and not done yet (its latest request's cursor is not done): what finish and advance name. */
+  private reconcilePending(name: string): string | undefined {
+    const r = this.reconcileRequests.get(name);
+    if (!r) return undefined;
+    const c = this.reconcileCursors.get(name);
+    if (c && c.gen === r.gen && c.done) return undefined;
+    const progress = c && c.gen === r.gen ? `running on ${c.owner}, pass ${c.pass + 1} of 2, ${c.copied} key(s) copied, ${c.skipped} equal` : "not started yet";
+    return `"${name}" needs a reconcile (${r.reason}): ${progress}; retry once prism migrate status shows it done`;
+  }
+
+  /**
+   * Writer leases not refreshed for two refresh periods, not declared dead yet: that process may have
+   * died with copies pending. Moving keys' primary now would make the reconcile that follows trust the
+   * side that lacks the write, so finish and cutover advances wait for the verdict.
+   */
+  private staleWriters(name: string): string | undefined {
+    const now = Date.now();
+    const stale = [...(this.writers.get(name) ?? [])].filter(([, seen]) => now - seen > 2 * WRITER_LEASE.refreshMs).map(([id]) => id);
+    if (!stale.length) return undefined;
+    return `"${name}" has writer lease(s) not refreshed for over ${Math.round((2 * WRITER_LEASE.refreshMs) / 1000)} s (${stale.join(", ")}): if that process died, a reconcile follows within ${Math.round(WRITER_LEASE.expiryMs / 1000)} s; retry then`;
+  }
+
+  /**
+   * Writer leases not seen refreshed for WRITER_LEASE.expiryMs: their process died, maybe with copies
+   * pending. Deletes them and requests a reconcile, in one change set (several instances doing it at
+   * once write the same generation, or one more: either way one more pass). Not while the config store
+   * does not answer (every lease would look stale).
+   */
+  async checkWriters(): Promise<void> {
+    if (this.closed || this.storeDown) return;
+    const now = Date.now();
+    for (const [ns, leases] of this.writers) {
+      if (!this.migrations.has(ns)) continue;
+      const dead = [...leases].filter(([, seen]) => now - seen > WRITER_LEASE.expiryMs).map(([id]) => id);
+      if (!dead.length) continue;
+      const gen = (this.reconcileRequests.get(ns)?.gen ?? 0) + 1;
+      const reason = `writer ${dead.join(", ")} stopped refreshing its lease (gone for over ${Math.round(WRITER_LEASE.expiryMs / 1000)} s), maybe with copies pending`;
+      this.opts.log("warn", `migration ${ns}: ${reason}: requesting a reconcile`);
+      const request: ReconcileRequest = { gen, atMs: now, reason };
+      await this.write([...dead.map((id) => ({ kind: WRITER_KIND, name: `${ns}/${id}`, spec: null })), { kind: RECONCILE_KIND, name: ns, spec: request }]);
+      this.reconcileRequests.set(ns, request);
+      for (const id of dead) leases.delete(id);
+    }
+  }
+
   private repairDeletes(name: string): WriteOp[] {
     return [...(this.repairs.get(name)?.keys() ?? [])].map((id) => ({ kind: REPAIR_KIND, name: `${name}/${id}`, spec: null }));
   }
@@ -407,7 +492,10 @@ export class ControlAgent implements ControlPlane {
     await this.current().catch(() => {});
     const { resolved } = this.migratable(name);
     const cursor = await this.loadCursor(name).catch(() => null);
-    return { settings: resolved.migration!.settings, state: this.migrations.get(name) ?? null, cursor, primitive: resolved.migration!.to.primitive };
+    const request = this.reconcileRequests.get(name);
+    const rc = this.reconcileCursors.get(name) ?? null;
+    const reconcile = request ? { request, cursor: rc, done: this.reconcilePending(name) === undefined } : null;
+    return { settings: resolved.migration!.settings, state: this.migrations.get(name) ?? null, cursor, primitive: resolved.migration!.to.primitive, reconcile };
   }
 
   private async writeState(name: string, state: MigrationState): Promise<MigrationStatus> {
@@ -423,7 +511,7 @@ export class ControlAgent implements ControlPlane {
     const p = resolved.migration!.to.primitive;
     const phase: MigrationPhase = p === "keyvalue" ? "dual_write" : p === "queue" ? "drain" : "shadow";
     // A repair journal left by an earlier migration of the namespace (its block removed by hand) is not this one's.
-    await this.write([{ kind: CURSOR_KIND, name, spec: null }, ...this.repairDeletes(name)]);
+    await this.write([{ kind: CURSOR_KIND, name, spec: null }, ...this.repairDeletes(name), ...this.reconcileDeletes(name)]);
     return this.writeState(name, { phase, step: 0, startedAtMs: Date.now() });
   }
 
@@ -445,9 +533,13 @@ export class ControlAgent implements ControlPlane {
     } else if (state.phase === "shadow") {
       if (resolved.migration!.to.primitive !== "keyvalue") throw errors.configConflict(`"${name}" is in shadow; finish it to switch to "${s.to}"`);
       if (s.dryRun) throw errors.configConflict(`the migration of "${name}" is a dry run: it never serves from "${s.to}"`);
+      const pending = this.reconcilePending(name) ?? this.staleWriters(name);
+      if (pending) throw errors.configConflict(pending);
       next.phase = "cutover";
       next.step = 0;
     } else if (state.phase === "cutover") {
+      const pending = this.reconcilePending(name) ?? this.staleWriters(name);
+      if (pending) throw errors.configConflict(pending);
       if (state.step >= s.cutoverSteps.length - 1) throw errors.configConflict(`"${name}" is served by "${s.to}" for every key; finish the migration`);
       next.step = state.step + 1;
     } else throw errors.configConflict(`"${name}" is draining its queues; finish the migration once "${s.from}" is empty`);
@@ -472,6 +564,11 @@ export class ControlAgent implements ControlPlane {
     const s = m.settings;
     if (!state) throw errors.configConflict(`the migration of "${name}" has not started`);
     if (state.rolledBack) throw errors.configConflict(`the migration of "${name}" was rolled back (${state.rolledBack.reason}); advance or remove it`);
+    if (m.to.primitive === "keyvalue") {
+      // A writer that died with copies pending: `to` may hold older values than the last acknowledged writes.
+      const pending = this.reconcilePending(name) ?? this.staleWriters(name);
+      if (pending) throw errors.configConflict(pending);
+    }
     const kvDone = state.phase === "cutover" && state.step === s.cutoverSteps.length - 1;
     if (m.to.primitive === "keyvalue" ? !kvDone : state.phase !== (m.to.primitive === "queue" ? "drain" : "shadow")) {
       throw errors.configConflict(`"${name}" cannot finish in phase ${state.phase}${state.phase === "cutover" ? ` at ${s.cutoverSteps[state.step]}%` : ""}: ${m.to.primitive === "keyvalue" ? "cut every key over first (100%)" : "start it first"}`);
@@ -492,6 +589,7 @@ export class ControlAgent implements ControlPlane {
       { kind: CURSOR_KIND, name, spec: null },
       // Batches left only list keys behind on `from`, which is no longer read.
       ...this.repairDeletes(name),
+      ...this.reconcileDeletes(name),
     ]);
     await this.current();
     return { revision: w.revision };
@@ -529,11 +627,33 @@ export class ControlAgent implements ControlPlane {
     for (const id of remove) this.applyRepair(`${name}/${id}`, null, w.revision);
   }
 
-  async close(): Promise<void> {
+  // MigrationHost: writer leases and the reconcile (src/migrations/reconcile.ts).
+  async writerLease(name: string, instance: string, alive: boolean): Promise<void> {
+    await this.write([{ kind: WRITER_KIND, name: `${name}/${instance}`, spec: alive ? { heartbeatMs: Date.now() } : null }]);
+  }
+
+  async loadReconcile(name: string): Promise<{ request: ReconcileRequest; cursor: ReconcileCursor | null } | null> {
+    await this.sync();
+    if (!this.migrations.has(name)) return null;
+    const request = this.reconcileRequests.get(name);
+    return request ? { request, cursor: this.reconcileCursors.get(name) ?? null } : null;
+  }
+
+  async saveReconcile(name: string, c: ReconcileCursor): Promise<void> {
+    await this.write([{ kind: RECONCILE_CURSOR_KIND, name, spec: c }]);
+    this.reconcileCursors.set(name, c);
+  }
+
+  /** Stops following the store (nothing more is applied) but keeps it open for the runtimes' last writes on their close (writer leases, repair journal) until close(). */
+  async quiesce(): Promise<void> {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.unsubscribe?.();
     await this.chain.catch(() => {});
+  }
+
+  async close(): Promise<void> {
+    await this.quiesce();
     await this.opts.store.close();
   }
 }

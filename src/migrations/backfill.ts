@@ -8,6 +8,8 @@
  * value: the copy is an if-absent write (the dual-write already put the
  * newer value there), followed by a re-read of `from`; when `from` changed
  * under the copy, `to` is set to what `from` holds now (or the key deleted).
+ *
+ * The reconcile (./reconcile.ts) reuses this loop through the protected hooks below.
  */
 import { hostname } from "node:os";
 import { randomBytes } from "node:crypto";
@@ -25,22 +27,54 @@ function same(a: Uint8Array, b: Uint8Array): boolean {
 
 export class Backfill {
   progress: (BackfillCursor & { estimatedTotal: number }) | undefined;
-  private stopped = false;
+  protected stopped = false;
   private running: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  /** What the log lines call it. */
+  protected readonly what: string = "backfill";
+  /** Keeps running once done, waiting for more work (the reconcile, ./reconcile.ts). */
+  protected readonly persistent: boolean = false;
 
   constructor(
-    private readonly namespace: string,
-    private readonly from: KeyValueStore,
-    private readonly to: KeyValueStore,
+    protected readonly namespace: string,
+    protected readonly from: KeyValueStore,
+    protected readonly to: KeyValueStore,
     private readonly rps: number,
-    private readonly host: MigrationHost,
-    private readonly clock: Clock,
-    private readonly log: (level: "info" | "warn" | "error", msg: string) => void,
+    protected readonly host: MigrationHost,
+    protected readonly clock: Clock,
+    protected readonly log: (level: "info" | "warn" | "error", msg: string) => void,
   ) {}
 
+  // Hooks (the reconcile overrides them): where the cursor lives, a fresh one, the side a page is scanned
+  // on, what one key costs, and what comes after the last page.
+  protected load(): Promise<BackfillCursor | null> {
+    return this.host.loadCursor(this.namespace);
+  }
+
+  protected save(c: BackfillCursor): Promise<void> {
+    return this.host.saveCursor(this.namespace, c);
+  }
+
+  protected fresh(now: number): BackfillCursor {
+    return { cursor: "", copied: 0, skipped: 0, done: false, owner: INSTANCE_ID, heartbeatMs: now };
+  }
+
+  protected source(_c: BackfillCursor): KeyValueStore {
+    return this.from;
+  }
+
+  /** One key of a page: true when it wrote. */
+  protected visit(key: string, value: Uint8Array): Promise<boolean> {
+    return this.copy(key, value);
+  }
+
+  /** The scan of the current side ended (its cursor is "" again): done, or the next side starts. */
+  protected ended(c: BackfillCursor): void {
+    c.done = true;
+  }
+
   start(): void {
-    this.running = this.run().catch((e) => this.log("error", `migration ${this.namespace}: backfill stopped: ${(e as Error).message}`));
+    this.running = this.run().catch((e) => this.log("error", `migration ${this.namespace}: ${this.what} stopped: ${(e as Error).message}`));
   }
 
   private sleep(ms: number): Promise<void> {
@@ -70,28 +104,30 @@ export class Backfill {
     while (!this.stopped) {
       let c: BackfillCursor | null;
       try {
-        c = await this.host.loadCursor(this.namespace);
+        c = await this.load();
       } catch (e) {
-        this.log("warn", `migration ${this.namespace}: backfill waits for the config store: ${(e as Error).message}`);
+        this.log("warn", `migration ${this.namespace}: ${this.what} waits for the config store: ${(e as Error).message}`);
         await this.sleep(1000);
         continue;
       }
       const now = this.clock.now();
       if (c?.done) {
         this.progress = { ...c, estimatedTotal: Math.max(estimatedTotal, c.copied + c.skipped) };
-        return;
+        if (!this.persistent) return;
+        await this.sleep(1000); // nothing to do until the next request
+        continue;
       }
       if (c && c.owner !== INSTANCE_ID && now - c.heartbeatMs < TAKEOVER_MS) {
         this.progress = { ...c, estimatedTotal };
         await this.sleep(2000); // another instance is copying
         continue;
       }
-      const cur: BackfillCursor = c ? { ...c, owner: INSTANCE_ID, heartbeatMs: now } : { cursor: "", copied: 0, skipped: 0, done: false, owner: INSTANCE_ID, heartbeatMs: now };
+      const cur: BackfillCursor = c ? { ...c, owner: INSTANCE_ID, heartbeatMs: now } : this.fresh(now);
       if (estimatedTotal < 0) estimatedTotal = await this.count().catch(() => 0);
       try {
         await this.copyFrom(cur, estimatedTotal);
       } catch (e) {
-        this.log("warn", `migration ${this.namespace}: backfill paused at cursor ${JSON.stringify(cur.cursor)}: ${(e as Error).message}`);
+        this.log("warn", `migration ${this.namespace}: ${this.what} paused at cursor ${JSON.stringify(cur.cursor)}: ${(e as Error).message}`);
         await this.sleep(1000);
       }
     }
@@ -101,19 +137,19 @@ export class Backfill {
     const perPage = Math.max(1, Math.min(PAGE, this.rps));
     while (!this.stopped) {
       const t0 = this.clock.now();
-      const page = await this.from.scan!("", cur.cursor, perPage, false);
+      const page = await this.source(cur).scan!("", cur.cursor, perPage, false);
       for (const item of page.items) {
-        if (await this.copy(item.key, item.value ?? new Uint8Array(0))) cur.copied++;
+        if (await this.visit(item.key, item.value ?? new Uint8Array(0))) cur.copied++;
         else cur.skipped++;
       }
       cur.cursor = page.nextCursor;
-      cur.done = page.nextCursor === "";
+      if (page.nextCursor === "") this.ended(cur);
       cur.heartbeatMs = this.clock.now();
-      await this.host.saveCursor(this.namespace, cur);
+      await this.save(cur);
       this.progress = { ...cur, estimatedTotal: Math.max(estimatedTotal, cur.copied + cur.skipped) };
       if (cur.done) {
-        this.log("info", `migration ${this.namespace}: backfill done (${cur.copied} copied, ${cur.skipped} already there)`);
-        this.stopped = true;
+        this.log("info", `migration ${this.namespace}: ${this.what} done (${cur.copied} copied, ${cur.skipped} already there)`);
+        if (!this.persistent) this.stopped = true;
         return;
       }
       // Rate: perPage keys per (perPage / rps) seconds.

@@ -17,16 +17,22 @@
  * shadow diff are checked four times a second: crossing one sends every key
  * back to `from` at once (locally) and records why in the config store
  * (every instance follows).
+ *
+ * Copies pending in a process that dies are lost; every process serving the
+ * namespace holds a writer lease in the config store (holdLease below), and
+ * an expired one makes another instance request a reconcile pass
+ * (./reconcile.ts, reconcileKey below) that finish waits for.
  */
 import type { Bytes, IdempotencyToken, KeyValueStore, KvRecord, Once, ScanPage, SetOptions } from "../backends/driver.js";
 import type { Clock } from "../core/clock.js";
 import { PrismError } from "../core/errors.js";
-import { Backfill } from "./backfill.js";
+import { Backfill, INSTANCE_ID } from "./backfill.js";
+import { Reconcile } from "./reconcile.js";
 import { KeyValueByKey } from "../backends/common/kv-by-key.js";
 import { Window } from "./monitor.js";
 import { RepairJournal } from "./repair-journal.js";
 import { WriteBehind, type SecondaryOp, type Side } from "./write-behind.js";
-import { DEFAULT_MIGRATION, keyBucket, type MigrationHost, type MigrationSettings, type MigrationState, type MigrationStats } from "./types.js";
+import { DEFAULT_MIGRATION, WRITER_LEASE, keyBucket, type MigrationHost, type MigrationSettings, type MigrationState, type MigrationStats } from "./types.js";
 
 type Log = (level: "info" | "warn" | "error", msg: string) => void;
 
@@ -38,6 +44,46 @@ const REPAIRS = new Map<string, Map<string, "to" | "from">>();
 
 /** Secondary writes not applied yet, by namespace, outliving one runtime for the same reason (a phase change must not lose or reorder them). */
 const WRITE_BEHIND = new Map<string, WriteBehind>();
+
+/**
+ * This process's writer lease per namespace (types.ts WRITER_LEASE), held while any migrating store of
+ * the namespace is open (a phase change opens the next before or after closing the previous one).
+ * Lease writes run one at a time, in order, so a refresh never lands after the delete that followed it.
+ */
+const LEASES = new Map<string, { stores: number; timer: ReturnType<typeof setInterval> | undefined; chain: Promise<void>; host: MigrationHost; failing: boolean }>();
+
+/** Takes a hold on the namespace's writer lease; the returned function lets go (clean: delete the lease, else let it expire). */
+function holdLease(namespace: string, host: MigrationHost, log: Log): (clean: boolean) => Promise<void> {
+  let l = LEASES.get(namespace);
+  if (!l) LEASES.set(namespace, (l = { stores: 0, timer: undefined, chain: Promise.resolve(), host, failing: false }));
+  const lease = l;
+  lease.host = host;
+  const put = (alive: boolean): Promise<void> =>
+    (lease.chain = lease.chain.then(async () => {
+      try {
+        await lease.host.writerLease(namespace, INSTANCE_ID, alive);
+        lease.failing = false;
+      } catch (e) {
+        // Also a control plane not up yet (a runtime applied during its start): the next refresh.
+        if (!lease.failing) log("warn", `migration ${namespace}: could not ${alive ? "refresh" : "delete"} this process's writer lease: ${(e as Error).message}`);
+        lease.failing = true;
+      }
+    }));
+  if (lease.stores++ === 0) {
+    void put(true);
+    lease.timer = setInterval(() => void put(true), WRITER_LEASE.refreshMs);
+    lease.timer.unref?.();
+  }
+  let held = true;
+  return async (clean) => {
+    if (!held) return;
+    held = false;
+    if (--lease.stores > 0) return;
+    clearInterval(lease.timer);
+    lease.timer = undefined;
+    if (clean) await put(false);
+  };
+}
 
 /** How long close() waits for pending secondary writes before it lets them finish in the background. */
 const FLUSH_TIMEOUT_MS = 10_000;
@@ -83,6 +129,8 @@ export class MigratingKeyValueStore extends KeyValueByKey {
   private rolledBack: boolean;
   private readonly timers: ReturnType<typeof setInterval>[] = [];
   private readonly backfill: Backfill | undefined;
+  private readonly reconcile: Reconcile | undefined;
+  private readonly releaseLease: ((clean: boolean) => Promise<void>) | undefined;
   private closed = false;
   private lastSampleLog = 0;
 
@@ -126,6 +174,32 @@ export class MigratingKeyValueStore extends KeyValueByKey {
       this.backfill = new Backfill(namespace, from, to, settings.backfillRps, host, clock, log);
       this.backfill.start();
     }
+    if (host) {
+      // Lost-write guard: a process that dies with copies pending stops refreshing its lease; another
+      // instance sees it expire and requests a reconcile (src/control/agent.ts), which every store runs.
+      this.releaseLease = holdLease(namespace, host, log);
+      if (from.scan && to.scan) {
+        this.reconcile = new Reconcile(namespace, from, to, settings.backfillRps, host, clock, log, (k) => this.reconcileKey(k));
+        this.reconcile.start();
+      } else log("warn", `migration ${namespace}: a backend cannot scan, so a reconcile after a writer died cannot run (finish stays refused while one is requested)`);
+    }
+  }
+
+  /**
+   * The reconcile pass's step for one key (./reconcile.ts): when the other side differs from the key's
+   * primary, copy the primary over, queued like a write (writes acknowledged meanwhile apply after it),
+   * re-reading the primary and copying again while it changed. True when it wrote.
+   */
+  private async reconcileKey(key: string): Promise<boolean> {
+    const viaTo = this.toServes(key);
+    const primary = viaTo ? this.to : this.from;
+    const other = viaTo ? this.from : this.to;
+    const [p, o] = await Promise.all([primary.get(key), other.get(key)]);
+    if (sameValue(p, o)) return false;
+    const side: Side = viaTo ? "from" : "to";
+    const ok = await this.queueCopy(key, side, primary, other);
+    if (!ok) throw new Error(`could not bring key ${JSON.stringify(key.slice(0, 200))} up to date on ${side}`);
+    return true;
   }
 
   /** The percentage of keys `to` serves now. */
@@ -347,34 +421,42 @@ export class MigratingKeyValueStore extends KeyValueByKey {
       if (this.wb.has(key)) continue;
       const src = side === "to" ? this.from : this.to;
       const dst = side === "to" ? this.to : this.from;
-      const ok = await this.wb.push(
-        key,
-        {
-          side,
-          keyed: false,
-          bytes: key.length,
-          run: async () => {
-            // Another process may write the key between our read and our copy (its own copy could then land
-            // first and ours overwrite it with an older value): read the source again after copying, and
-            // copy again while it changed. Converges once writes to the key pause (a few tries at most).
-            let rec = await src.get(key);
-            for (let tries = 0; ; tries++) {
-              if (rec) await dst.set(key, rec.value, {});
-              else await dst.delete(key);
-              const again = await src.get(key);
-              if (sameValue(again, rec) || tries >= 4) break;
-              rec = again;
-            }
-          },
-          settle: () => {},
-        },
-        true,
-      )!;
+      const ok = await this.queueCopy(key, side, src, dst);
       if (!ok) break; // still down: try again later
       if (this.repairs.get(key) === side) this.repairs.delete(key);
       this.stats.repaired++;
     }
     this.stats.repairsPending = this.repairs.size;
+  }
+
+  /**
+   * Queues a copy of `key` from `src` to `dst` (side `side`) like a write, so writes acknowledged
+   * meanwhile apply after it; resolves false when the copy failed. Another process may write the key
+   * between our read and our copy (its own copy could then land first and ours overwrite it with an
+   * older value): the source is read again after copying, and copied again while it changed
+   * (converges once writes to the key pause; a few tries at most).
+   */
+  private queueCopy(key: string, side: Side, src: KeyValueStore, dst: KeyValueStore): Promise<boolean> {
+    return this.wb.push(
+      key,
+      {
+        side,
+        keyed: false,
+        bytes: key.length,
+        run: async () => {
+          let rec = await src.get(key);
+          for (let tries = 0; ; tries++) {
+            if (rec) await dst.set(key, rec.value, {});
+            else await dst.delete(key);
+            const again = await src.get(key);
+            if (sameValue(again, rec) || tries >= 4) break;
+            rec = again;
+          }
+        },
+        settle: () => {},
+      },
+      true,
+    )!;
   }
 
   /** The rollback thresholds over the window. */
@@ -398,7 +480,7 @@ export class MigratingKeyValueStore extends KeyValueByKey {
   /** The stats with the window's current rates. */
   snapshot(): MigrationStats {
     const w = this.window.summary();
-    return { ...this.stats, diffPct: w.diffPct, toErrorRate: w.errorRate, toP99Ms: w.p99Ms, fromP99Ms: w.fromP99Ms, repairsPending: this.repairs.size, writeBehindPending: this.wb.size };
+    return { ...this.stats, reconcile: this.reconcile?.progress, diffPct: w.diffPct, toErrorRate: w.errorRate, toP99Ms: w.p99Ms, fromP99Ms: w.fromP99Ms, repairsPending: this.repairs.size, writeBehindPending: this.wb.size };
   }
 
   get isRolledBack(): boolean {
@@ -407,6 +489,10 @@ export class MigratingKeyValueStore extends KeyValueByKey {
 
   get backfillProgress() {
     return this.backfill?.progress;
+  }
+
+  get reconcileProgress() {
+    return this.reconcile?.progress;
   }
 
   /** Resolves once every secondary write queued so far (on this namespace, by this store or its predecessors) ran. */
@@ -419,7 +505,11 @@ export class MigratingKeyValueStore extends KeyValueByKey {
     this.closed = true;
     for (const t of this.timers) clearInterval(t);
     await this.backfill?.stop();
-    if (this.wb.size === 0) return;
+    await this.reconcile?.stop();
+    if (this.wb.size === 0) {
+      await this.releaseLease?.(true);
+      return;
+    }
     let timer: ReturnType<typeof setTimeout> | undefined;
     const timeout = new Promise<boolean>((r) => {
       timer = setTimeout(() => r(false), FLUSH_TIMEOUT_MS);
@@ -428,5 +518,7 @@ export class MigratingKeyValueStore extends KeyValueByKey {
     const flushed = await Promise.race([this.wb.flush().then(() => true), timeout]);
     clearTimeout(timer);
     if (!flushed) this.log("warn", `migration ${this.namespace}: ${this.wb.size} key(s) still have a secondary write in flight after ${FLUSH_TIMEOUT_MS} ms; they finish in the background (a failure is recorded for repair)`);
+    // Copies still pending: the lease is left to expire (not deleted), so a reconcile follows should they never land.
+    await this.releaseLease?.(flushed);
   }
 }

@@ -76,6 +76,31 @@ export interface RepairBatch {
   keys: [string, RepairSide][];
 }
 
+/**
+ * A KeyValue migration's writer lease (config store kind "migration-writer", name
+ * `<namespace>/<instance id>`): every process serving the namespace in migration
+ * refreshes it every refreshMs; one not refreshed for expiryMs is a process that
+ * died, possibly with write-behind copies pending, so a reconcile is requested.
+ * Mutable for tests only.
+ */
+export const WRITER_LEASE = { refreshMs: 2000, expiryMs: 10_000 };
+
+/** A reconcile asked for (kind "migration-reconcile", name `<namespace>`), written by the instance that saw a writer lease expire. */
+export interface ReconcileRequest {
+  /** Grows with each request: a cursor of an older generation is superseded (the pass starts again). */
+  gen: number;
+  atMs: number;
+  reason: string;
+}
+
+/** A reconcile pass's progress (kind "migration-reconcile-cursor", name `<namespace>`), written by the instance running it. */
+export interface ReconcileCursor extends BackfillCursor {
+  /** The request it answers. */
+  gen: number;
+  /** 0: scanning `from`; 1: scanning `to` (keys deleted on their primary). */
+  pass: 0 | 1;
+}
+
 /** What a migration's runtime asks of the control plane (the agent; a worker reaches it over IPC). */
 export interface MigrationHost {
   loadCursor(namespace: string): Promise<BackfillCursor | null>;
@@ -86,6 +111,11 @@ export interface MigrationHost {
   loadRepairs(namespace: string): Promise<RepairBatch[] | null>;
   /** New batches and repaired (deleted) batch ids, in one change set; resolves once it is durable in the config store. */
   writeRepairs(namespace: string, put: RepairBatch[], remove: string[]): Promise<void>;
+  /** Refreshes (alive) or deletes this process's writer lease on the namespace (WRITER_LEASE). */
+  writerLease(namespace: string, instance: string, alive: boolean): Promise<void>;
+  /** The pending reconcile request and its cursor; null when none was ever requested (or the migration is not running). */
+  loadReconcile(namespace: string): Promise<{ request: ReconcileRequest; cursor: ReconcileCursor | null } | null>;
+  saveReconcile(namespace: string, c: ReconcileCursor): Promise<void>;
 }
 
 /** Live numbers of a migration on this instance (Admin status, metrics). */
@@ -108,6 +138,8 @@ export interface MigrationStats {
   /** Keys with a secondary (write-behind) write queued or in flight, this process. */
   writeBehindPending?: number;
   backfill?: BackfillCursor & { estimatedTotal: number };
+  /** The reconcile pass this process runs (after a writer died), if any. */
+  reconcile?: BackfillCursor & { estimatedTotal: number };
 }
 
 export const DEFAULT_MIGRATION = {

@@ -193,7 +193,8 @@ function migrationInfo(gw: Gateway, name: string, st: MigrationStatus): prism.v1
     servedByTo: live?.servedByTo ?? 0,
     servedByFrom: live?.servedByFrom ?? 0,
     // `applied`: the phase this instance (this worker) serves now, which may trail the stored one by a sync.
-    statsJson: JSON.stringify({ queue: rt?.queue?.stats, shadow: rt?.shadow?.stats, applied: rt ? { phase: rt.state.phase, step: rt.state.step, rolledBack: !!rt.state.rolledBack } : null }),
+    // `reconcile`: requested after a writer died with copies pending (src/migrations/reconcile.ts); finish waits for done.
+    statsJson: JSON.stringify({ queue: rt?.queue?.stats, shadow: rt?.shadow?.stats, applied: rt ? { phase: rt.state.phase, step: rt.state.step, rolledBack: !!rt.state.rolledBack } : null, reconcile: st.reconcile ?? null }),
   };
 }
 

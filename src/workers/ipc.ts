@@ -56,6 +56,9 @@ export const CONTROL_OPS: readonly ControlOp[] = [
   "rollback",
   "loadRepairs",
   "writeRepairs",
+  "writerLease",
+  "loadReconcile",
+  "saveReconcile",
 ];
 
 /** Worker `index`'s mesh socket. Unix socket paths are short (108 bytes): keep it in the temp dir. */

@@ -8,7 +8,7 @@ import { PrismError, errors, toPrismError, type Code } from "../core/errors.js";
 import type { ApplyBackendResult, ApplyNamespaceResult, BackendInstanceInfo, ControlPlane } from "../core/gateway.js";
 import type { ResolvedNamespace } from "../config/resolve.js";
 import type { MigrationStatus } from "../control/agent.js";
-import type { BackfillCursor, RepairBatch } from "../migrations/types.js";
+import type { BackfillCursor, ReconcileCursor, ReconcileRequest, RepairBatch } from "../migrations/types.js";
 import { workerPlacement } from "./placement.js";
 import { MeshForwarder } from "./mesh-client.js";
 import { startMeshServer, type MeshServer } from "./mesh-server.js";
@@ -86,6 +86,15 @@ class IpcControlPlane implements ControlPlane {
   }
   writeRepairs(name: string, put: RepairBatch[], remove: string[]) {
     return this.call<void>("writeRepairs", [name, put, remove]);
+  }
+  writerLease(name: string, instance: string, alive: boolean) {
+    return this.call<void>("writerLease", [name, instance, alive]);
+  }
+  loadReconcile(name: string) {
+    return this.call<{ request: ReconcileRequest; cursor: ReconcileCursor | null } | null>("loadReconcile", [name]);
+  }
+  saveReconcile(name: string, c: ReconcileCursor) {
+    return this.call<void>("saveReconcile", [name, c]);
   }
 
   done(id: number, ok: boolean, result: unknown, error: WireError | undefined): void {
