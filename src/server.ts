@@ -11,7 +11,7 @@ import { startGrpc } from "./ingress/grpc.js";
 import { startHttpTransport } from "./ingress/transport.js";
 import { backpressureOf, breakerOptions, installShedding } from "./shedding/index.js";
 import type { Listening } from "./ingress/types.js";
-import { connectionLimitsOf, defaultPerPrincipal, principalLimitsOf } from "./ingress/limits.js";
+import { connectionLimitsOf, defaultPerPrincipal, principalBytesOf, principalLimitsOf } from "./ingress/limits.js";
 import { redactSecrets } from "./core/redact.js";
 import { CONNECTION_DEFAULTS, SHEDDING_DEFAULTS } from "./config/defaults.js";
 import { setupObservability, type LogSink } from "./observability/index.js";
@@ -100,6 +100,9 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
     rollback: (n, r, a) => control!.rollback(n, r, a),
     loadRepairs: (n) => control!.loadRepairs(n),
     writeRepairs: (n, p, r) => control!.writeRepairs(n, p, r),
+    writerLease: (n, i, a) => control!.writerLease(n, i, a),
+    loadReconcile: (n) => control!.loadReconcile(n),
+    saveReconcile: (n, c) => control!.saveReconcile(n, c),
   };
   if (opts.namespaces) for (const r of opts.namespaces) await router.apply(r);
   if (!control) {
@@ -155,7 +158,11 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
   const limits = connectionLimitsOf(server, server.max_message_bytes);
   gateway.longPollLimits = { max: server.max_long_polls ?? CONNECTION_DEFAULTS.max_long_polls, perConnection: server.max_long_polls_per_connection ?? CONNECTION_DEFAULTS.max_long_polls_per_connection };
   const identities = opts.config.auth !== undefined || server.tls?.client_auth === "require";
-  gateway.principalLimits = principalLimitsOf(server.per_principal ?? defaultPerPrincipal(identities, (server.shedding ?? SHEDDING_DEFAULTS).max_in_flight, gateway.longPollLimits.max));
+  const perPrincipal = server.per_principal ?? defaultPerPrincipal(identities, (server.shedding ?? SHEDDING_DEFAULTS).max_in_flight, gateway.longPollLimits.max, limits.budget.max);
+  gateway.principalLimits = principalLimitsOf(perPrincipal);
+  // Unfinished request bytes per principal, charged by the ingresses before the body (server.per_principal.max_buffered_bytes).
+  limits.principalBytes = principalBytesOf(perPrincipal, gateway.auth);
+  if (limits.principalBytes !== undefined) limits.principalBytes.onRefusal = () => gateway.observer?.principalLimited?.("max_buffered_bytes");
 
   const browser = { allowedOrigins: server.allowed_origins ?? [], allowedHosts: server.allowed_hosts };
   const listeners: Listening[] = [];
@@ -185,8 +192,10 @@ export async function startServer(opts: ServerOptions): Promise<RunningServer> {
           await drain();
           // Every call has settled (or was refused): its record is written before the process goes.
           await audit?.close();
-          await agent?.close();
+          // The runtimes' close still writes through the agent (a migration's writer lease is deleted once its copies landed).
+          await agent?.quiesce();
           await router.close();
+          await agent?.close();
           shedding.close();
           await obs.close();
           tls?.close();

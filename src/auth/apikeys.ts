@@ -56,6 +56,21 @@ export class ApiKeys {
     return this.scryptLookup(key);
   }
 
+  /**
+   * The key's principal when it is known without slow work: a key that verified before, or one matching a
+   * sha256 hash (the same constant-time comparison lookup() makes); undefined otherwise (an unknown key, or
+   * one only scrypt could verify). Never throws, never starts scrypt.
+   */
+  known(key: string): Principal | undefined {
+    const known = this.verified.get(key);
+    if (known !== undefined) return known;
+    if (key.length === 0 || key.length > MAX_KEY_CHARS || this.sha.length === 0) return undefined;
+    const digest = createHash("sha256").update(key).digest();
+    let found: Principal | undefined;
+    for (const e of this.sha) if (timingSafeEqual(digest, e.digest) && found === undefined) found = e.principal;
+    return found === undefined ? undefined : this.remember(key, found);
+  }
+
   private remember(key: string, p: Principal): Principal {
     if (this.verified.size >= 10_000) this.verified.clear();
     this.verified.set(key, p);

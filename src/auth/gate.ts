@@ -14,7 +14,7 @@
 import type { RequestContext } from "../core/context.js";
 import { errors } from "../core/errors.js";
 import { METHODS, type MethodDef } from "../core/methods.js";
-import type { Credentials, PeerCertificate, Principal } from "./types.js";
+import { UNVERIFIED_PRINCIPAL, type Credentials, type PeerCertificate, type Principal } from "./types.js";
 import type { AuthConfig, Permission } from "./config.js";
 import { compileMethodPermissions, type MethodPermission } from "./permissions.js";
 import { Rbac, claimAt, type Identity } from "./rbac.js";
@@ -108,6 +108,44 @@ export class AuthGate {
     throw authErrors.unauthenticated("credentials required: send Authorization: Bearer <token>, an API key (x-api-key) or a client certificate");
   }
 
+  /**
+   * The principal key (`<kind>:<id>`, `anonymous`) that a request's unfinished bytes are charged to
+   * (server.per_principal.max_buffered_bytes), from the credentials of its headers, before its body is
+   * read. Synchronous and cheap, with no new verification work: a token already in the JWT cache, an API
+   * key that verified before or matches a sha256 hash (a hash and constant-time comparisons, as lookup()
+   * makes anyway), a client certificate the TLS layer verified, the anonymous role for no credentials.
+   *
+   * Everything else (a token not verified yet, an unknown key, a key only scrypt could verify, other
+   * schemes) is charged to the one shared UNVERIFIED_PRINCIPAL bucket, never to the principal it claims:
+   * a forged token naming `sub: victim` would otherwise fill the victim's budget. Nor does each unverified
+   * credential get a bucket of its own (say, under its hash): an attacker mints a fresh string per
+   * connection for free, so per-credential buckets would bound nothing. The cost of sharing: while the
+   * unverified bucket is full, a legitimate caller's very first body with a token not yet in the cache is
+   * refused (429 / RESOURCE_EXHAUSTED, retryable); once one of its calls has verified (a small call, any
+   * call without a large body), its token is cached and its bodies are charged to its own key.
+   */
+  bufferKey(creds: Credentials | undefined): string {
+    if (creds !== undefined) {
+      const bearer = creds.bearer;
+      if (bearer !== undefined) {
+        const p = bearer === "" ? undefined : this.jwt?.cached(bearer, turnNow());
+        return p === undefined ? UNVERIFIED_PRINCIPAL : keyOf(p);
+      }
+      if (creds.apiKey !== undefined) {
+        const p = this.keys?.known(creds.apiKey);
+        return p === undefined ? UNVERIFIED_PRINCIPAL : keyOf(p);
+      }
+      if (creds.cert !== undefined) {
+        try {
+          return keyOf(this.certPrincipal(creds.cert));
+        } catch {
+          return UNVERIFIED_PRINCIPAL; // the certificate lacks the field that names it: refused once decoded
+        }
+      }
+    }
+    return this.anonymous !== undefined ? "anonymous" : UNVERIFIED_PRINCIPAL;
+  }
+
   /** RBAC, then OPA. */
   authorize(p: Principal, m: MethodDef, mp: MethodPermission, req: any): Promise<void> | undefined {
     const global = mp.scope === "global";
@@ -153,6 +191,11 @@ export class AuthGate {
       ...(who.claims !== undefined ? { claims: Object.freeze({ ...who.claims }) } : {}),
     });
   }
+}
+
+/** As principalKey (src/core/gateway.ts): how grants, the audit log and per_principal name a principal. */
+function keyOf(p: Principal): string {
+  return p.kind === "anonymous" ? "anonymous" : `${p.kind}:${p.id}`;
 }
 
 /** A claim as a list of strings: an array's strings, or a space-separated string (OAuth `scope`). */

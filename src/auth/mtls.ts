@@ -6,7 +6,7 @@
  * id stays "spiffe://trust-domain/workload").
  */
 import { Code, PrismError } from "../core/errors.js";
-import type { PeerCertificate, Principal } from "./types.js";
+import { UNVERIFIED_PRINCIPAL, type PeerCertificate, type Principal } from "./types.js";
 
 const NONE: readonly string[] = Object.freeze([]);
 
@@ -39,8 +39,21 @@ export function principalFromCert(cert: PeerCertificate, from: "cn" | "san" = "c
  * gate only names the caller (ctx.principal, so audit records carry it); it
  * authorizes every verified caller, as the TLS configuration says.
  */
-export function mtlsIdentityGate(from: "cn" | "san" = "cn"): { check(ctx: { credentials?: { cert?: PeerCertificate }; principal: Principal | undefined }): undefined } {
+export function mtlsIdentityGate(from: "cn" | "san" = "cn"): {
+  check(ctx: { credentials?: { cert?: PeerCertificate }; principal: Principal | undefined }): undefined;
+  bufferKey(creds: { cert?: PeerCertificate } | undefined): string;
+} {
   return {
+    // The connection's verified certificate names the principal; without one the call is refused once decoded.
+    bufferKey(creds) {
+      const cert = creds?.cert;
+      if (cert === undefined) return UNVERIFIED_PRINCIPAL;
+      try {
+        return `mtls:${principalFromCert(cert, from).id}`;
+      } catch {
+        return UNVERIFIED_PRINCIPAL;
+      }
+    },
     check(ctx) {
       const cert = ctx.credentials?.cert;
       if (cert === undefined) throw new PrismError(Code.UNAUTHENTICATED, "PRISM_ERR_UNAUTHENTICATED", "a verified client certificate is required (server.tls.client_auth: require)");

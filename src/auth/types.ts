@@ -35,3 +35,9 @@ export interface Principal {
   /** Verified JWT claims (jwt only). */
   claims?: Readonly<Record<string, unknown>>;
 }
+
+/**
+ * The one bucket that bodies with credentials not (yet) verified are charged to before they are decoded
+ * (server.per_principal.max_buffered_bytes; AuthGate.bufferKey).
+ */
+export const UNVERIFIED_PRINCIPAL = "unverified";

@@ -217,6 +217,7 @@ const principalLimitSchema = z
   .object({
     max_in_flight: uint.optional(),
     max_long_polls: uint.optional(),
+    max_buffered_bytes: uint.optional(),
   })
   .strict();
 
@@ -225,6 +226,8 @@ export const perPrincipalSchema = z
   .object({
     max_in_flight: uint.default(0),
     max_long_polls: uint.default(0),
+    /** Unfinished request bytes (bodies, gRPC messages, WebSocket frames still arriving) per principal, per worker (src/ingress/limits.ts PrincipalBytes). */
+    max_buffered_bytes: uint.default(0),
     principals: z
       .record(z.string().regex(/^(anonymous|(jwt|apikey|mtls):.+)$/, "must be <kind>:<id> with kind jwt, apikey or mtls (e.g. apikey:batch), or anonymous"), principalLimitSchema)
       .default({}),

@@ -56,7 +56,7 @@ export interface GatewayObserver {
 }
 
 /** The per-principal limits (server.per_principal), by config name. */
-export type PrincipalLimitName = "max_in_flight" | "max_long_polls";
+export type PrincipalLimitName = "max_in_flight" | "max_long_polls" | "max_buffered_bytes";
 
 /** One principal's limits on one worker; 0: no limit. */
 export interface PrincipalLimit {
@@ -110,6 +110,11 @@ export interface CallGate {
   check(ctx: RequestContext, req: any): Promise<void> | undefined;
   /** Token / API-key authentication alone (the WebSocket AUTH frame); absent: no token authentication configured. */
   authenticate?(creds: Credentials | undefined): Principal | Promise<Principal>;
+  /**
+   * The principal key a request's unfinished bytes are charged to, from its headers' credentials, before the
+   * body (server.per_principal.max_buffered_bytes): synchronous, verified principals only, "unverified" else.
+   */
+  bufferKey?(creds: Credentials | undefined): string;
 }
 
 export interface ApplyNamespaceResult {

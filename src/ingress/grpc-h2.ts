@@ -40,7 +40,7 @@ import { REFLECTION_PATHS, ReflectionCall } from "./grpc-h2-reflection.js";
 import { transferH2Call } from "./transfer.js";
 import { peerCertificateOf, withCert } from "./tls.js";
 import { withHeaders } from "../auth/credentials.js";
-import type { PeerCertificate } from "../auth/types.js";
+import type { Credentials, PeerCertificate } from "../auth/types.js";
 import {
   ACCEPTED_ENCODINGS,
   canInflate,
@@ -112,12 +112,16 @@ class Intake {
   messages = 0;
   /** Since when the request has been incomplete (0: complete, or a bidirectional call between messages). */
   since: number;
+  /** The principal `held` is charged to (server.per_principal.max_buffered_bytes), named at the first DATA; undefined: not yet. */
+  key: string | undefined = undefined;
   constructor(
     readonly call: H2Call,
     readonly stream: Stream,
     readonly state: SessionState,
     /** Unary and server-streaming calls: incomplete from their HEADERS until the client half-closes. */
     readonly single: boolean,
+    /** The credentials of the call's HEADERS (and the connection's certificate), which name its principal. */
+    readonly creds: Credentials | undefined,
   ) {
     this.since = Date.now();
   }
@@ -141,6 +145,7 @@ function cutCall(i: Intake, shared: Shared, e: PrismError): void {
 function releaseIntake(i: Intake, shared: Shared): void {
   if (i.held !== 0) {
     shared.limits.budget.release(i.held);
+    if (i.key !== undefined) shared.limits.principalBytes!.release(i.key, i.held);
     i.state.held -= i.held;
     i.held = 0;
   }
@@ -168,10 +173,20 @@ function onData(this: Stream, chunk: Buffer): void {
   if (delta > 0) {
     const l = shared.limits;
     if (i.state.held + delta > l.maxConnectionBufferedBytes) return cutCall(i, shared, bufferExhausted("this connection", l.maxConnectionBufferedBytes));
-    if (!l.budget.reserve(delta)) return cutCall(i, shared, bufferExhausted("the server", l.budget.max));
+    // Per principal (named by the HEADERS' credentials), before the worker's budget that everyone shares.
+    const pb = l.principalBytes;
+    if (pb !== undefined) {
+      const key = (i.key ??= pb.keyOf(i.creds));
+      if (!pb.reserve(key, delta)) return cutCall(i, shared, pb.refusal(key));
+    }
+    if (!l.budget.reserve(delta)) {
+      if (pb !== undefined) pb.release(i.key!, delta);
+      return cutCall(i, shared, bufferExhausted("the server", l.budget.max));
+    }
     if (i.since === 0) i.since = Date.now();
   } else {
     shared.limits.budget.release(-delta);
+    if (i.key !== undefined) shared.limits.principalBytes!.release(i.key, -delta);
     if (held === 0 && !i.single) i.since = 0;
   }
   i.state.held += delta;
@@ -496,9 +511,14 @@ function onStream(shared: Shared, stream: Stream, headers: IncomingHttpHeaders):
   const m = METHOD_BY_PATH.get(path);
   const encoding = first(headers["grpc-encoding"]);
   let call: H2Call;
+  let creds: Credentials | undefined;
   if (m === undefined) {
     if (!shared.reflection || !REFLECTION_PATHS.has(path)) return refuse(stream, errors.unknownMethod(path.slice(0, 200)));
     call = new ReflectionH2Call(new ReflectionCall(stream, shared.maxMessageBytes, encoding));
+    if (shared.limits.principalBytes !== undefined) {
+      const cert = (stream.session as Session | undefined)?.[STATE]?.cert;
+      creds = withHeaders(cert === undefined ? undefined : withCert(undefined, cert), first(headers.authorization), first(headers["x-api-key"]));
+    }
   } else {
     let ctx: RequestContext;
     try {
@@ -506,6 +526,7 @@ function onStream(shared: Shared, stream: Stream, headers: IncomingHttpHeaders):
     } catch (e) {
       return refuse(stream, toPrismError(e));
     }
+    creds = ctx.credentials;
     call =
       m.transfer !== undefined
         ? transferH2Call(m, stream, ctx, shared.gw, shared.log, shared.maxMessageBytes, encoding)
@@ -517,7 +538,7 @@ function onStream(shared: Shared, stream: Stream, headers: IncomingHttpHeaders):
   const state = (stream.session as Session | undefined)?.[STATE];
   if (state !== undefined) {
     // A ClaimCheck upload is incomplete for as long as it streams: only a pause between its messages counts (as for reflection).
-    const intake = new Intake(call, stream, state, m !== undefined && m.transfer !== "upload");
+    const intake = new Intake(call, stream, state, m !== undefined && m.transfer !== "upload", creds);
     stream[INTAKE] = intake;
     stream[SHARED] = shared;
     shared.receiving.add(intake);

@@ -11,7 +11,9 @@
  * - per connection: its long polls (ctx.conn, keyed by grpc-js's getPeer(),
  *   which is the socket's remote address and port) and its unfinished request
  *   bytes, bounded by max_connection_buffered_bytes and by the worker's budget
- *   (max_buffered_request_bytes, shared with the other ingresses);
+ *   (max_buffered_request_bytes, shared with the other ingresses), and per
+ *   principal (server.per_principal.max_buffered_bytes, named from the
+ *   stream's HEADERS by the auth gate, src/ingress/limits.ts PrincipalBytes);
  * - request timeout: a request not complete within request_timeout_ms is ended.
  *
  * Bytes and streams are seen on grpc-js's own HTTP/2 server object ('stream'
@@ -33,6 +35,8 @@ import type { ConnectionState } from "../core/context.js";
 import { errors, type PrismError } from "../core/errors.js";
 import { METHOD_BY_PATH } from "../core/methods.js";
 import { bufferExhausted, type ConnectionLimits } from "./limits.js";
+import { firstValue, withHeaders } from "../auth/credentials.js";
+import { peerCertificateOf, withCert } from "./tls.js";
 import { REFLECTION_PATHS } from "./grpc-reflection.js";
 import { statusTrailers, TRAILERS_ONLY } from "./grpc-h2-wire.js";
 
@@ -59,6 +63,8 @@ interface Intake {
   /** Unary / server-streaming: unfinished until the client half-closes. */
   readonly single: boolean;
   held: number;
+  /** The principal `held` is charged to (server.per_principal.max_buffered_bytes); undefined: not counted. */
+  readonly key: string | undefined;
   /** Since when the request (or its current message) is incomplete; 0: complete. */
   since: number;
   /** Client-streaming: bytes of the current message's 5-byte prefix seen (0-5), and body bytes still to come. */
@@ -149,7 +155,13 @@ export class GrpcJsConnections {
     const path = headers[":path"] ?? "";
     const m = METHOD_BY_PATH.get(path);
     const single = m !== undefined ? m.transfer !== "upload" : !REFLECTION_PATHS.has(path);
-    const i: Intake = { g: this, c, stream, single, held: 0, since: single ? Date.now() : 0, prefixSeen: 0, prefix: undefined, remaining: 0 };
+    const pb = this.limits.principalBytes;
+    let key: string | undefined;
+    if (pb !== undefined) {
+      const cert = peerCertificateOf(sock);
+      key = pb.keyOf(withHeaders(cert === undefined ? undefined : withCert(undefined, cert), firstValue(headers.authorization), firstValue(headers["x-api-key"])));
+    }
+    const i: Intake = { g: this, c, stream, single, held: 0, key, since: single ? Date.now() : 0, prefixSeen: 0, prefix: undefined, remaining: 0 };
     stream[INTAKE] = i;
     this.receiving.add(i);
     stream.on("data", onData);
@@ -202,7 +214,14 @@ export class GrpcJsConnections {
       this.cut(i, bufferExhausted("this connection", l.maxConnectionBufferedBytes));
       return false;
     }
+    // Per principal (named by the HEADERS' credentials), before the worker's budget that everyone shares.
+    const pb = i.key === undefined ? undefined : l.principalBytes;
+    if (pb !== undefined && !pb.reserve(i.key!, n)) {
+      this.cut(i, pb.refusal(i.key!));
+      return false;
+    }
     if (!l.budget.reserve(n)) {
+      pb?.release(i.key!, n);
       this.cut(i, bufferExhausted("the server", l.budget.max));
       return false;
     }
@@ -214,6 +233,7 @@ export class GrpcJsConnections {
   private release(i: Intake): void {
     if (i.held === 0) return;
     this.limits.budget.release(i.held);
+    if (i.key !== undefined) this.limits.principalBytes?.release(i.key, i.held);
     i.c.held -= i.held;
     i.held = 0;
   }

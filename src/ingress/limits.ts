@@ -15,14 +15,18 @@
  *   their own budget (src/core/gateway.ts: max_long_polls, per connection too).
  * - Per principal (server.per_principal, principalLimitsOf): calls in progress
  *   and long polls waiting per authenticated identity, counted by the gateway
- *   after authentication, across all of that identity's connections.
+ *   after authentication, across all of that identity's connections; and
+ *   unfinished request bytes (max_buffered_bytes, PrincipalBytes), counted by
+ *   the ingresses before the body under the principal the headers' credentials
+ *   name (AuthGate.bufferKey: verified ones only, the rest share "unverified").
  * - Parse cost: a JSON body's keys and nesting are counted by a byte scan
  *   before JSON.parse (scanJson), so half a million keys cost ~10 ms, not ~1 s.
  */
 import type { ServerConfig } from "../config/schema.js";
 import { CONNECTION_DEFAULTS } from "../config/defaults.js";
-import { errors } from "../core/errors.js";
-import type { PrincipalLimit, PrincipalLimits } from "../core/gateway.js";
+import { errors, type PrismError } from "../core/errors.js";
+import type { CallGate, PrincipalLimit, PrincipalLimits } from "../core/gateway.js";
+import type { Credentials } from "../auth/types.js";
 
 export interface ConnectionLimits {
   /** Close a connection with nothing in progress after this long without traffic (0: never). */
@@ -40,6 +44,60 @@ export interface ConnectionLimits {
   maxJsonKeys: number;
   /** The worker-wide budget of unfinished request bytes. */
   budget: RequestBudget;
+  /** Unfinished request bytes per principal (server.per_principal.max_buffered_bytes); undefined: not counted. */
+  principalBytes?: PrincipalBytes;
+}
+
+/**
+ * Unfinished request bytes per principal on this worker (server.per_principal.max_buffered_bytes), next to
+ * the worker-wide RequestBudget: one identity stalling many large bodies over many connections meets its
+ * own limit before it fills the budget everyone shares. The ingresses charge a request under keyOf(its
+ * headers' credentials) when its first bytes arrive, and release the same key when it completes or is dropped.
+ */
+export class PrincipalBytes {
+  /** Principal key → bytes held (absent: none). */
+  private readonly used = new Map<string, number>();
+  /** Reservations refused (tests, diagnostics). */
+  refused = 0;
+  /** Called for each refusal (prism_principal_limited_total{limit="max_buffered_bytes"}). */
+  onRefusal: (() => void) | undefined = undefined;
+  constructor(
+    /** Every principal's limit (0: none). */
+    readonly max: number,
+    /** `<kind>:<id>` / `anonymous` → its own limit. */
+    readonly overrides: ReadonlyMap<string, number>,
+    /** Credentials → principal key, synchronously (AuthGate.bufferKey). */
+    readonly keyOf: (creds: Credentials | undefined) => string,
+  ) {}
+  limitOf(key: string): number {
+    return this.overrides.get(key) ?? this.max;
+  }
+  /** Bytes held for this principal now (tests, diagnostics). */
+  usedBy(key: string): number {
+    return this.used.get(key) ?? 0;
+  }
+  /** Takes n bytes for key; false (nothing taken) when that would pass its limit. */
+  reserve(key: string, n: number): boolean {
+    const u = this.used.get(key) ?? 0;
+    const max = this.limitOf(key);
+    if (max > 0 && u + n > max) {
+      this.refused++;
+      return false;
+    }
+    this.used.set(key, u + n);
+    return true;
+  }
+  release(key: string, n: number): void {
+    if (n === 0) return;
+    const u = (this.used.get(key) ?? 0) - n;
+    if (u <= 0) this.used.delete(key);
+    else this.used.set(key, u);
+  }
+  /** The refusal: RESOURCE_EXHAUSTED naming the limit (and the caller's own key, never another's). */
+  refusal(key: string): PrismError {
+    this.onRefusal?.();
+    return errors.principalLimit(`${key} has more than ${this.limitOf(key)} bytes of unfinished requests buffered on this server, its limit (server.per_principal.max_buffered_bytes); retry later`);
+  }
 }
 
 /** Unfinished request bytes held by all connections of this worker, against one ceiling. */
@@ -96,14 +154,27 @@ export function principalLimitsOf(cfg: ServerConfig["per_principal"] | undefined
 }
 
 /**
- * server.per_principal when prism.yaml has none: with identities (auth: or mTLS), one principal may hold
- * at most half of the worker's in-flight capacity and of its long-poll budget, so a flooding identity
- * meets its own limit while every other caller still has room. Without identities every caller is
- * unnamed: nothing to count.
+ * server.per_principal.max_buffered_bytes → the ingresses' per-principal byte accounting; undefined when
+ * absent or all 0, or when the gate cannot name principals before the body (no auth).
  */
-export function defaultPerPrincipal(identities: boolean, sheddingMaxInFlight: number, maxLongPolls: number): ServerConfig["per_principal"] | undefined {
+export function principalBytesOf(cfg: ServerConfig["per_principal"] | undefined, gate: CallGate | undefined): PrincipalBytes | undefined {
+  if (cfg === undefined || gate?.bufferKey === undefined) return undefined;
+  const max = cfg.max_buffered_bytes ?? 0;
+  const overrides = new Map<string, number>();
+  for (const [key, o] of Object.entries(cfg.principals ?? {})) overrides.set(key, o.max_buffered_bytes ?? max);
+  if (max <= 0 && ![...overrides.values()].some((n) => n > 0)) return undefined;
+  return new PrincipalBytes(max, overrides, gate.bufferKey.bind(gate));
+}
+
+/**
+ * server.per_principal when prism.yaml has none: with identities (auth: or mTLS), one principal may hold
+ * at most half of the worker's in-flight capacity, of its long-poll budget and of its budget of unfinished
+ * request bytes (max_buffered_request_bytes), so a flooding identity meets its own limit while every other
+ * caller still has room. Without identities every caller is unnamed: nothing to count.
+ */
+export function defaultPerPrincipal(identities: boolean, sheddingMaxInFlight: number, maxLongPolls: number, maxBufferedRequestBytes: number): ServerConfig["per_principal"] | undefined {
   if (!identities) return undefined;
-  return { max_in_flight: Math.floor(sheddingMaxInFlight / 2), max_long_polls: Math.floor(maxLongPolls / 2), principals: {} };
+  return { max_in_flight: Math.floor(sheddingMaxInFlight / 2), max_long_polls: Math.floor(maxLongPolls / 2), max_buffered_bytes: Math.floor(maxBufferedRequestBytes / 2), principals: {} };
 }
 
 /** Defaults for an ingress started without server config (tests that call startGrpc / startHttpTransport directly). */

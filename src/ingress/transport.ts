@@ -16,9 +16,9 @@ import type { ConnectionState } from "../core/context.js";
 import type { IngressOptions, Listening } from "./types.js";
 import { createHttpApp } from "./http.js";
 import { createWsApp, WS_PATH } from "./ws.js";
-import { bufferExhausted, defaultConnectionLimits, type ConnectionLimits, type RequestBudget } from "./limits.js";
+import { bufferExhausted, defaultConnectionLimits, type ConnectionLimits, type PrincipalBytes, type RequestBudget } from "./limits.js";
 import { BrowserGuard, refusalBody, type Refusal } from "./browser.js";
-import { peerCertificateOf } from "./tls.js";
+import { peerCertificateOf, withCert } from "./tls.js";
 import type { Credentials, PeerCertificate } from "../auth/types.js";
 import { firstValue, withHeaders } from "../auth/credentials.js";
 
@@ -91,6 +91,8 @@ export interface WsPeer {
 export interface WsSession {
   /** Calls or subscriptions in progress (an idle connection has none). */
   readonly busy: boolean;
+  /** The credentials the connection's next calls carry (the upgrade headers', or an AUTH frame's). */
+  readonly credentials?: Credentials | undefined;
   message(data: Buffer, binary: boolean): void;
   /** The connection is gone (either side closed it). */
   closed(): void;
@@ -146,6 +148,8 @@ class NodeExchange implements HttpExchange {
     private readonly budget: RequestBudget,
     /** Client certificates are verified (server.tls.client_ca). */
     private readonly mtls: boolean,
+    /** Unfinished request bytes per principal (server.per_principal.max_buffered_bytes); undefined: not counted. */
+    private readonly principals: PrincipalBytes | undefined = undefined,
   ) {
     track(this, req.socket);
   }
@@ -190,17 +194,32 @@ class NodeExchange implements HttpExchange {
       }
       const chunks: Buffer[] = [];
       let size = 0;
-      // Bytes of this unfinished body held against the worker's budget (released once it is complete or dropped).
+      // Bytes of this unfinished body held against the worker's budget (released once it is complete or dropped),
+      // and against its principal's (named by the headers' credentials, which arrived before the body).
       const budget = this.budget;
+      const pb = this.principals;
+      let key: string | undefined;
       let reserved = 0;
+      const unreserve = () => {
+        budget.release(reserved);
+        if (key !== undefined) pb!.release(key, reserved);
+        reserved = 0;
+      };
       const stop = () => {
         req.off("data", onData);
         req.off("end", onEnd);
         req.off("error", onError);
         req.off("close", onClose);
         chunks.length = 0;
-        budget.release(reserved);
-        reserved = 0;
+        unreserve();
+      };
+      // Too many unfinished bytes (the principal's, or the worker's): read nothing more of this body (reading to
+      // discard would still make garbage at the sender's pace); answer 429, then drop the connection.
+      const refuse = (e: Error) => {
+        stop();
+        req.pause();
+        this.dropAfterResponse();
+        reject(e);
       };
       const onData = (c: Buffer) => {
         size += c.length;
@@ -210,14 +229,13 @@ class NodeExchange implements HttpExchange {
           reject(errors.frameTooLarge(size, limit));
           return;
         }
+        if (pb !== undefined) {
+          key ??= pb.keyOf(this.credentials());
+          if (!pb.reserve(key, c.length)) return refuse(pb.refusal(key));
+        }
         if (!budget.reserve(c.length)) {
-          // The worker holds too many unfinished bodies: read nothing more of this one (reading to
-          // discard would still make garbage at the sender's pace); answer 429, then drop the connection.
-          stop();
-          req.pause();
-          this.dropAfterResponse();
-          reject(bufferExhausted("request body", budget.max));
-          return;
+          pb?.release(key!, c.length);
+          return refuse(bufferExhausted("request body", budget.max));
         }
         reserved += c.length;
         chunks.push(c);
@@ -225,8 +243,7 @@ class NodeExchange implements HttpExchange {
       const onEnd = () => {
         req.off("error", onError);
         req.off("close", onClose);
-        budget.release(reserved);
-        reserved = 0;
+        unreserve();
         resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
       };
       const onError = (e: Error) => {
@@ -244,6 +261,12 @@ class NodeExchange implements HttpExchange {
       req.once("error", onError);
       req.once("close", onClose);
     });
+  }
+
+  /** The credentials of this request's headers (and the connection's verified certificate), as the HTTP app collects them. */
+  private credentials(): Credentials | undefined {
+    const cert = this.peerCert;
+    return withHeaders(cert === undefined ? undefined : withCert(undefined, cert), this.header("authorization"), this.header("x-api-key"));
   }
 
   /** Closes the connection once the response is out (or at once if none comes within a second). */
@@ -390,8 +413,10 @@ interface WsWatch {
   lastData: number;
   /** Since when the bytes held in ws's receiver are one unfinished message (0: none). */
   pendingSince: number;
-  /** Bytes of unfinished messages held against the worker's budget. */
+  /** Bytes of unfinished messages held against the worker's budget (and the principal's). */
   reserved: number;
+  /** The principal `reserved` is charged to (server.per_principal.max_buffered_bytes), named when a message starts; undefined: none. */
+  key: string | undefined;
   /** Messages completed; a change since the last chunk means the bytes held now are a new message. */
   messages: number;
   seenMessages: number;
@@ -448,7 +473,7 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
       res.setHeader("access-control-expose-headers", "x-prism-version, retry-after, www-authenticate");
     }
     try {
-      app.handle(new NodeExchange(req, res, budget, mtls));
+      app.handle(new NodeExchange(req, res, budget, mtls, limits.principalBytes));
     } catch (e) {
       opts.log("error", `http: ${(e as Error).message}`);
       if (!res.headersSent) res.writeHead(500).end();
@@ -505,7 +530,7 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
   sweep.unref();
 
   const watch = (ws: WebSocket, session: WsSession, socket: Duplex): WsWatch => {
-    const w: WsWatch = { ws, session, lastData: Date.now(), pendingSince: 0, reserved: 0, messages: 0, seenMessages: 0, pinged: 0 };
+    const w: WsWatch = { ws, session, lastData: Date.now(), pendingSince: 0, reserved: 0, key: undefined, messages: 0, seenMessages: 0, pinged: 0 };
     watched.add(w);
     // After ws's own 'data' listener (added by handleUpgrade): the receiver has taken the chunk.
     socket.on("data", () => {
@@ -519,24 +544,37 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
       } else if (pending === 0) w.pendingSince = 0;
       else if (w.pendingSince === 0) w.pendingSince = now;
       const delta = pending - w.reserved;
+      // The principal whose budget this connection's unfinished bytes count against: its credentials now
+      // (upgrade headers, or the AUTH frame before), named when the bytes start, kept until they are 0.
+      const pb = limits.principalBytes;
+      if (pb !== undefined && w.key === undefined && delta > 0) w.key = pb.keyOf(session.credentials);
       if (delta > 0) {
-        if (pending > limits.maxConnectionBufferedBytes || !budget.reserve(delta)) {
-          // Too many unfinished bytes (this connection, or the worker): drop the connection now, so
-          // nothing more is read for it and what its unfinished frame holds becomes garbage.
+        const overPrincipal = pb !== undefined && !pb.reserve(w.key!, delta);
+        if (overPrincipal || pending > limits.maxConnectionBufferedBytes || !budget.reserve(delta)) {
+          // Too many unfinished bytes (this connection, its principal, or the worker): drop the connection now,
+          // so nothing more is read for it and what its unfinished frame holds becomes garbage.
+          if (pb !== undefined) pb.release(w.key!, overPrincipal ? w.reserved : w.reserved + delta);
+          w.key = undefined;
           budget.release(w.reserved);
           w.reserved = 0;
           socket.pause();
           ws.terminate();
           return;
         }
-      } else if (delta < 0) budget.release(-delta);
+      } else if (delta < 0) {
+        budget.release(-delta);
+        if (w.key !== undefined) pb!.release(w.key, -delta);
+      }
       w.reserved = pending;
+      if (pending === 0) w.key = undefined;
     });
     return w;
   };
   const unwatch = (w: WsWatch) => {
     watched.delete(w);
     budget.release(w.reserved);
+    if (w.key !== undefined) limits.principalBytes?.release(w.key, w.reserved);
+    w.key = undefined;
     w.reserved = 0;
   };
 

@@ -144,6 +144,15 @@ class Session implements WsSession {
     return this.calls.size + this.streams.size > 0;
   }
 
+  /** The credentials this connection's next calls carry: its verified certificate, then the upgrade headers' or the last AUTH frame's. */
+  get credentials(): Credentials | undefined {
+    const cert = this.peer.peerCert;
+    const creds = this.creds;
+    if (cert === undefined) return creds;
+    const c = withCert(undefined, cert);
+    return creds === undefined ? c : { ...c, ...creds };
+  }
+
   message(data: Buffer, binary: boolean): void {
     if (this.closed_) return;
     if (!binary) {

@@ -85,7 +85,7 @@ export class GatewayMetrics {
   readonly bytesOut = new CounterFamily("prism_response_bytes_total", "Response bytes sent (HTTP bodies, WebSocket frames, gRPC messages).").register(this.registry);
   readonly shedTotal = new CounterFamily("prism_shed_total", "Calls refused by load shedding, by namespace and priority.").register(this.registry);
   readonly rateLimitedTotal = new CounterFamily("prism_rate_limited_total", "Calls refused by a namespace rate limit.").register(this.registry);
-  readonly principalLimitedTotal = new CounterFamily("prism_principal_limited_total", "Calls refused by their principal's limit (server.per_principal), by limit: max_in_flight, max_long_polls.").register(this.registry);
+  readonly principalLimitedTotal = new CounterFamily("prism_principal_limited_total", "Calls refused by their principal's limit (server.per_principal), by limit: max_in_flight, max_long_polls, max_buffered_bytes.").register(this.registry);
   readonly breaker = new GaugeFamily("prism_circuit_breaker_state", "Circuit breaker per namespace backend: 0 closed, 1 half-open, 2 open.", "max").register(this.registry);
   private readonly backendUp = new GaugeFamily("prism_backend_up", "1 when the namespace's backend answers its health check (namespace readiness), else 0.", "min");
   private readonly backendHealthLatency = new GaugeFamily("prism_backend_health_latency_seconds", "Latency of the last backend health check.", "max");
