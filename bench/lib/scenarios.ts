@@ -18,6 +18,7 @@ import { runWorkerLoad } from "./worker-load.js";
 import { scaleNamespaces } from "./scale-namespaces.js";
 import { wsGetTlsJwt } from "./auth-tls.js";
 import { dualWriteMemstore, dualWriteRedisPostgres } from "./dualwrite.js";
+import { cacheAsideHit, cacheAsideRedisPostgres } from "./cache-aside.js";
 import type { Row } from "./report.js";
 import { SERVER_NODE_FLAGS } from "../../src/workers/node-flags.js";
 
@@ -693,6 +694,8 @@ export const SCENARIOS: Record<string, (o: BenchOptions) => Promise<Row | Row[]>
   "ws-kv-getset-dualwrite-redis-postgres": dualWriteRedisPostgres,
   "ws-kv-get-metrics-overhead": metricsOverhead,
   "ws-kv-get-tls-jwt": wsGetTlsJwt,
+  "ws-kv-get-cache-aside-hit": cacheAsideHit,
+  "ws-kv-get-cache-aside-redis-postgres": cacheAsideRedisPostgres,
   "ws-pubsub-fanout-1": (o) => pubsubFanout(o, 1),
   "ws-pubsub-fanout-10": (o) => pubsubFanout(o, 10),
   "ws-pubsub-fanout-100": (o) => pubsubFanout(o, 100),
