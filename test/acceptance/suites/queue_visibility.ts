@@ -1,8 +1,9 @@
-/** queue_visibility: leases expire and redeliver with a rising count; ExtendVisibility; stale receipts. */
+/** queue_visibility: leases expire and redeliver with a rising count; ExtendVisibility; stale and malformed receipts. */
 import assert from "node:assert/strict";
 import type { Suite } from "../harness.js";
 import { expectCode, text } from "../util.js";
 
+const INVALID_ARGUMENT = 3;
 const FAILED_PRECONDITION = 9;
 
 export const queue_visibility: Suite = (test) => {
@@ -78,6 +79,22 @@ export const queue_visibility: Suite = (test) => {
     assert.deepEqual(await q.dequeue("jobs"), [], "the refused nack did not release the current lease");
     await q.ack("jobs", m2.receipt);
     assert.deepEqual(await q.dequeue("jobs"), []);
+  });
+
+  test("extendVisibility: a malformed receipt → INVALID_ARGUMENT naming `receipt`; a well-formed one whose lease is over → FAILED_PRECONDITION", async (ctx) => {
+    const q = ctx.client.queue(await ctx.ns());
+    await q.enqueue("rc", "x");
+    const [m] = await q.dequeue("rc", { visibilityTimeout: 30 });
+    assert.ok(m, "dequeued");
+    for (const bad of ["not-a-receipt", `${m.receipt}!`, `x${m.receipt}`]) {
+      const e = await expectCode(q.extendVisibility("rc", bad, 5), INVALID_ARGUMENT, `extendVisibility with the malformed receipt ${JSON.stringify(bad)}`);
+      assert.match(e.message, /receipt/, `the message names the field: ${e.message}`);
+    }
+    assert.deepEqual(await q.dequeue("rc"), [], "the refused calls left the lease alone");
+    await q.extendVisibility("rc", m.receipt, 5);
+    await q.ack("rc", m.receipt);
+    await expectCode(q.extendVisibility("rc", m.receipt, 5), FAILED_PRECONDITION, "extendVisibility with the receipt of an acked message (stale)");
+    assert.deepEqual(await q.dequeue("rc"), [], "acked: the refused extension brought nothing back");
   });
 
   test("an acked message is never redelivered", { slow: true }, async (ctx) => {
