@@ -94,7 +94,12 @@ interface H2Call {
 /** Per connection: open streams, unfinished request bytes, and since when it is idle (src/ingress/limits.ts). */
 interface SessionState {
   streams: number;
+  /** Unfinished request bytes of all its streams (a holder in the worker's RequestBudget). */
   held: number;
+  /** Date.now() of its last request bytes. */
+  lastData: number;
+  /** Ends every stream of the session still receiving, releasing their bytes, and closes it (RequestBudget eviction). */
+  evict(): void;
   /** When the session last had no stream open (0: streams are open). */
   idleSince: number;
   /** A stream was ever opened (a session that never completes a request head is closed after header_timeout_ms). */
@@ -171,6 +176,7 @@ function onData(this: Stream, chunk: Buffer): void {
   if (delta === 0) return;
   const shared = this[SHARED]!;
   if (delta > 0) {
+    i.state.lastData = Date.now();
     const l = shared.limits;
     if (i.state.held + delta > l.maxConnectionBufferedBytes) return cutCall(i, shared, bufferExhausted("this connection", l.maxConnectionBufferedBytes));
     // Per principal (named by the HEADERS' credentials), before the worker's budget that everyone shares.
@@ -179,7 +185,7 @@ function onData(this: Stream, chunk: Buffer): void {
       const key = (i.key ??= pb.keyOf(i.creds));
       if (!pb.reserve(key, delta)) return cutCall(i, shared, pb.refusal(key));
     }
-    if (!l.budget.reserve(delta)) {
+    if (!l.budget.reserve(delta, i.state)) {
       if (pb !== undefined) pb.release(i.key!, delta);
       return cutCall(i, shared, bufferExhausted("the server", l.budget.max));
     }
@@ -598,10 +604,28 @@ export async function startGrpcH2(gw: Gateway, opts: GrpcOptions): Promise<Liste
   server.on("session", (session: Session) => {
     session[PEER] = peerOf(session);
     const now = Date.now();
-    session[STATE] = { streams: 0, held: 0, idleSince: now, started: false, createdAt: now, conn: { longPolls: 0 }, cert: tls?.mtls ? peerCertificateOf(session.socket) : undefined };
+    const state: SessionState = {
+      streams: 0,
+      held: 0,
+      lastData: now,
+      evict: () => {
+        const e = bufferExhausted("the server (this connection held the most of them)", limits.budget.max);
+        for (const i of shared.receiving) if (i.state === state) cutCall(i, shared, e);
+        destroySession(session);
+      },
+      idleSince: now,
+      started: false,
+      createdAt: now,
+      conn: { longPolls: 0 },
+      cert: tls?.mtls ? peerCertificateOf(session.socket) : undefined,
+    };
+    session[STATE] = state;
     sessions.add(session);
     session.on("error", noop);
-    session.once("close", () => sessions.delete(session));
+    session.once("close", () => {
+      sessions.delete(session);
+      limits.budget.forget(state);
+    });
   });
   server.on("sessionError", noop);
   server.on("stream", (stream: Stream, headers: IncomingHttpHeaders) => {

@@ -49,8 +49,12 @@ interface JsConnection {
   readonly createdAt: number;
   /** A stream (or, without the stream hook, a call) was ever opened. */
   started: boolean;
-  /** Unfinished request bytes held by its streams. */
+  /** Unfinished request bytes held by its streams (a holder in the worker's RequestBudget). */
   held: number;
+  /** Date.now() of its last request bytes. */
+  lastData: number;
+  /** Ends its streams still receiving (releasing their bytes) and closes it: RequestBudget eviction. */
+  evict(): void;
   /** grpc-js's HTTP/2 session on it (TLS: destroying the accepted socket does not end the TLS socket wrapping it). */
   session: Http2Session | undefined;
 }
@@ -113,13 +117,22 @@ export class GrpcJsConnections {
   /** A socket the listener accepted, before it is injected into grpc-js. */
   accept(socket: Socket): void {
     const key = peerKey(socket.remoteAddress, socket.remotePort);
-    const c: JsConnection = { socket, conn: { longPolls: 0 }, createdAt: Date.now(), started: false, held: 0, session: undefined };
+    const c: JsConnection = { socket, conn: { longPolls: 0 }, createdAt: Date.now(), started: false, held: 0, lastData: 0, evict: () => this.evict(c), session: undefined };
     this.byPeer.set(key, c);
     socket.once("close", () => this.forget(key, c));
   }
 
   private forget(key: string, c: JsConnection): void {
     if (this.byPeer.get(key) === c) this.byPeer.delete(key);
+    this.limits.budget.forget(c);
+  }
+
+  /** The worker's budget is full and this connection holds the most of it: its receiving streams end, then it closes. */
+  private evict(c: JsConnection): void {
+    const e = bufferExhausted("the server (this connection held the most of them)", this.limits.budget.max);
+    for (const i of this.receiving) if (i.c === c) this.cut(i, e);
+    if (c.session !== undefined && !c.session.destroyed) c.session.destroy();
+    c.socket.destroy();
   }
 
   /** The connection state of a call (ctx.conn: long polls per connection), by call.getPeer(). */
@@ -220,7 +233,8 @@ export class GrpcJsConnections {
       this.cut(i, pb.refusal(i.key!));
       return false;
     }
-    if (!l.budget.reserve(n)) {
+    i.c.lastData = Date.now();
+    if (!l.budget.reserve(n, i.c)) {
       pb?.release(i.key!, n);
       this.cut(i, bufferExhausted("the server", l.budget.max));
       return false;

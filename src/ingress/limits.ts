@@ -100,24 +100,74 @@ export class PrincipalBytes {
   }
 }
 
-/** Unfinished request bytes held by all connections of this worker, against one ceiling. */
+/**
+ * What holds unfinished request bytes in a RequestBudget: a connection (or an HTTP/1.1 request body).
+ * `held` and `lastData` (Date.now() of its last bytes) are kept by its ingress; `evict` drops what it
+ * is receiving and gives its bytes back through release() before it returns.
+ */
+export interface BudgetHolder {
+  held: number;
+  lastData: number;
+  evict(): void;
+}
+
+/** A holder that received nothing for this long is stalled: the budget may drop it for someone else. */
+export const STALLED_MS = 100;
+
+/**
+ * Unfinished request bytes held by all connections of this worker, against one ceiling.
+ *
+ * When the ceiling is reached, the stalled holder (nothing received for STALLED_MS) of the most unfinished
+ * bytes gives way to a holder that would hold less: it is dropped with RESOURCE_EXHAUSTED, as a refusal
+ * would have dropped the newcomer. So a few connections that stall large bodies cannot lock every smaller
+ * request out of the budget until their request_timeout_ms. Holders still receiving are never dropped for
+ * another: a burst of large bodies arriving together is refused as before, instead of each one pushing the
+ * previous one out (which would let every one of them be read in full, and their memory turn to garbage).
+ */
 export class RequestBudget {
   used = 0;
   /** Reservations refused (tests, diagnostics). */
   refused = 0;
+  /** Holders dropped to make room for a smaller one (tests, diagnostics). */
+  evicted = 0;
+  /** Holders that reserved bytes, for eviction; forgotten when they close (or found empty when looked at). */
+  private readonly holders = new Set<BudgetHolder>();
   constructor(readonly max: number) {}
-  /** Takes n bytes; false (nothing taken) when that would pass the ceiling. */
-  reserve(n: number): boolean {
-    if (this.used + n > this.max) {
-      this.refused++;
-      return false;
+  /** Takes n bytes (for holder, whose `held` does not count them yet); false (nothing taken) when they do not fit. */
+  reserve(n: number, holder?: BudgetHolder): boolean {
+    while (this.used + n > this.max) {
+      if (holder === undefined || !this.evictLargerThan(holder.held + n, holder)) {
+        this.refused++;
+        return false;
+      }
     }
     this.used += n;
+    if (holder !== undefined) this.holders.add(holder);
     return true;
   }
   release(n: number): void {
     this.used -= n;
     if (this.used < 0) this.used = 0;
+  }
+  /** A holder that closed (its bytes were released). */
+  forget(holder: BudgetHolder): void {
+    this.holders.delete(holder);
+  }
+  /** Drops the stalled holder of the most bytes if it holds more than `than`; false when none does. Only runs when full. */
+  private evictLargerThan(than: number, except: BudgetHolder): boolean {
+    const stalledBefore = Date.now() - STALLED_MS;
+    let big: BudgetHolder | undefined;
+    for (const h of this.holders) {
+      if (h.held <= 0) this.holders.delete(h);
+      else if (h !== except && h.held > than && h.lastData <= stalledBefore && (big === undefined || h.held > big.held)) big = h;
+    }
+    if (big === undefined) return false;
+    this.holders.delete(big);
+    this.evicted++;
+    const before = this.used;
+    big.evict();
+    // An evict that released nothing (it was already closing): refuse rather than evict the next one.
+    return this.used < before;
   }
 }
 

@@ -16,7 +16,7 @@ import type { ConnectionState } from "../core/context.js";
 import type { IngressOptions, Listening } from "./types.js";
 import { createHttpApp } from "./http.js";
 import { createWsApp, WS_PATH } from "./ws.js";
-import { bufferExhausted, defaultConnectionLimits, type ConnectionLimits, type PrincipalBytes, type RequestBudget } from "./limits.js";
+import { bufferExhausted, defaultConnectionLimits, type BudgetHolder, type ConnectionLimits, type PrincipalBytes, type RequestBudget } from "./limits.js";
 import { BrowserGuard, refusalBody, type Refusal } from "./browser.js";
 import { peerCertificateOf, withCert } from "./tls.js";
 import type { Credentials, PeerCertificate } from "../auth/types.js";
@@ -199,11 +199,16 @@ class NodeExchange implements HttpExchange {
       const budget = this.budget;
       const pb = this.principals;
       let key: string | undefined;
-      let reserved = 0;
+      // The body as a holder in the worker's budget: when the budget is full, the holder of the most bytes
+      // is dropped for a smaller one (RequestBudget), which may be this body while it stalls.
+      const holder: BudgetHolder = { held: 0, lastData: 0, evict: () => refuse(bufferExhausted("the server (this request held the most of them)", budget.max)) };
       const unreserve = () => {
-        budget.release(reserved);
-        if (key !== undefined) pb!.release(key, reserved);
-        reserved = 0;
+        if (holder.held !== 0) {
+          budget.release(holder.held);
+          if (key !== undefined) pb!.release(key, holder.held);
+          holder.held = 0;
+        }
+        budget.forget(holder);
       };
       const stop = () => {
         req.off("data", onData);
@@ -233,11 +238,12 @@ class NodeExchange implements HttpExchange {
           key ??= pb.keyOf(this.credentials());
           if (!pb.reserve(key, c.length)) return refuse(pb.refusal(key));
         }
-        if (!budget.reserve(c.length)) {
+        holder.lastData = Date.now();
+        if (!budget.reserve(c.length, holder)) {
           pb?.release(key!, c.length);
           return refuse(bufferExhausted("request body", budget.max));
         }
-        reserved += c.length;
+        holder.held += c.length;
         chunks.push(c);
       };
       const onEnd = () => {
@@ -413,9 +419,11 @@ interface WsWatch {
   lastData: number;
   /** Since when the bytes held in ws's receiver are one unfinished message (0: none). */
   pendingSince: number;
-  /** Bytes of unfinished messages held against the worker's budget (and the principal's). */
-  reserved: number;
-  /** The principal `reserved` is charged to (server.per_principal.max_buffered_bytes), named when a message starts; undefined: none. */
+  /** Bytes of unfinished messages held against the worker's budget (and the principal's): a BudgetHolder. */
+  held: number;
+  /** Releases what it holds and terminates the connection (RequestBudget eviction). */
+  evict(): void;
+  /** The principal `held` is charged to (server.per_principal.max_buffered_bytes), named when a message starts; undefined: none. */
   key: string | undefined;
   /** Messages completed; a change since the last chunk means the bytes held now are a new message. */
   messages: number;
@@ -530,7 +538,7 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
   sweep.unref();
 
   const watch = (ws: WebSocket, session: WsSession, socket: Duplex): WsWatch => {
-    const w: WsWatch = { ws, session, lastData: Date.now(), pendingSince: 0, reserved: 0, key: undefined, messages: 0, seenMessages: 0, pinged: 0 };
+    const w: WsWatch = { ws, session, lastData: Date.now(), pendingSince: 0, held: 0, evict: () => drop(w, socket), key: undefined, messages: 0, seenMessages: 0, pinged: 0 };
     watched.add(w);
     // After ws's own 'data' listener (added by handleUpgrade): the receiver has taken the chunk.
     socket.on("data", () => {
@@ -543,20 +551,20 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
         w.pendingSince = pending > 0 ? now : 0;
       } else if (pending === 0) w.pendingSince = 0;
       else if (w.pendingSince === 0) w.pendingSince = now;
-      const delta = pending - w.reserved;
+      const delta = pending - w.held;
       // The principal whose budget this connection's unfinished bytes count against: its credentials now
       // (upgrade headers, or the AUTH frame before), named when the bytes start, kept until they are 0.
       const pb = limits.principalBytes;
       if (pb !== undefined && w.key === undefined && delta > 0) w.key = pb.keyOf(session.credentials);
       if (delta > 0) {
         const overPrincipal = pb !== undefined && !pb.reserve(w.key!, delta);
-        if (overPrincipal || pending > limits.maxConnectionBufferedBytes || !budget.reserve(delta)) {
+        if (overPrincipal || pending > limits.maxConnectionBufferedBytes || !budget.reserve(delta, w)) {
           // Too many unfinished bytes (this connection, its principal, or the worker): drop the connection now,
           // so nothing more is read for it and what its unfinished frame holds becomes garbage.
-          if (pb !== undefined) pb.release(w.key!, overPrincipal ? w.reserved : w.reserved + delta);
+          if (pb !== undefined) pb.release(w.key!, overPrincipal ? w.held : w.held + delta);
           w.key = undefined;
-          budget.release(w.reserved);
-          w.reserved = 0;
+          budget.release(w.held);
+          w.held = 0;
           socket.pause();
           ws.terminate();
           return;
@@ -565,17 +573,27 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
         budget.release(-delta);
         if (w.key !== undefined) pb!.release(w.key, -delta);
       }
-      w.reserved = pending;
+      w.held = pending;
       if (pending === 0) w.key = undefined;
     });
     return w;
   };
   const unwatch = (w: WsWatch) => {
     watched.delete(w);
-    budget.release(w.reserved);
-    if (w.key !== undefined) limits.principalBytes?.release(w.key, w.reserved);
+    budget.release(w.held);
+    if (w.key !== undefined) limits.principalBytes?.release(w.key, w.held);
     w.key = undefined;
-    w.reserved = 0;
+    w.held = 0;
+    budget.forget(w);
+  };
+  // The worker's budget is full and this connection's unfinished frame is the largest: it goes (its bytes now).
+  const drop = (w: WsWatch, socket: Duplex) => {
+    budget.release(w.held);
+    if (w.key !== undefined) limits.principalBytes?.release(w.key, w.held);
+    w.key = undefined;
+    w.held = 0;
+    socket.pause();
+    w.ws.terminate();
   };
 
   server.on("upgrade", (req: IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -20,8 +20,10 @@
  *
  * Asserted: the peak RSS stays under a ceiling (each attack + 120 MB at most,
  * the process idle + 200 MB at most; before the limits each attack took
- * 350-450 MB), well-behaved HTTP clients keep ≥ 95% success
- * during each attack, unfinished requests are dropped after
+ * 350-450 MB), well-behaved clients keep ≥ 95% success during each attack
+ * (GETs, 256 KiB PUT bodies and 256 KiB WebSocket Set frames: the ones with
+ * bodies need room in the budget the attacks fill, which they get because the
+ * budget drops the connection holding the most bytes for a smaller request), unfinished requests are dropped after
  * request_timeout_ms, silent / half-header / idle connections are closed after
  * their timeouts (bounds of several seconds, generous), a WebSocket with a
  * subscription stays open, and the process keeps serving afterwards.
@@ -36,6 +38,8 @@ import { join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { Agent, request } from "node:http";
 import WebSocket from "ws";
+import { prism as pb } from "../../src/gen/prism.js";
+import { methodByName } from "../../src/core/methods.js";
 import { startPrism, type PrismProcess } from "./serve-process.js";
 
 const MiB = 1024 * 1024;
@@ -65,26 +69,95 @@ function resetPeak(pid: number): number {
   return now;
 }
 
-/** Well-behaved clients: sequential GETs on the raw KeyValue route, counting successes (200 / 404) until stopped. */
-function goodClients(port: number, n = 4): { stop(): Promise<{ ok: number; total: number }> } {
-  let running = true;
-  let ok = 0;
-  let total = 0;
-  const agent = new Agent({ keepAlive: true });
-  const one = () =>
-    new Promise<boolean>((resolve) => {
-      const req = request({ host: "127.0.0.1", port, path: "/v1/ns/default/kv/good", agent, timeout: 5000 }, (res) => {
-        res.resume();
-        res.on("end", () => resolve(res.statusCode === 200 || res.statusCode === 404));
-      });
-      req.on("timeout", () => req.destroy());
-      req.on("error", () => resolve(false));
-      req.end();
+const GOOD_VALUE = Buffer.alloc(256 * 1024, 0x67);
+const KV_SET = methodByName("KeyValue", "Set")!.id;
+
+/** One well-behaved request: true when it succeeded. */
+type GoodCall = () => Promise<boolean>;
+
+function httpCall(port: number, agent: Agent, method: "GET" | "PUT", path: string, body?: Buffer): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    const req = request({ host: "127.0.0.1", port, path, method, agent, timeout: 5000, headers: body ? { "content-length": body.length } : {} }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode === 200 || res.statusCode === 404));
     });
-  const loops = Array.from({ length: n }, async () => {
+    req.on("timeout", () => req.destroy());
+    req.on("error", () => resolve(false));
+    req.end(body);
+  });
+}
+
+/** A WebSocket client that sends KeyValue.Set frames of 256 KiB one at a time (reconnecting after a failure). */
+function wsSetter(port: number): { call: GoodCall; close(): void } {
+  let ws: WebSocket | undefined;
+  let id = 0;
+  const open = () =>
+    new Promise<WebSocket>((resolve, reject) => {
+      const c = new WebSocket(`ws://127.0.0.1:${port}/v1/ws`, { perMessageDeflate: false });
+      c.once("open", () => resolve(c));
+      c.once("error", reject);
+    });
+  return {
+    async call() {
+      try {
+        ws ??= await open();
+      } catch {
+        ws = undefined;
+        return false;
+      }
+      const c = ws;
+      const body = pb.v1.SetRequest.encode({ namespace: "default", key: "good-ws", value: GOOD_VALUE }).finish();
+      const f = Buffer.alloc(8 + body.length);
+      f[0] = 1;
+      f.writeUInt32LE(++id, 2);
+      f.writeUInt16LE(KV_SET, 6);
+      f.set(body, 8);
+      const ok = await new Promise<boolean>((resolve) => {
+        const t = setTimeout(() => done(false), 5000);
+        const done = (v: boolean) => {
+          clearTimeout(t);
+          c.off("message", onMessage);
+          c.off("close", onClose);
+          resolve(v);
+        };
+        const onMessage = (d: Buffer) => done(d[0] === 1 && d.readUInt32LE(2) === id);
+        const onClose = () => done(false);
+        c.on("message", onMessage);
+        c.once("close", onClose);
+        c.send(f);
+      });
+      if (!ok) {
+        c.terminate();
+        ws = undefined;
+      }
+      return ok;
+    },
+    close() {
+      ws?.terminate();
+    },
+  };
+}
+
+/**
+ * Well-behaved clients, sequential calls until stopped: GETs on the raw KeyValue route (2 loops), PUTs of
+ * 256 KiB bodies (2 loops) and 256 KiB KeyValue.Set frames over a WebSocket (1 loop). The calls with bodies
+ * need room in the worker's budget of unfinished bytes, which the attacks try to fill.
+ */
+function goodClients(port: number): { stop(): Promise<{ ok: number; total: number; byKind: string }> } {
+  let running = true;
+  const agent = new Agent({ keepAlive: true });
+  const ws = wsSetter(port);
+  const kinds: { name: string; call: GoodCall; ok: number; total: number }[] = [
+    { name: "GET", call: () => httpCall(port, agent, "GET", "/v1/ns/default/kv/good"), ok: 0, total: 0 },
+    { name: "GET", call: () => httpCall(port, agent, "GET", "/v1/ns/default/kv/good"), ok: 0, total: 0 },
+    { name: "PUT 256 KiB", call: () => httpCall(port, agent, "PUT", "/v1/ns/default/kv/good-put-1", GOOD_VALUE), ok: 0, total: 0 },
+    { name: "PUT 256 KiB", call: () => httpCall(port, agent, "PUT", "/v1/ns/default/kv/good-put-2", GOOD_VALUE), ok: 0, total: 0 },
+    { name: "WS Set 256 KiB", call: () => ws.call(), ok: 0, total: 0 },
+  ];
+  const loops = kinds.map(async (k) => {
     while (running) {
-      total++;
-      if (await one()) ok++;
+      k.total++;
+      if (await k.call()) k.ok++;
       await sleep(5);
     }
   });
@@ -93,7 +166,20 @@ function goodClients(port: number, n = 4): { stop(): Promise<{ ok: number; total
       running = false;
       await Promise.all(loops);
       agent.destroy();
-      return { ok, total };
+      ws.close();
+      const byName = new Map<string, { ok: number; total: number }>();
+      for (const k of kinds) {
+        const b = byName.get(k.name) ?? { ok: 0, total: 0 };
+        b.ok += k.ok;
+        b.total += k.total;
+        byName.set(k.name, b);
+      }
+      for (const [name, b] of byName) assert.ok(b.total > 0, `no ${name} call was made`);
+      return {
+        ok: kinds.reduce((a, k) => a + k.ok, 0),
+        total: kinds.reduce((a, k) => a + k.total, 0),
+        byKind: [...byName].map(([n, b]) => `${n} ${b.ok}/${b.total}`).join(", "),
+      };
     },
   };
 }
@@ -159,6 +245,9 @@ describe(`connection limits: memory, timeouts and idle connections (gRPC server 
   let baseline = 0;
   const dir = mkdtempSync(join(tmpdir(), "prism-limits-"));
   const part = Buffer.alloc(7 * MiB, 7);
+  // Stalled 1 MiB parts that fill the budget to the byte (the 7 MiB ones leave 64 - 9 × 7 = 1 MiB of it).
+  const filler = Buffer.alloc(MiB, 8);
+  const FILLERS = 8;
 
   before(async () => {
     const cfg = join(dir, "prism.yaml");
@@ -198,9 +287,9 @@ describe(`connection limits: memory, timeouts and idle connections (gRPC server 
     };
   };
   const assertGood = async (t: { diagnostic(s: string): void }, g: ReturnType<typeof goodClients>, what: string) => {
-    const { ok, total } = await g.stop();
-    t.diagnostic(`${what}: well-behaved clients ${ok}/${total}`);
-    assert.ok(total > 0 && ok / total >= 0.95, `${what}: well-behaved clients ${ok}/${total}`);
+    const { ok, total, byKind } = await g.stop();
+    t.diagnostic(`${what}: well-behaved clients ${ok}/${total} (${byKind})`);
+    assert.ok(total > 0 && ok / total >= 0.95, `${what}: well-behaved clients ${ok}/${total} (${byKind})`);
   };
 
   it("HTTP/2: 64 streams × 7 MiB of 8 MiB messages on one connection stay bounded and are dropped after request_timeout_ms", async (t) => {
@@ -246,6 +335,13 @@ describe(`connection limits: memory, timeouts and idle connections (gRPC server 
       s.write(frameHeader(8 * MiB - 64));
       s.write(part);
     }
+    // Then smaller stalls that fill what the large ones left of the budget (9 × 7 MiB leave 1 MiB).
+    const fill = await Promise.all(Array.from({ length: FILLERS }, () => rawWs(prism.httpPort)));
+    for (const s of fill) {
+      s.write(frameHeader(2 * MiB));
+      s.write(filler);
+    }
+    socks.push(...fill);
     await sleep(2500);
     const ceiling = peakOf(t, "websocket", start);
     const closed = await Promise.all(socks.map((s) => closedWithin(s, 10_000)));
@@ -258,12 +354,14 @@ describe(`connection limits: memory, timeouts and idle connections (gRPC server 
   it("HTTP: 50 connections × 7 MiB of an 8 MiB body stay bounded; the rest are dropped after request_timeout_ms", { skip: !httpCases && "the HTTP port does not depend on the gRPC server" }, async (t) => {
     const start = resetPeak(pid);
     const good = goodClients(prism.httpPort);
-    const socks = await Promise.all(Array.from({ length: 50 }, () => tcp(prism.httpPort)));
-    for (const s of socks) {
+    const socks = await Promise.all(Array.from({ length: 50 + FILLERS }, () => tcp(prism.httpPort)));
+    socks.forEach((s, n) => {
       s.on("data", () => {});
-      s.write(`POST /v1/KeyValue/Set HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${8 * MiB - 64}\r\n\r\n`);
-      s.write(part);
-    }
+      // 50 large stalls, then smaller ones that fill what the large ones left of the budget.
+      const large = n < 50;
+      s.write(`POST /v1/KeyValue/Set HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: ${large ? 8 * MiB - 64 : 2 * MiB}\r\n\r\n`);
+      s.write(large ? part : filler);
+    });
     await sleep(2500);
     const ceiling = peakOf(t, "http", start);
     const closed = await Promise.all(socks.map((s) => closedWithin(s, 10_000)));
