@@ -12,6 +12,17 @@
  * under exactly one message id (zero duplicates from retries: a retry that
  * enqueued a second copy would show up as a second id for one payload).
  *
+ * And that the retries did meet messages stored before the kill (otherwise
+ * zero duplicates would prove nothing): each backend is reached through a TCP
+ * proxy, and just before the kill the proxy stops passing the backend's
+ * answers on (Redis, NATS: all of them; PostgreSQL: each connection from its
+ * next COMMIT's answer on). Every enqueue in flight then is stored in the
+ * backend but never answered: a cut-off call whose message exists. A retry
+ * that answers such a message is a replay, seen as the message id it answers
+ * being delivered with an enqueued_at_ms from before the restart (a message
+ * the restarted process stored would carry a later one). At least one replay
+ * per keyed backend is asserted, and the count printed.
+ *
  * Always asserted: every message whose Enqueue was acknowledged (HTTP 200 with
  * a message id) is delivered at least once — by the consumer before the kill
  * or by the drain after the restart. Redeliveries (one message id delivered
@@ -32,6 +43,7 @@ import { startPrism, type PrismProcess } from "./serve-process.js";
 import { cleanupPrefix } from "../unit/nats-cleanup.js";
 import { deleteRedisPrefix } from "../helpers/redis-cleanup.js";
 import { loadDriver } from "../../src/backends/registry.js";
+import { TcpProxy } from "../unit/tcp-proxy.js";
 
 const run = randomBytes(3).toString("hex");
 const dir = mkdtempSync(join(tmpdir(), `prism-crash-${run}-`));
@@ -45,10 +57,22 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
  * longest redelivery delay after the kill (leases of 2 s; NATS ack_wait 2 + 2 s).
  */
 const DRAIN_IDLE_POLLS = 7;
+/**
+ * How long the backend's answers are held before the kill: ample for every enqueue in flight to reach
+ * the backend (Prism keeps sending; only the answers stop), short of any client or backend timeout.
+ */
+const HOLD_MS = 300;
+/** A PostgreSQL CommandComplete message for COMMIT: the transaction is committed when the server sends it. */
+const PG_COMMIT = Buffer.concat([Buffer.from([0x43, 0, 0, 0, 11]), Buffer.from("COMMIT\0")]);
 
 interface Backend {
   name: string;
-  backend: Record<string, unknown>;
+  /** The server, as a URL (the proxy in front of it gets its host and port). */
+  url: string;
+  /** The namespace's backend block, reaching the server at `url`. */
+  backend(url: string): Record<string, unknown>;
+  /** From which answer on a connection's answers are held before the kill (see the header). */
+  holdFrom(chunk: Buffer): boolean;
   cleanup(): Promise<void>;
 }
 
@@ -59,7 +83,9 @@ const natsPrefix = `crash-${process.pid}-${run}`;
 const BACKENDS: Backend[] = [
   {
     name: "redis",
-    backend: { type: "redis", url: REDIS, key_prefix: redisPrefix },
+    url: REDIS,
+    backend: (url) => ({ type: "redis", url, key_prefix: redisPrefix }),
+    holdFrom: () => true,
     async cleanup() {
       const r = new Redis(REDIS);
       await deleteRedisPrefix(r, redisPrefix);
@@ -68,7 +94,9 @@ const BACKENDS: Backend[] = [
   },
   {
     name: "postgres",
-    backend: { type: "postgres", url: PG, schema: pgSchema, pool_max: 4 },
+    url: PG,
+    backend: (url) => ({ type: "postgres", url, schema: pgSchema, pool_max: 4 }),
+    holdFrom: (chunk) => chunk.includes(PG_COMMIT),
     async cleanup() {
       const c = new pg.Client({ connectionString: PG });
       await c.connect();
@@ -78,7 +106,9 @@ const BACKENDS: Backend[] = [
   },
   {
     name: "nats",
-    backend: { type: "nats", servers: NATS, prefix: natsPrefix },
+    url: NATS,
+    backend: (url) => ({ type: "nats", servers: url, prefix: natsPrefix }),
+    holdFrom: () => true,
     async cleanup() {
       await cleanupPrefix(NATS, natsPrefix);
     },
@@ -106,11 +136,19 @@ function post(agent: Agent, port: number, path: string, body: object, headers: R
   });
 }
 
-function configFile(b: Backend): string {
+/** The backend at `proxyPort` on 127.0.0.1 instead of where b.url says. */
+function viaProxy(b: Backend, proxyPort: number): Record<string, unknown> {
+  const u = new URL(b.url);
+  u.hostname = "127.0.0.1";
+  u.port = String(proxyPort);
+  return b.backend(u.toString().replace(/\/$/, ""));
+}
+
+function configFile(b: Backend, backend: Record<string, unknown>): string {
   const file = join(dir, `${b.name}.yaml`);
   // visibility_timeout_seconds 2: NATS sizes its consumer's ack_wait from it (+2 s), and that is when the
   // server redelivers what a killed process had leased; the drain below outwaits it (DRAIN_IDLE_POLLS).
-  writeFileSync(file, JSON.stringify({ namespaces: [{ name: "crash", primitives: ["queue"], backend: b.backend, limits: { visibility_timeout_seconds: 2 } }] }));
+  writeFileSync(file, JSON.stringify({ namespaces: [{ name: "crash", primitives: ["queue"], backend, limits: { visibility_timeout_seconds: 2 } }] }));
   return file;
 }
 
@@ -123,15 +161,23 @@ describe("crash: SIGKILL during a queue run loses no acknowledged enqueue", { ti
   for (const b of BACKENDS) {
     it(`${b.name}`, async (t) => {
       const queue = `jobs-${run}`;
-      const cfg = configFile(b);
-      const keyed = (await loadDriver(String(b.backend.type))).interfaces.includes("queue_idempotent");
+      const server = new URL(b.url);
+      const proxy = new TcpProxy(server.hostname, Number(server.port));
+      await proxy.start();
+      t.after(() => proxy.close());
+      const backend = viaProxy(b, proxy.port);
+      const cfg = configFile(b, backend);
+      const keyed = (await loadDriver(String(backend.type))).interfaces.includes("queue_idempotent");
       const acked = new Set<string>();
       /** Enqueues not acknowledged (cut off by the kill, or refused): retried with their key after the restart. */
       const pending = new Set<string>();
       const delivered = new Map<string, number>();
       /** Per payload, the message ids it was delivered under (one, unless a retry enqueued it twice). */
       const ids = new Map<string, Set<string>>();
-      const note = (payload: string, id: string) => {
+      /** Per message id, its enqueued_at_ms as delivered (the clock of the Prism process that stored it). */
+      const enqueuedAt = new Map<string, number>();
+      const note = (payload: string, id: string, at: unknown) => {
+        enqueuedAt.set(id, Number(at));
         delivered.set(payload, (delivered.get(payload) ?? 0) + 1);
         let s = ids.get(payload);
         if (!s) ids.set(payload, (s = new Set()));
@@ -160,21 +206,29 @@ describe("crash: SIGKILL during a queue run loses no acknowledged enqueue", { ti
           const r = await post(agent, port1, "/v1/Queue/Dequeue", { namespace: "crash", queue, max_messages: 10, visibility_timeout_seconds: 2 });
           if (r.status === 0) return;
           for (const m of r.json?.messages ?? []) {
-            note(Buffer.from(m.payload, "base64").toString(), m.messageId);
+            note(Buffer.from(m.payload, "base64").toString(), m.messageId, m.enqueuedAtMs);
             await post(agent, port1, "/v1/Queue/Ack", { namespace: "crash", queue, receipt: m.receipt });
           }
         }
       };
       const workers = [...Array.from({ length: 6 }, producer), consumer()];
       await sleep(RUN_MS);
+      // The enqueues in flight now reach the backend and are stored; their answers stay in the proxy.
+      proxy.holdRepliesFrom(b.holdFrom);
+      await sleep(HOLD_MS);
       await prism.stop("SIGKILL");
       stop = true;
       await Promise.all(workers);
       agent.destroy();
+      proxy.releaseReplies(); // the held answers go nowhere: their connections died with the process
       assert.ok(acked.size > 0, "some enqueues were acknowledged before the kill");
+      const cutOff = pending.size;
 
       // Restart on the same config; drain. Leases taken before the kill end after 2 s (Redis, PostgreSQL: the
       // lease is in the backend) or when the server's ack_wait runs out (NATS: 4 s), and are redelivered.
+      // Every message stored before the kill carries an enqueued_at_ms before this; every one the restarted process stores, after.
+      await sleep(5);
+      const restartedAt = Date.now();
       prism = await startPrism(["--config", cfg, "--workers", "1", "--grpc-port", "0", "--http-port", "0"]);
       agent = new Agent({ keepAlive: true, maxSockets: 4 });
       let retried = 0;
@@ -202,7 +256,7 @@ describe("crash: SIGKILL during a queue run loses no acknowledged enqueue", { ti
           }
           idle = 0;
           for (const m of msgs) {
-            note(Buffer.from(m.payload, "base64").toString(), m.messageId);
+            note(Buffer.from(m.payload, "base64").toString(), m.messageId, m.enqueuedAtMs);
             await post(agent, prism.httpPort, "/v1/Queue/Ack", { namespace: "crash", queue, receipt: m.receipt });
           }
         }
@@ -214,6 +268,9 @@ describe("crash: SIGKILL during a queue run loses no acknowledged enqueue", { ti
       const duplicates = [...delivered.values()].filter((n) => n > 1).length;
       const unacked = [...delivered.keys()].filter((p) => !acked.has(p)).length;
       const twice = [...ids].filter(([, s]) => s.size > 1).map(([p]) => p);
+      /** Retries answered with a message stored before the kill (delivered with an earlier enqueued_at_ms): replays. */
+      const replays = [...retryIds].filter(([, id]) => (enqueuedAt.get(id) ?? Infinity) < restartedAt).length;
+      t.diagnostic(`${b.name}: ${cutOff} enqueues cut off by the kill, ${retried} retried with their key, ${replays} of the retries replayed a message stored before the kill`);
       t.diagnostic(
         `${b.name}: ${acked.size} enqueues acknowledged (${retried} of them by a keyed retry after the restart), ${delivered.size} distinct delivered, ` +
           `${duplicates} redelivered (same message id), ${twice.length} enqueued twice (two message ids), ` +
@@ -225,6 +282,9 @@ describe("crash: SIGKILL during a queue run loses no acknowledged enqueue", { ti
         assert.equal(unacked, 0, "every enqueue was acknowledged in the end (retries included)");
         assert.deepEqual(twice.slice(0, 20), [], `${twice.length} payloads enqueued twice: keyed retries must not duplicate`);
         for (const [p, id] of retryIds) assert.deepEqual([...(ids.get(p) ?? [])], [id], `${p}: delivered under the id its retry answered`);
+        // Held answers make every enqueue in flight at the kill a stored, unanswered one: without a replay
+        // the retries never met a stored message, and "zero duplicates" above would prove nothing.
+        assert.ok(replays > 0, `no retry met a message stored before the kill (${cutOff} cut off, ${retried} retried)`);
       }
     });
   }
