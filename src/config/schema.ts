@@ -287,6 +287,8 @@ export const serverSchema = z
     /** Long polls (Dequeue wait_seconds, ReadGroup block_ms) waiting per worker and per connection: their own budget, not the shedding load. */
     max_long_polls: z.number().int().positive().default(CONNECTION_DEFAULTS.max_long_polls),
     max_long_polls_per_connection: z.number().int().positive().default(CONNECTION_DEFAULTS.max_long_polls_per_connection),
+    /** Open connections per worker across every ingress; at the cap the one quiet longest (≥ 1 s) is closed for a new one, or the new one is refused. Default: the open-files limit less max(64, 1/8 of it). 0: no cap. */
+    max_connections: uint.optional(),
     /** JSON request bodies: most object keys (and containers), and deepest nesting, checked before parsing (413 / 400). */
     max_json_keys: z.number().int().positive().default(CONNECTION_DEFAULTS.max_json_keys),
     /** Limits per authenticated principal on each worker (src/core/gateway.ts); absent: none. Needs `auth:` or mTLS identities. */

@@ -23,6 +23,7 @@
  *   a subscriber that stops reading meets the backpressure policy.
  * - Server reflection (bidirectional) from protoc's descriptor set (grpc-h2-reflection.ts).
  */
+import type { Socket } from "node:net";
 import { createServer, createSecureServer, constants, type Http2SecureServer, type Http2Server, type Http2Session, type IncomingHttpHeaders, type ServerHttp2Stream } from "node:http2";
 import type { AddressInfo } from "node:net";
 import { RequestContext, type Priority } from "../core/context.js";
@@ -600,6 +601,9 @@ export async function startGrpcH2(gw: Gateway, opts: GrpcOptions): Promise<Liste
     detachTls = tls.attach(secure);
     server = secure;
   } else server = createServer(h2options);
+  // The worker's cap on open connections (src/ingress/connection-cap.ts): TCP level, before TLS and HTTP/2.
+  const cap = limits.connections;
+  if (cap !== undefined) server.on("connection", (socket: Socket) => cap.admit(socket));
   const sessions = new Set<Session>();
   server.on("session", (session: Session) => {
     session[PEER] = peerOf(session);

@@ -95,6 +95,7 @@ export async function startGrpcJs(gw: Gateway, opts: GrpcOptions): Promise<Liste
   guard.watch(injectorHttp2Server(server));
   const listener = netServer((socket: Socket) => {
     socket.on("error", () => {});
+    if (limits.connections !== undefined && !limits.connections.admit(socket)) return;
     guard.accept(socket);
     injector.injectConnection(socket);
   });

@@ -19,6 +19,9 @@
  *   unfinished request bytes (max_buffered_bytes, PrincipalBytes), counted by
  *   the ingresses before the body under the principal the headers' credentials
  *   name (AuthGate.bufferKey: verified ones only, the rest share "unverified").
+ * - Connections: open ones per worker across every ingress (max_connections, default the open-files
+ *   limit less a reserve: ConnectionCap); at the cap the quietest connection makes room, or the new one
+ *   is refused.
  * - Parse cost: a JSON body's keys and nesting are counted by a byte scan
  *   before JSON.parse (scanJson), so half a million keys cost ~10 ms, not ~1 s.
  */
@@ -27,6 +30,7 @@ import { CONNECTION_DEFAULTS } from "../config/defaults.js";
 import { errors, type PrismError } from "../core/errors.js";
 import type { CallGate, PrincipalLimit, PrincipalLimits } from "../core/gateway.js";
 import type { Credentials } from "../auth/types.js";
+import { ConnectionCap, defaultMaxConnections } from "./connection-cap.js";
 
 export interface ConnectionLimits {
   /** Close a connection with nothing in progress after this long without traffic (0: never). */
@@ -46,6 +50,8 @@ export interface ConnectionLimits {
   budget: RequestBudget;
   /** Unfinished request bytes per principal (server.per_principal.max_buffered_bytes); undefined: not counted. */
   principalBytes?: PrincipalBytes;
+  /** Open connections of this worker across its ingresses (server.max_connections); undefined: not counted. */
+  connections?: ConnectionCap;
 }
 
 /**
@@ -184,6 +190,7 @@ export function connectionLimitsOf(server: Partial<ServerConfig>, maxMessageByte
     maxInFlightPerConnection: server.max_in_flight_per_connection ?? d.max_in_flight_per_connection,
     maxJsonKeys: server.max_json_keys ?? d.max_json_keys,
     budget: new RequestBudget(server.max_buffered_request_bytes ?? d.max_buffered_request_bytes),
+    connections: new ConnectionCap(server.max_connections ?? defaultMaxConnections()),
   };
 }
 

@@ -5,6 +5,7 @@
  * see only the small seam below: an HttpExchange per request, a WsPeer per
  * WebSocket. A faster transport can replace this file without touching them.
  */
+import type { Socket } from "node:net";
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { Duplex } from "node:stream";
@@ -494,6 +495,9 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
     detachTls = tls.attach(secure);
     server = secure;
   } else server = createServer(httpOptions, onRequest);
+  // The worker's cap on open connections (src/ingress/connection-cap.ts): TCP level, before TLS and HTTP.
+  const cap = limits.connections;
+  if (cap !== undefined) server.on("connection", (socket: Socket) => cap.admit(socket));
   server.on("clientError", (_err, socket) => {
     if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
     socket.destroy();

@@ -28,12 +28,16 @@ export function freshDataDir(): string {
 }
 
 /** Spawns `prism serve …` and resolves once it prints its `listening` line. */
-export function startPrism(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<PrismProcess> {
+export function startPrism(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; /** Soft limit on open files (ulimit -n) for the process. */ openFiles?: number } = {}): Promise<PrismProcess> {
   // A data directory of its own (config store, embedded files), unless the caller or its prism.yaml names one.
   const env: NodeJS.ProcessEnv = { ...process.env, PRISM_QUIET: "1", PRISM_DATA_DIR: freshDataDir(), ...opts.env };
   delete env.PRISM_CONFIG;
   if (opts.env?.PRISM_CONFIG) env.PRISM_CONFIG = opts.env.PRISM_CONFIG;
-  const child = spawn(process.execPath, [PRISM_BIN, "serve", ...args], { cwd: opts.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  const argv = [PRISM_BIN, "serve", ...args];
+  const child =
+    opts.openFiles === undefined
+      ? spawn(process.execPath, argv, { cwd: opts.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"] })
+      : spawn("/bin/sh", ["-c", `ulimit -n ${opts.openFiles} && exec "$0" "$@"`, process.execPath, ...argv], { cwd: opts.cwd ?? ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
   let out = "";
   let err = "";
   const exited = new Promise<number | string>((resolve) => child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)));
