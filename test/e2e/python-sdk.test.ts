@@ -6,8 +6,9 @@
 // against a Prism with an `auth:` block.
 // Debian's /usr/bin/python3 with python3-grpcio, python3-protobuf and
 // python3-pytest runs it (scripts/install-tools.sh installs them); without
-// them the test is skipped and says why.
-import { after, before, describe, test, type TestContext } from "node:test";
+// them the test is skipped and says why, or fails where PRISM_REQUIRE_TOOLS=1 /
+// CI=true (test/helpers/required-tools.ts).
+import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
 import { createHash, generateKeyPairSync, randomBytes, sign } from "node:crypto";
@@ -18,6 +19,7 @@ import { join } from "node:path";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
 import { ROOT } from "./serve-process.js";
+import { skipOrFail as skip } from "../helpers/required-tools.js";
 
 // Debian's interpreter (`python3` on PATH may be a pyenv shim without the Debian packages).
 const PYTHON = process.env.PRISM_TEST_PYTHON || "/usr/bin/python3";
@@ -36,11 +38,6 @@ const pythonMissing: string | undefined = (() => {
   if (r.status !== 0) return `${PYTHON} lacks grpc, protobuf or pytest (apt-get install python3-grpcio python3-protobuf python3-pytest): ${(r.stderr || "").trim().split("\n").pop()}`;
   return undefined;
 })();
-
-function skip(t: TestContext, reason: string): void {
-  console.log(`# skipped: ${reason}`);
-  t.skip(reason);
-}
 
 function redisReachable(): Promise<boolean> {
   return new Promise((resolve) => {

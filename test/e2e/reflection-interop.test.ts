@@ -5,7 +5,9 @@
 // reflection v1 and v1alpha, on both gRPC servers; protoc accepts the files
 // reflection serves and GET /v1/descriptor.bin; the committed descriptor set
 // is what protoc makes of proto/ (scripts/gen-descriptor.mjs --check).
-import { after, before, describe, test, type TestContext } from "node:test";
+// Without the Python packages or protoc the cases needing them skip, or fail
+// where PRISM_REQUIRE_TOOLS=1 / CI=true (test/helpers/required-tools.ts).
+import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -17,6 +19,7 @@ import { loadSync } from "@grpc/proto-loader";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { defaultConfig } from "../../src/config/load.js";
 import { ROOT } from "./serve-process.js";
+import { skipOrFail as skip, TOOLS_REQUIRED } from "../helpers/required-tools.js";
 
 // Debian's interpreter, where python3-grpcio and python3-protobuf install (`python3` on PATH may be a
 // pyenv shim without them); PRISM_TEST_PYTHON names another one that has grpcio and protobuf.
@@ -56,11 +59,6 @@ const protoc: string | undefined = (() => {
   const r = spawnSync(process.env.PROTOC || "protoc", ["--version"], { encoding: "utf8" });
   return r.status === 0 ? process.env.PROTOC || "protoc" : undefined;
 })();
-
-function skip(t: TestContext, reason: string): void {
-  console.log(`# skipped: ${reason}`);
-  t.skip(reason);
-}
 
 const work = mkdtempSync(join(tmpdir(), "prism-reflection-interop-"));
 after(() => rmSync(work, { recursive: true, force: true }));
@@ -321,5 +319,9 @@ test("the committed descriptor set is what protoc makes of proto/ now (scripts/g
   assert.equal(r.code, 0, `${r.stdout}${r.stderr}`);
   assert.doesNotMatch(r.stderr, /warning/, "the check used without protoc agrees with protoc");
   t.diagnostic(r.stdout.trim());
-  if (!protoc) console.log("# protoc is not installed: compared with the .proto files' definitions only (comments not compared)");
+  if (!protoc) {
+    const why = "protoc is not installed (apt-get install protobuf-compiler libprotobuf-dev): compared with the .proto files' definitions only (comments not compared)";
+    assert.ok(!TOOLS_REQUIRED, why);
+    console.log(`# ${why}`);
+  }
 });

@@ -10,7 +10,8 @@
  * cache cannot serve them (ENOTCACHED), the project is seeded with the
  * repository's installed copies of exactly the SDK's dependency closure (npm then
  * accepts them as satisfying the tarball's ranges); the install itself is still
- * npm's, offline. If npm still cannot install, the test is skipped with the reason.
+ * npm's, offline. If npm still cannot install, the test is skipped with the reason
+ * (fails where PRISM_REQUIRE_TOOLS=1 / CI=true: test/helpers/required-tools.ts).
  */
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
@@ -22,6 +23,7 @@ import { promisify } from "node:util";
 import { ROOT } from "./serve-process.js";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { defaultConfig } from "../../src/config/load.js";
+import { skipOrFail } from "../helpers/required-tools.js";
 
 const run = promisify(execFile);
 const SDK = join(ROOT, "clients/typescript");
@@ -104,11 +106,7 @@ test("npm pack → offline install in a fresh project → ESM, CommonJS and Type
   mkdirSync(project);
   writeFileSync(join(project, "package.json"), JSON.stringify({ name: "prism-sdk-consumer", version: "1.0.0", private: true }));
   const installed = await npmInstallOffline(project, tarball);
-  if (!installed.ok) {
-    console.log(`# skipped: npm cannot install the packed SDK offline: ${installed.why}`);
-    t.skip(`npm cannot install offline: ${installed.why.split("\n")[0]}`);
-    return;
-  }
+  if (!installed.ok) return skipOrFail(t, `npm cannot install the packed SDK offline: ${installed.why}`);
   step(`npm pack + install of ${tarball.split("/").pop()} offline ${installed.how}`);
   const pkgDir = join(project, "node_modules/@prism/client");
   assert.ok(existsSync(join(pkgDir, "dist/cjs/index.js")), "the tarball ships the CommonJS build");
