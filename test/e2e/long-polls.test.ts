@@ -11,6 +11,7 @@
  *   waiting polls counted as in-flight load and 86% of other calls were shed);
  * - the waiting polls are not in the shedding load, and they are released
  *   when their connections close;
+ * - the worker's own cap (max_long_polls, 600 in its case) holds across connections;
  * - on both gRPC servers (node:http2 and grpc-js), each connection gets
  *   max_long_polls_per_connection (20 here) and the rest are refused.
  */
@@ -131,6 +132,41 @@ describe("long polls have their own budget, not the shedding load", { timeout: 6
     for (const c of attackers.splice(0)) c.close();
     const end = Date.now() + 5000;
     while (srv.gateway.longPollsWaiting > 0 && Date.now() < end) await sleep(20);
+    assert.equal(srv.gateway.longPollsWaiting, 0);
+  });
+});
+
+describe("the worker's long-poll budget (server.max_long_polls)", { timeout: 60_000 }, () => {
+  let srv: RunningServer;
+  const conns: Conn[] = [];
+  before(async () => {
+    const config = await validateConfig({ server: { max_long_polls: 600 }, namespaces: [{ name: "default", backend: { type: "memstore" } }] }, "long-polls.test");
+    srv = await startServer({ config, host: "127.0.0.1", grpc: false, httpPort: 0, log: () => {} });
+  });
+  after(async () => {
+    for (const c of conns) c.close();
+    await srv?.close();
+  });
+
+  it("three connections × 256 long polls: 600 held across them, the rest refused naming the worker's cap; others still served", async () => {
+    for (let i = 0; i < 3; i++) {
+      const c = await Conn.open(srv.httpPort);
+      conns.push(c);
+      c.longPolls(256, `empty-w${i}`);
+    }
+    const refusedOf = () => conns.reduce((a, c) => a + (c.errors.get(8) ?? 0), 0);
+    const end = Date.now() + 10_000;
+    while (refusedOf() < 3 * 256 - 600 && Date.now() < end) await sleep(20);
+    assert.equal(srv.gateway.longPollsWaiting, 600);
+    assert.equal(refusedOf(), 3 * 256 - 600);
+    assert.ok(conns.some((c) => /long polls are waiting on this server \(server\.max_long_polls\)/.test(c.lastError)), conns.map((c) => c.lastError).join(" | "));
+    // A call that does not wait is not a long poll: still answered.
+    const good = await Conn.open(srv.httpPort);
+    assert.equal(await good.get("k"), true);
+    good.close();
+    for (const c of conns.splice(0)) c.close();
+    const end2 = Date.now() + 5000;
+    while (srv.gateway.longPollsWaiting > 0 && Date.now() < end2) await sleep(20);
     assert.equal(srv.gateway.longPollsWaiting, 0);
   });
 });
