@@ -12,6 +12,14 @@ import assert from "node:assert/strict";
 import { monitorEventLoopDelay } from "node:perf_hooks";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
+import { startPrism, type PrismProcess } from "./serve-process.js";
+
+/** A KeyValue.Get body with 500,000 extra keys (5.6 MB). */
+function bigBody(): string {
+  const parts = ['{"namespace":"default","key":"x"'];
+  for (let i = 0; i < 500_000; i++) parts.push(`,"k${i}":1`);
+  return parts.join("") + "}";
+}
 
 describe("JSON bodies: keys and depth bounded before parsing", { timeout: 60_000 }, () => {
   let srv: RunningServer;
@@ -26,9 +34,7 @@ describe("JSON bodies: keys and depth bounded before parsing", { timeout: 60_000
   after(() => srv.close());
 
   it("500,000 keys: 413 without blocking the event loop; /healthz keeps answering", async (t) => {
-    const parts = ['{"namespace":"default","key":"x"'];
-    for (let i = 0; i < 500_000; i++) parts.push(`,"k${i}":1`);
-    const big = parts.join("") + "}";
+    const big = bigBody();
     assert.ok(big.length > 5_000_000);
     const h = monitorEventLoopDelay({ resolution: 10 });
     h.enable();
@@ -67,5 +73,51 @@ describe("JSON bodies: keys and depth bounded before parsing", { timeout: 60_000
     // Keys inside strings do not count: a value full of ':' and '{' is fine.
     const tricky = await post(JSON.stringify({ namespace: "default", key: ":{[".repeat(300) }));
     assert.equal(tricky.status, 200);
+  });
+});
+
+describe("JSON bodies: four clients refused in a loop against a prism process do not slow /healthz", { timeout: 60_000 }, () => {
+  let p: PrismProcess;
+  before(async () => {
+    p = await startPrism(["--grpc-port", "0", "--http-port", "0"]);
+  });
+  after(() => p?.stop());
+
+  it("4 concurrent loops of 5.6 MB / 500K-key bodies: every one 413, /healthz median well under the ~1 s it was", async (t) => {
+    const big = bigBody();
+    const url = `http://127.0.0.1:${p.httpPort}`;
+    let attacking = true;
+    const statuses = new Map<number, number>();
+    const loops = Array.from({ length: 4 }, async () => {
+      while (attacking) {
+        const r = await fetch(`${url}/v1/KeyValue/Get`, { method: "POST", headers: { "content-type": "application/json" }, body: big }).catch(() => undefined);
+        const st = r?.status ?? 0;
+        await r?.arrayBuffer().catch(() => undefined);
+        statuses.set(st, (statuses.get(st) ?? 0) + 1);
+      }
+    });
+    await new Promise((r) => setTimeout(r, 300));
+    const health: number[] = [];
+    let healthOk = 0;
+    const until = Date.now() + 3000;
+    while (Date.now() < until) {
+      const t0 = performance.now();
+      const r = await fetch(`${url}/healthz`).catch(() => undefined);
+      await r?.arrayBuffer();
+      health.push(performance.now() - t0);
+      if (r?.status === 200) healthOk++;
+      await new Promise((res) => setTimeout(res, 10));
+    }
+    attacking = false;
+    await Promise.all(loops);
+    health.sort((a, b) => a - b);
+    const median = health[Math.floor(health.length / 2)]!;
+    const refused = statuses.get(413) ?? 0;
+    t.diagnostic(`attack answers ${[...statuses].map(([k, v]) => `${k}×${v}`).join(", ")}; /healthz ${healthOk}/${health.length} ok, median ${median.toFixed(1)} ms, p90 ${health[Math.floor(health.length * 0.9)]!.toFixed(1)} ms`);
+    assert.ok(refused >= 8, `only ${refused} attack bodies were answered 413`);
+    assert.equal([...statuses.keys()].filter((k) => k !== 413).length, 0, `attack answers other than 413: ${[...statuses].join(" ")}`);
+    assert.ok(healthOk / health.length >= 0.95, `/healthz ${healthOk}/${health.length}`);
+    // Before the byte scan each body held the loop ~1 s, so four looping clients put the median near 1 s.
+    assert.ok(median < 200, `/healthz median ${median.toFixed(0)} ms`);
   });
 });
