@@ -5,9 +5,11 @@
  * takes over when the owner's heartbeat is 10 s old).
  *
  * A key written by a client meanwhile is never overwritten with an older
- * value: the copy is an if-absent write (the dual-write already put the
- * newer value there), followed by a re-read of `from`; when `from` changed
- * under the copy, `to` is set to what `from` holds now (or the key deleted).
+ * value: the migrating store (./keyvalue.ts backfillKey) queues each key's
+ * copy on the key's write-behind line, like a client write's copy, so it is
+ * ordered with the client writes of that key (one write of the key to `to` in
+ * flight at a time); the copy reads `from` when it runs and writes it
+ * if-absent (a client's copy got there first: it is newer).
  *
  * The reconcile (./reconcile.ts) reuses this loop through the protected hooks below.
  */
@@ -20,10 +22,6 @@ import type { BackfillCursor, MigrationHost } from "./types.js";
 export const INSTANCE_ID = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
 const TAKEOVER_MS = 10_000;
 const PAGE = 100;
-
-function same(a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.compare(Buffer.from(a.buffer, a.byteOffset, a.length), Buffer.from(b.buffer, b.byteOffset, b.length)) === 0;
-}
 
 export class Backfill {
   progress: (BackfillCursor & { estimatedTotal: number }) | undefined;
@@ -43,6 +41,8 @@ export class Backfill {
     protected readonly host: MigrationHost,
     protected readonly clock: Clock,
     protected readonly log: (level: "info" | "warn" | "error", msg: string) => void,
+    /** Copies one key (its value as scanned) to `to` unless a client's write is there; true when it wrote. */
+    private readonly copyKey: (key: string, value: Uint8Array) => Promise<boolean>,
   ) {}
 
   // Hooks (the reconcile overrides them): where the cursor lives, a fresh one, the side a page is scanned
@@ -65,7 +65,7 @@ export class Backfill {
 
   /** One key of a page: true when it wrote. */
   protected visit(key: string, value: Uint8Array): Promise<boolean> {
-    return this.copy(key, value);
+    return this.copyKey(key, value);
   }
 
   /** The scan of the current side ended (its cursor is "" again): done, or the next side starts. */
@@ -157,23 +157,6 @@ export class Backfill {
       const budget = (1000 * page.items.length) / this.rps;
       if (budget > spent) await this.sleep(budget - spent);
     }
-  }
-
-  /** Copies one key unless `to` already has it; true when it wrote. */
-  private async copy(key: string, value: Uint8Array): Promise<boolean> {
-    let wrote = true;
-    try {
-      await this.to.set(key, value, { ifAbsent: true });
-    } catch (e) {
-      if ((e as { reason?: string }).reason !== "PRISM_ERR_CAS_CONFLICT") throw e;
-      wrote = false; // a client's write got there first: it is newer
-    }
-    if (!wrote) return false;
-    // Did `from` change under the copy? Then `to` follows what `from` holds now.
-    const now = await this.from.get(key);
-    if (now === null) await this.to.delete(key);
-    else if (!same(now.value, value)) await this.to.set(key, now.value, {});
-    return true;
   }
 
   async stop(): Promise<void> {

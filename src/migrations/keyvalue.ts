@@ -171,7 +171,7 @@ export class MigratingKeyValueStore extends KeyValueByKey {
       this.timers.push(check);
     }
     if (state.phase === "backfill" && host) {
-      this.backfill = new Backfill(namespace, from, to, settings.backfillRps, host, clock, log);
+      this.backfill = new Backfill(namespace, from, to, settings.backfillRps, host, clock, log, (k) => this.backfillKey(k));
       this.backfill.start();
     }
     if (host) {
@@ -200,6 +200,55 @@ export class MigratingKeyValueStore extends KeyValueByKey {
     const ok = await this.queueCopy(key, side, primary, other);
     if (!ok) throw new Error(`could not bring key ${JSON.stringify(key.slice(0, 200))} up to date on ${side}`);
     return true;
+  }
+
+  /**
+   * The backfill's step for one key (./backfill.ts): a copy from `from` to `to` queued on the key's
+   * write-behind line like a client write's copy, so it is ordered with them: a client write
+   * acknowledged before the copy runs has its copy land first (the copy then finds the key on `to`), one
+   * acknowledged after has its copy queued behind it (it lands after). The copy reads `from` when it
+   * runs (not the scanned value, which may be older) and writes it if-absent: a key already on `to`
+   * was put there by a copy of a client write, which is at least as new; a key with a client write's copy
+   * still pending is left to it. Another process's writes
+   * are not on this line: after writing, `from` is read again and followed while it changed (as the
+   * repairs do), which leaves the per-process limit the README states. True when it wrote.
+   */
+  private async backfillKey(key: string): Promise<boolean> {
+    // A client write's copy still to land: it carries `from`'s state as of that write, and later writes queue behind it.
+    // (Queued behind it, this copy would replace a waiting one, dropping its TTL or, finding the key there, its value.)
+    if (this.wb.targets(key, "to")) return false;
+    let wrote = false;
+    let error: unknown;
+    const ok = await this.wb.push(
+      key,
+      {
+        side: "to",
+        keyed: false,
+        bytes: key.length,
+        run: async () => {
+          let rec = await this.from.get(key);
+          if (rec === null) return; // deleted since the scan: the client's delete (and its copy) stand
+          try {
+            await this.to.set(key, rec.value, { ifAbsent: true });
+          } catch (e) {
+            if ((e as { reason?: string }).reason === "PRISM_ERR_CAS_CONFLICT") return; // a client's copy got there first: it is newer
+            throw e;
+          }
+          wrote = true;
+          for (let tries = 0; tries < 4; tries++) {
+            const again = await this.from.get(key);
+            if (sameValue(again, rec)) break;
+            rec = again;
+            if (rec) await this.to.set(key, rec.value, {});
+            else await this.to.delete(key);
+          }
+        },
+        settle: (_ok, e) => (error = e),
+      },
+      true,
+    )!;
+    if (!ok) throw error ?? new Error(`could not copy key ${JSON.stringify(key.slice(0, 200))} to ${this.settings.to}`);
+    return wrote;
   }
 
   /** The percentage of keys `to` serves now. */

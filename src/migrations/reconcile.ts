@@ -45,7 +45,7 @@ export class Reconcile extends Backfill {
     /** Brings the key's other side up to date from its primary; true when it wrote. */
     private readonly reconcileKey: (key: string) => Promise<boolean>,
   ) {
-    super(namespace, from, to, rps, host, clock, log);
+    super(namespace, from, to, rps, host, clock, log, (k) => reconcileKey(k));
   }
 
   /** The cursor of the latest request; a fresh one (free to take) when that request has none yet; done when nothing is requested. */
