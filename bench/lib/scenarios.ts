@@ -19,6 +19,7 @@ import { scaleNamespaces } from "./scale-namespaces.js";
 import { wsGetTlsJwt } from "./auth-tls.js";
 import { dualWriteMemstore, dualWriteRedisPostgres } from "./dualwrite.js";
 import { cacheAsideHit, cacheAsideRedisPostgres } from "./cache-aside.js";
+import { overloadCriticalP99 } from "./overload.js";
 import type { Row } from "./report.js";
 import { SERVER_NODE_FLAGS } from "../../src/workers/node-flags.js";
 
@@ -711,6 +712,7 @@ export const SCENARIOS: Record<string, (o: BenchOptions) => Promise<Row | Row[]>
   "ws-kv-get-redis": redisGet,
   "ws-kv-get-postgres": pgGet,
   "ws-kv-get-1000rps": wsFixedRate,
+  "overload-critical-p99": overloadCriticalP99,
   "idle-rss-per-worker": idleRss,
   "ws-10k-connections": (o) => wsConnections(o),
   "scale-namespaces": scaleNamespaces,

@@ -15,7 +15,9 @@
  * Critical latency (p99 unloaded and under load, and their ratio) is printed,
  * not asserted: it measures the machine as much as Prism (a full run on a
  * shared 2-core VM once saw 9.6 ms against an unloaded 4.0 ms); the latency
- * bound belongs to the benchmarks (bench/), which run on a quiet machine.
+ * bound is measured by the benchmark `overload-critical-p99`
+ * (bench/lib/overload.ts: the same setup, alternating rounds alone / under
+ * load, `npm run bench -- --only overload-critical-p99`).
  */
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
