@@ -19,7 +19,7 @@ export const DEFAULT_LIMITS: NamespaceLimits = {
   idempotencyWindowSeconds: 86400,
 };
 
-export const SHEDDING_DEFAULTS = { max_in_flight: 10_000, max_event_loop_delay_ms: 500, capacity_pct: 90 };
+export const SHEDDING_DEFAULTS = { max_in_flight: 10_000, max_event_loop_delay_ms: 500, capacity_pct: 90, low_max_utilization: 0.85 };
 export const BREAKER_DEFAULTS = { failures: 5, probe_after_ms: 30_000 };
 export const RETRY_DEFAULTS = { max_attempts: 3, budget_ratio: 0.1 };
 /** Connection limits of every ingress (src/ingress/limits.ts); server.* in prism.yaml. */

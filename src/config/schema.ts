@@ -155,6 +155,8 @@ export const sheddingSchema = z
     max_event_loop_delay_ms: z.number().int().nonnegative().default(SHEDDING_DEFAULTS.max_event_loop_delay_ms),
     /** Shedding starts at this percent of the hard limit (low first, critical last). */
     capacity_pct: z.number().min(1).max(100).default(SHEDDING_DEFAULTS.capacity_pct),
+    /** Low-priority calls are shed while the event loop's utilization (0-1, per 200 ms window) is above this (0: not used). */
+    low_max_utilization: z.number().min(0).max(1).default(SHEDDING_DEFAULTS.low_max_utilization),
   })
   .strict();
 

@@ -10,7 +10,10 @@
  *      RESOURCE_EXHAUSTED (PRISM_ERR_OVERLOADED) when load reaches its
  *      priority's threshold: low at 70%, normal at 85%, high at 95% of
  *      capacity (capacity_pct, default 90% of the hard limit); critical only
- *      at the hard limit itself;
+ *      at the hard limit itself. Low priority is also shed while the event loop's
+ *      utilization (the share of time it runs callbacks, per 200 ms window) is
+ *      above low_max_utilization (default 0.85): quick calls keep in-flight
+ *      counts and loop delay low on a saturated worker;
  *   4. the namespace's rate limit (`rate_limit: { rps, burst }`):
  *      RESOURCE_EXHAUSTED (PRISM_ERR_RATE_LIMITED).
  *
@@ -34,9 +37,11 @@ export interface AdmissionOptions {
   maxEventLoopDelayMs: number;
   /** Percent of the hard limit at which shedding starts (default 90). */
   capacityPct: number;
+  /** Low-priority calls are shed while the event loop is busier than this (0-1 utilization; 0: not used). */
+  lowMaxUtilization?: number;
 }
 
-export const DEFAULT_ADMISSION: AdmissionOptions = { maxInFlight: 10_000, maxEventLoopDelayMs: 500, capacityPct: 90 };
+export const DEFAULT_ADMISSION: AdmissionOptions = { maxInFlight: 10_000, maxEventLoopDelayMs: 500, capacityPct: 90, lowMaxUtilization: 0.85 };
 
 /** Fraction of capacity at which each priority starts being shed (critical: the hard limit). */
 export const SHED_AT: Readonly<Record<Priority, number>> = { low: 0.7, normal: 0.85, high: 0.95, critical: Infinity };
@@ -76,7 +81,15 @@ export class Admission {
   ) {
     const cap = options.capacityPct / 100;
     this.thresholds = { low: cap * SHED_AT.low, normal: cap * SHED_AT.normal, high: cap * SHED_AT.high, critical: 1 };
-    if (options.maxEventLoopDelayMs > 0) this.lag.start();
+    this.lowMaxUtilization = options.lowMaxUtilization ?? 0;
+    if (options.maxEventLoopDelayMs > 0 || this.lowMaxUtilization > 0) this.lag.start();
+  }
+
+  private readonly lowMaxUtilization: number;
+
+  /** The load signals' source (tests end windows on it). */
+  get loopSignals(): LoopLag {
+    return this.lag;
   }
 
   /** Current load as a fraction of the hard limit (1 = at the limit). */
@@ -98,7 +111,9 @@ export class Admission {
     }
     // Admin calls (health checks, config changes) default to high: operators need them most under load.
     const priority = (ctx.priority ??= policy !== undefined ? policy.priority : "high");
-    if (this.load() >= this.thresholds[priority]) {
+    // Low priority also yields while the loop is busy most of the time: in-flight counts and loop delay
+    // stay low when calls are quick, although every call then waits behind the others' CPU.
+    if (this.load() >= this.thresholds[priority] || (priority === "low" && this.lowMaxUtilization > 0 && this.lag.utilization >= this.lowMaxUtilization)) {
       this.shed++;
       sheddingHooks.shed?.(ns !== undefined ? ns.name : "", priority);
       throw errors.overloaded(priority, 1);

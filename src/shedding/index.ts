@@ -46,7 +46,7 @@ export function installShedding(gw: Gateway, server: Partial<ServerConfig>): She
   // Hand-built configs (tests) may lack the blocks: the schema's defaults apply.
   const s = server.shedding ?? SHEDDING_DEFAULTS;
   const admission = new Admission(
-    { maxInFlight: s.max_in_flight, maxEventLoopDelayMs: s.max_event_loop_delay_ms, capacityPct: s.capacity_pct },
+    { maxInFlight: s.max_in_flight, maxEventLoopDelayMs: s.max_event_loop_delay_ms, capacityPct: s.capacity_pct, lowMaxUtilization: s.low_max_utilization ?? SHEDDING_DEFAULTS.low_max_utilization },
     () => gw.inFlightCount,
   );
   gw.use(admission.middleware);

@@ -79,6 +79,26 @@ describe("admission", () => {
     a.close();
   });
 
+  it("sheds low priority (only) while the loop stays busier than low_max_utilization for two windows", () => {
+    const a = new Admission({ maxInFlight: 100, maxEventLoopDelayMs: 0, capacityPct: 90, lowMaxUtilization: 0.85 }, () => 0);
+    const verdicts = () => (["low", "normal", "high", "critical"] as Priority[]).map((p) => code(() => a.middleware(ctx(p), ns("n")))).map((r) => (r === "ok" ? "ok" : "shed"));
+    const sig = a.loopSignals;
+    sig.endWindow(0, 0.3);
+    sig.endWindow(0, 0.99); // one busy window: a burst, not load
+    assert.deepEqual(verdicts(), ["ok", "ok", "ok", "ok"]);
+    sig.endWindow(0, 0.9); // busy two windows in a row
+    assert.equal(sig.utilization, 0.9);
+    assert.deepEqual(verdicts(), ["shed", "ok", "ok", "ok"], "only low yields to a busy loop");
+    sig.endWindow(0, 0.5);
+    assert.deepEqual(verdicts(), ["ok", "ok", "ok", "ok"]);
+    a.close();
+    const off = new Admission({ maxInFlight: 100, maxEventLoopDelayMs: 0, capacityPct: 90, lowMaxUtilization: 0 }, () => 0);
+    off.loopSignals.endWindow(0, 1);
+    off.loopSignals.endWindow(0, 1);
+    assert.equal(code(() => off.middleware(ctx("low"), ns("n"))), "ok", "0 turns the signal off");
+    off.close();
+  });
+
   it("answers RESOURCE_EXHAUSTED with a retry hint; the namespace default priority applies", () => {
     let inFlight = 70;
     const a = new Admission({ maxInFlight: 100, maxEventLoopDelayMs: 0, capacityPct: 90 }, () => inFlight);
@@ -269,7 +289,7 @@ describe("config", () => {
     const c = configSchema.parse({
       namespaces: [{ name: "a", backend: { type: "memstore" }, priority_default: "low", rate_limit: { rps: 5 }, default_timeout_ms: 100, breaker: { failures: 2 } }],
     });
-    assert.deepEqual(c.server.shedding, { max_in_flight: 10_000, max_event_loop_delay_ms: 500, capacity_pct: 90 });
+    assert.deepEqual(c.server.shedding, { max_in_flight: 10_000, max_event_loop_delay_ms: 500, capacity_pct: 90, low_max_utilization: 0.85 });
     assert.deepEqual(c.server.breaker, { failures: 5, probe_after_ms: 30_000 });
     assert.equal(c.server.backpressure.policy, "disconnect");
     assert.deepEqual(c.namespaces[0]!.breaker, { failures: 2, probe_after_ms: 30_000 });
@@ -305,6 +325,8 @@ describe("event-loop lag signal", () => {
       }
       // A slower machine only makes the measured lag larger.
       assert.ok(lag.delayMs >= 50, `delay ${lag.delayMs} ms`);
+      // The loop ran callbacks most of the time: performance.eventLoopUtilization() says so.
+      assert.ok(lag.utilization > 0.5, `utilization ${lag.utilization}`);
     } finally {
       lag.stop();
     }
