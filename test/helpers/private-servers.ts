@@ -65,13 +65,13 @@ export class PrivateServer {
     }
   }
 
-  /** SIGTERM, and resolves once it exited. No-op when not running. */
-  async stop(): Promise<void> {
+  /** SIGTERM (or `signal`: SIGKILL for a crash), and resolves once it exited. No-op when not running. */
+  async stop(signal: NodeJS.Signals = "SIGTERM"): Promise<void> {
     const p = this.proc;
     this.proc = undefined;
     if (!p || p.exitCode !== null) return;
     const exited = new Promise((r) => p.once("exit", r));
-    p.kill("SIGTERM");
+    p.kill(signal);
     await exited;
   }
 }
