@@ -26,7 +26,7 @@ export interface CliClient {
     listBackendInstances(): Promise<BackendInstanceInfo[]>;
     listPatterns(): Promise<PatternInfo[]>;
     listBackends(): Promise<{ type: string; interfaces: string[]; description: string }[]>;
-    migration(namespace: string, op?: "status" | "start" | "advance" | "rollback" | "finish", reason?: string): Promise<Record<string, unknown>>;
+    migration(namespace: string, op?: "status" | "start" | "advance" | "rollback" | "finish", reason?: string | { reason?: string; dryRun?: boolean }): Promise<Record<string, unknown>>;
   };
   close(): Promise<void> | void;
 }

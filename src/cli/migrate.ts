@@ -21,12 +21,14 @@ export function formatMigration(s: Record<string, any>): string {
 }
 
 export async function migrateCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args: argv, options: { addr: { type: "string" }, reason: { type: "string" } }, allowPositionals: true, strict: true });
+  const { values, positionals } = parseArgs({ args: argv, options: { addr: { type: "string" }, reason: { type: "string" }, "dry-run": { type: "boolean" } }, allowPositionals: true, strict: true });
   const [op, ns] = positionals;
   if (positionals.length !== 2 || !OPS.includes(op as Op)) throw new UsageError(MIGRATE_USAGE);
+  // --dry-run: start a run that dual-writes and shadow-reads but never serves from `to` (cutover and finish refused).
+  if (values["dry-run"] && op !== "start") throw new UsageError(MIGRATE_USAGE);
   try {
     return await withClient(values.addr, async (c) => {
-      const s = await c.admin.migration(ns!, op as Op, values.reason ?? "");
+      const s = await c.admin.migration(ns!, op as Op, { reason: values.reason ?? "", dryRun: !!values["dry-run"] });
       process.stdout.write(formatMigration(s) + "\n");
       return 0;
     });

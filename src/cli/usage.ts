@@ -12,7 +12,7 @@ kv get prints the value and a newline; --raw prints the value's bytes only.`;
 export const NS_USAGE = `usage: prism ns list [--wide] | get NAME | delete NAME | diff -f FILE [--prune] [--verbose]  [--addr ws://HOST:PORT]`;
 export const APPLY_USAGE = `usage: prism apply -f FILE [--dry-run] [--prune] [--verbose] [--addr ws://HOST:PORT]`;
 export const BACKENDS_USAGE = `usage: prism backends [--types] [--addr ws://HOST:PORT]`;
-export const MIGRATE_USAGE = `usage: prism migrate status|start|advance|rollback|finish NAMESPACE [--reason TEXT] [--addr ws://HOST:PORT]`;
+export const MIGRATE_USAGE = `usage: prism migrate status|start|advance|rollback|finish NAMESPACE [--reason TEXT] [--dry-run (start only)] [--addr ws://HOST:PORT]`;
 export const PATTERNS_USAGE = `usage: prism patterns [--addr ws://HOST:PORT]`;
 export const AUDIT_USAGE = `usage: prism audit verify FILE [FILE…]   (rotated files oldest first: audit.log.2 audit.log.1 audit.log)`;
 export const KEYS_USAGE = `usage: prism keys rotate [--config FILE] [--dry-run]   (re-wraps the data keys with security.kek)`;

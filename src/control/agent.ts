@@ -20,7 +20,7 @@ import { backendRefOf, choicesOf, resolveNamespace, type ResolvedNamespace } fro
 import { errors, PrismError } from "../core/errors.js";
 import type { ApplyBackendResult, ApplyNamespaceResult, BackendInstanceInfo, ControlPlane } from "../core/gateway.js";
 import type { PathPolicy } from "../config/paths.js";
-import { WRITER_LEASE, type BackfillCursor, type MigrationPhase, type MigrationSettings, type MigrationState, type ReconcileCursor, type ReconcileRequest, type RepairBatch } from "../migrations/types.js";
+import { WRITER_LEASE, isDryRun, type BackfillCursor, type MigrationPhase, type MigrationSettings, type MigrationState, type ReconcileCursor, type ReconcileRequest, type RepairBatch } from "../migrations/types.js";
 import { DATAKEY_KIND, type Keyring, type WrappedDataKey } from "../pii/keyring.js";
 
 /** What Admin shows of a migration (the live numbers come from the runtime: src/primitives/admin.ts). */
@@ -504,15 +504,18 @@ export class ControlAgent implements ControlPlane {
     return this.migrationStatus(name);
   }
 
-  async startMigration(name: string): Promise<MigrationStatus> {
+  /** `dryRun`: never serve from `to` in this run of the migration (as `dry_run: true` in its block). */
+  async startMigration(name: string, opts: { dryRun?: boolean } = {}): Promise<MigrationStatus> {
     await this.current();
     const { resolved } = this.migratable(name);
     if (this.migrations.has(name)) throw errors.configConflict(`the migration of "${name}" is already running (phase ${this.migrations.get(name)!.phase}); see prism migrate status`);
     const p = resolved.migration!.to.primitive;
+    // Draining sends new messages to `to` from the start: there is no phase that copies without serving.
+    if (p === "queue" && (opts.dryRun || resolved.migration!.settings.dryRun)) throw errors.configConflict(`a queue migration cannot be a dry run: its drain sends new messages to "${resolved.migration!.settings.to}" from the start`);
     const phase: MigrationPhase = p === "keyvalue" ? "dual_write" : p === "queue" ? "drain" : "shadow";
     // A repair journal left by an earlier migration of the namespace (its block removed by hand) is not this one's.
     await this.write([{ kind: CURSOR_KIND, name, spec: null }, ...this.repairDeletes(name), ...this.reconcileDeletes(name)]);
-    return this.writeState(name, { phase, step: 0, startedAtMs: Date.now() });
+    return this.writeState(name, { phase, step: 0, startedAtMs: Date.now(), ...(opts.dryRun ? { dryRun: true } : {}) });
   }
 
   async advanceMigration(name: string): Promise<MigrationStatus> {
@@ -532,7 +535,7 @@ export class ControlAgent implements ControlPlane {
       next.backfillDone = true;
     } else if (state.phase === "shadow") {
       if (resolved.migration!.to.primitive !== "keyvalue") throw errors.configConflict(`"${name}" is in shadow; finish it to switch to "${s.to}"`);
-      if (s.dryRun) throw errors.configConflict(`the migration of "${name}" is a dry run: it never serves from "${s.to}"`);
+      if (isDryRun(s, state)) throw errors.configConflict(`the migration of "${name}" is a dry run: it never serves from "${s.to}"`);
       const pending = this.reconcilePending(name) ?? this.staleWriters(name);
       if (pending) throw errors.configConflict(pending);
       next.phase = "cutover";
@@ -564,6 +567,7 @@ export class ControlAgent implements ControlPlane {
     const s = m.settings;
     if (!state) throw errors.configConflict(`the migration of "${name}" has not started`);
     if (state.rolledBack) throw errors.configConflict(`the migration of "${name}" was rolled back (${state.rolledBack.reason}); advance or remove it`);
+    if (isDryRun(s, state)) throw errors.configConflict(`the migration of "${name}" is a dry run: it never switches to "${s.to}" (remove the migration block, or start it again without --dry-run)`);
     if (m.to.primitive === "keyvalue") {
       // A writer that died with copies pending: `to` may hold older values than the last acknowledged writes.
       const pending = this.reconcilePending(name) ?? this.staleWriters(name);

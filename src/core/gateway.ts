@@ -159,7 +159,7 @@ export interface ControlPlane extends MigrationHost {
   listBackendInstances(): Promise<BackendInstanceInfo[]>;
   /** Migrations (src/migrations): phases stored in the config store. */
   migrationStatus(name: string): Promise<MigrationStatus>;
-  startMigration(name: string): Promise<MigrationStatus>;
+  startMigration(name: string, opts?: { dryRun?: boolean }): Promise<MigrationStatus>;
   advanceMigration(name: string): Promise<MigrationStatus>;
   rollbackMigration(name: string, reason?: string, automatic?: boolean): Promise<MigrationStatus>;
   finishMigration(name: string): Promise<{ revision: number }>;

@@ -32,7 +32,7 @@ import { KeyValueByKey } from "../backends/common/kv-by-key.js";
 import { Window } from "./monitor.js";
 import { RepairJournal } from "./repair-journal.js";
 import { WriteBehind, type SecondaryOp, type Side } from "./write-behind.js";
-import { DEFAULT_MIGRATION, WRITER_LEASE, keyBucket, type MigrationHost, type MigrationSettings, type MigrationState, type MigrationStats } from "./types.js";
+import { DEFAULT_MIGRATION, WRITER_LEASE, isDryRun, keyBucket, type MigrationHost, type MigrationSettings, type MigrationState, type MigrationStats } from "./types.js";
 
 type Log = (level: "info" | "warn" | "error", msg: string) => void;
 
@@ -253,7 +253,7 @@ export class MigratingKeyValueStore extends KeyValueByKey {
 
   /** The percentage of keys `to` serves now. */
   get cutoverPct(): number {
-    if (this.state.phase !== "cutover" || this.rolledBack || this.settings.dryRun) return 0;
+    if (this.state.phase !== "cutover" || this.rolledBack || isDryRun(this.settings, this.state)) return 0;
     return this.settings.cutoverSteps[this.state.step] ?? 0;
   }
 

@@ -46,6 +46,8 @@ export interface MigrationState {
   rolledBack?: { reason: string; atMs: number; automatic: boolean };
   /** Backfill finished (all keys copied once). */
   backfillDone?: boolean;
+  /** Started as a dry run (`prism migrate start --dry-run`): as settings.dryRun, for this run of the migration. */
+  dryRun?: boolean;
 }
 
 /** Backfill progress, stored apart (kind "migration-cursor") so that saving it does not re-apply the namespace. */
@@ -151,6 +153,11 @@ export const DEFAULT_MIGRATION = {
   write_behind_max_keys: 10_000,
   write_behind_max_bytes: 64 * 1024 * 1024,
 };
+
+/** A dry run never serves from `to`: the migration block says so, or it was started with --dry-run. */
+export function isDryRun(settings: MigrationSettings, state: MigrationState | null | undefined): boolean {
+  return settings.dryRun || !!state?.dryRun;
+}
 
 /** Which of 100 buckets a key falls in (FNV-1a): sticky per key, the same on every instance. */
 export function keyBucket(key: string): number {

@@ -6,6 +6,7 @@ import type { NamespaceRuntime } from "../router/router.js";
 import type { ResolvedNamespace } from "../config/resolve.js";
 import type { BackendInstanceInfo } from "../core/gateway.js";
 import type { MigrationStatus } from "../control/agent.js";
+import { isDryRun } from "../migrations/types.js";
 import { PATTERNS, patternByName } from "../patterns/registry.js";
 import { structToJson, type StructMessage } from "../core/struct.js";
 import { loadAllDrivers } from "../backends/registry.js";
@@ -173,8 +174,8 @@ function migrationInfo(gw: Gateway, name: string, st: MigrationStatus): prism.v1
     from: s.from,
     to: s.to,
     phase: state?.phase ?? "",
-    cutoverPct: kv ? kv.cutoverPct : state?.phase === "cutover" && !state.rolledBack && !s.dryRun ? (s.cutoverSteps[state.step] ?? 0) : 0,
-    dryRun: s.dryRun,
+    cutoverPct: kv ? kv.cutoverPct : state?.phase === "cutover" && !state.rolledBack && !isDryRun(s, state) ? (s.cutoverSteps[state.step] ?? 0) : 0,
+    dryRun: isDryRun(s, state),
     rolledBack: !!state?.rolledBack || !!kv?.isRolledBack,
     rollbackReason: state?.rolledBack?.reason ?? "",
     rollbackAutomatic: !!state?.rolledBack?.automatic,
@@ -210,7 +211,7 @@ export async function migrationStatus(gw: Gateway, req: prism.v1.IMigrationReque
 
 export async function startMigration(gw: Gateway, req: prism.v1.IMigrationRequest): Promise<prism.v1.IMigrationInfo> {
   const name = nsName(req);
-  return migrationInfo(gw, name, await gw.control.startMigration(name));
+  return migrationInfo(gw, name, await gw.control.startMigration(name, { dryRun: !!req.dryRun }));
 }
 
 export async function advanceMigration(gw: Gateway, req: prism.v1.IMigrationRequest): Promise<prism.v1.IMigrationInfo> {

@@ -60,8 +60,8 @@ class IpcControlPlane implements ControlPlane {
   migrationStatus(name: string) {
     return this.call<MigrationStatus>("migrationStatus", [name]);
   }
-  startMigration(name: string) {
-    return this.call<MigrationStatus>("startMigration", [name]);
+  startMigration(name: string, opts?: { dryRun?: boolean }) {
+    return this.call<MigrationStatus>("startMigration", [name, opts]);
   }
   advanceMigration(name: string) {
     return this.call<MigrationStatus>("advanceMigration", [name]);

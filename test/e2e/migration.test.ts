@@ -175,6 +175,70 @@ for (const [fromName, toName, from, to] of [
   });
 }
 
+describe("dry run (StartMigration dryRun, prism migrate start --dry-run) under load from 16 clients", () => {
+  it("dual-writes and shadow-reads but never serves from `to`: servedByTo stays 0, cutover and finish are refused", { timeout: 90_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "prism-mig-dry-"));
+    const config = await validateConfig(
+      {
+        server: { data_dir: dir },
+        backends: { old: { type: "memstore" }, new: { type: "sqlite", path: "to.db" } },
+        // dry_run is not in the block: the run is a dry run because it was started as one.
+        namespaces: [{ name: "dry", pattern: "keyvalue", backend: "old", migration: { to: "new", backfill_rps: 20_000, shadow_read_pct: 50, cutover_steps: [100], window_seconds: 5, rollback_on: { p99_ms: 5000 } } }],
+      },
+      "migration-dry-run-test",
+    );
+    const srv = await startServer({ config, grpcPort: 0, httpPort: 0, log: () => {} });
+    const admin = await connect(`ws://127.0.0.1:${srv.httpPort}`);
+    const clients = await Promise.all(Array.from({ length: 16 }, () => connect(`ws://127.0.0.1:${srv.httpPort}`)));
+    const KEYS = 800;
+    const load = new Load(clients, "dry", KEYS);
+    try {
+      for (let i = 0; i < KEYS; i += 2) {
+        await admin.kv("dry").set(`k${i}`, `pre-${i}`);
+        load.last.set(`k${i}`, `pre-${i}`);
+      }
+      const call = (m: string, extra: object = {}) => admin.call("Admin", m, { namespace: "dry", ...extra }) as Promise<any>;
+      load.start();
+      const started = await call("StartMigration", { dryRun: true });
+      assert.equal(started.phase, "dual_write");
+      assert.equal(started.dryRun, true);
+      assert.equal((await call("AdvanceMigration")).phase, "backfill");
+      await until("the backfill", 60_000, async () => (await call("MigrationStatus")).backfillDone);
+      assert.equal((await call("AdvanceMigration")).phase, "shadow");
+      const sh = await until("300 shadow reads", 30_000, async () => {
+        const s = await call("MigrationStatus");
+        return s.shadowReads >= 300 ? s : undefined;
+      });
+      // Shadow reads ran against `to` and found what the dual-write and the backfill put there.
+      assert.equal(sh.shadowMismatches, 0, `shadow diff ${sh.diffPct}%`);
+      // The step that would serve from `to` is refused, and so is finish.
+      await assert.rejects(call("AdvanceMigration"), /dry run: it never serves from "new"/);
+      await assert.rejects(call("FinishMigration"), /dry run|cannot finish/);
+      await sleep(500);
+      const st = await call("MigrationStatus");
+      await load.end();
+      assert.equal(st.phase, "shadow");
+      assert.equal(st.dryRun, true);
+      assert.equal(st.cutoverPct, 0);
+      assert.equal(st.servedByTo, 0, "no read served by `to`");
+      assert.ok(st.servedByFrom > 1000, `reads served by \`from\` (${st.servedByFrom})`);
+      assert.deepEqual(load.errors.slice(0, 5), [], `${load.errors.length} client errors of ${load.ops} calls`);
+      assert.ok(load.ops > 2000, `load ran (${load.ops} calls)`);
+      const metrics = await (await fetch(`http://127.0.0.1:${srv.httpPort}/metrics`)).text();
+      assert.match(metrics, /^prism_migration\{namespace="dry",from="old",to="new",measure="cutover_pct"\} 0$/m);
+      // The namespace still lives on `old`.
+      const info = await admin.admin.getNamespace("dry");
+      assert.deepEqual(info.slots.map((s) => s.instance), ["old"]);
+    } finally {
+      await load.end();
+      for (const c of clients) await c.close();
+      await admin.close();
+      await srv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("automatic rollback", () => {
   it("when `to` (a private redis-server) is SIGKILLed mid-cutover, traffic returns to `from` within 1 s; only calls in flight at the kill may fail; status says why", { timeout: 60_000 }, async (t) => {
     if (!(await haveBinary("redis-server"))) return t.skip("redis-server is not installed");
@@ -437,7 +501,7 @@ describe("prism migrate (CLI)", () => {
     const cfg = join(dir, "prism.yaml");
     writeFileSync(
       cfg,
-      ["server:", `  data_dir: ${JSON.stringify(dir)}`, "backends:", "  old: { type: sqlite, path: old.db }", "  new: { type: sqlite, path: new.db }", "namespaces:", "  - name: cli", "    pattern: keyvalue", "    backend: old", "    migration: { to: new }", "  - name: plain", "    backend: old"].join("\n"),
+      ["server:", `  data_dir: ${JSON.stringify(dir)}`, "backends:", "  old: { type: sqlite, path: old.db }", "  new: { type: sqlite, path: new.db }", "namespaces:", "  - name: cli", "    pattern: keyvalue", "    backend: old", "    migration: { to: new }", "  - name: dry", "    pattern: keyvalue", "    backend: old", "    migration: { to: new }", "  - name: plain", "    backend: old"].join("\n"),
     );
     const p = await startPrism(["--workers", "1", "--config", cfg, "--grpc-port", "0", "--http-port", "0"], { env: { PRISM_DATA_DIR: dir } });
     const addr = ["--addr", `ws://127.0.0.1:${p.httpPort}`];
@@ -459,6 +523,16 @@ describe("prism migrate (CLI)", () => {
       assert.match(none.stderr, /namespace "plain" has no migration: block/);
       const usage = await runPrism(["migrate", "jump", "cli", ...addr]);
       assert.equal(usage.code, 64);
+      assert.equal((await run("advance", "dry", "--dry-run")).code, 64, "--dry-run is for start only");
+      const dry = await run("start", "dry", "--dry-run");
+      assert.equal(dry.code, 0, dry.stderr);
+      assert.match(dry.stdout, /^namespace dry: slot keyvalue from "old" to "new" \(dry run\)\nphase: dual_write/);
+      assert.match((await run("advance", "dry")).stdout, /^phase: backfill/m);
+      await until("the dry run's backfill", 20_000, async () => /backfill: .*done/.test((await run("status", "dry")).stdout));
+      assert.match((await run("advance", "dry")).stdout, /^phase: shadow/m);
+      const refused = await run("advance", "dry");
+      assert.equal(refused.code, 1);
+      assert.match(refused.stderr, /the migration of "dry" is a dry run: it never serves from "new"/);
     } finally {
       await p.stop();
       rmSync(dir, { recursive: true, force: true });

@@ -610,11 +610,19 @@ export class Admin {
    * A namespace's migration (its `migration:` block): `status`, or a step —
    * `start`, `advance` (next phase / cutover step), `rollback` (traffic back to
    * `from`), `finish` (bind the slot to `to` for good). Resolves to the status.
+   * The third argument is the rollback's reason, or `{ reason, dryRun }`
+   * (`start` with `dryRun: true`: dual-write and shadow reads, never served from `to`).
    */
-  async migration(namespace: string, op: "status" | "start" | "advance" | "rollback" | "finish" = "status", reason = "", call?: CallOptions): Promise<Record<string, unknown>> {
+  async migration(
+    namespace: string,
+    op: "status" | "start" | "advance" | "rollback" | "finish" = "status",
+    reason: string | { reason?: string; dryRun?: boolean } = "",
+    call?: CallOptions,
+  ): Promise<Record<string, unknown>> {
     const method = { status: "MigrationStatus", start: "StartMigration", advance: "AdvanceMigration", rollback: "RollbackMigration", finish: "FinishMigration" }[op];
     const info = m(`Admin/${method}`);
-    const res = await this.t.unary(info, { namespace, reason }, co(call));
+    const o = typeof reason === "string" ? { reason } : reason;
+    const res = await this.t.unary(info, { namespace, reason: o.reason ?? "", dryRun: !!o.dryRun }, co(call));
     return info.responseType.toObject(res, { longs: Number, defaults: true }) as Record<string, unknown>;
   }
 
