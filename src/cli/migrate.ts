@@ -10,13 +10,13 @@ type Op = (typeof OPS)[number];
 export function formatMigration(s: Record<string, any>): string {
   const lines = [`namespace ${s.namespace}: slot ${s.slot} from "${s.from}" to "${s.to}"${s.dryRun ? " (dry run)" : ""}`];
   lines.push(`phase: ${s.phase || "not started"}${s.phase === "cutover" ? ` (${s.cutoverPct}% of keys on "${s.to}")` : ""}${s.revision ? ` (revision ${s.revision})` : ""}`);
-  if (s.rolledBack) lines.push(`rolled back${s.rollbackAutomatic ? " automatically" : ""}: ${s.rollbackReason}`);
+  if (s.rolledBack) lines.push(`rolled back${s.rollbackAutomatic ? " automatically" : ""}: ${s.rollbackReason}${Number(s.rollbacks) > 1 ? ` (${s.rollbacks} rollbacks in this migration)` : ""}`);
   if (s.backfillCopied || s.backfillSkipped || s.backfillDone) {
     const done = s.backfillCopied + s.backfillSkipped;
     lines.push(`backfill: ${done}${s.backfillEstimatedTotal ? ` / ~${s.backfillEstimatedTotal}` : ""} keys (${s.backfillCopied} copied, ${s.backfillSkipped} already written by clients)${s.backfillDone ? ", done" : ""}`);
   }
   if (s.shadowReads) lines.push(`shadow reads: ${s.shadowReads}, mismatches ${s.shadowMismatches} (diff ${Number(s.diffPct).toFixed(2)}% over the window)`);
-  lines.push(`"${s.to}": error rate ${(Number(s.toErrorRate) * 100).toFixed(2)}%, p99 ${s.toP99Ms} ms; "${s.from}": p99 ${s.fromP99Ms} ms; dual-write errors ${s.dualWriteErrors} (${s.repairsPending} to repair)`);
+  lines.push(`"${s.to}": error rate ${(Number(s.toErrorRate) * 100).toFixed(2)}%, p99 ${s.toP99Ms} ms; "${s.from}": error rate ${(Number(s.fromErrorRate ?? 0) * 100).toFixed(2)}%, p99 ${s.fromP99Ms} ms; dual-write errors ${s.dualWriteErrors} (${s.repairsPending} to repair)`);
   return lines.join("\n");
 }
 

@@ -555,7 +555,7 @@ export class ControlAgent implements ControlPlane {
     const state = this.migrations.get(name);
     if (!state) throw errors.configConflict(`the migration of "${name}" has not started`);
     if (state.rolledBack) return this.migrationStatus(name);
-    return this.writeState(name, { ...state, rolledBack: { reason, atMs: Date.now(), automatic } });
+    return this.writeState(name, { ...state, rolledBack: { reason, atMs: Date.now(), automatic }, rollbacks: (state.rollbacks ?? 0) + 1 });
   }
 
   /** Binds the slot to `to` for good and forgets the migration, in one change set. */

@@ -115,6 +115,7 @@ export class MigratingKeyValueStore extends KeyValueByKey {
     toErrorRate: 0,
     toP99Ms: 0,
     fromP99Ms: 0,
+    fromErrorRate: 0,
     servedByTo: 0,
     servedByFrom: 0,
     rollbacks: 0,
@@ -283,7 +284,14 @@ export class MigratingKeyValueStore extends KeyValueByKey {
 
   private async timedFrom<T>(f: () => Promise<T>): Promise<T> {
     const t0 = performance.now();
-    const r = await f();
+    let r: T;
+    try {
+      r = await f();
+    } catch (e) {
+      // A refusal (CAS, bad input) is an answer, not a failure of `from`.
+      this.window.from(performance.now() - t0, !transient(e));
+      throw e;
+    }
     this.window.from(performance.now() - t0);
     return r;
   }
@@ -512,7 +520,7 @@ export class MigratingKeyValueStore extends KeyValueByKey {
   private check(): void {
     if (this.closed || this.rolledBack) return;
     const w = this.window.summary();
-    Object.assign(this.stats, { diffPct: w.diffPct, toErrorRate: w.errorRate, toP99Ms: w.p99Ms, fromP99Ms: w.fromP99Ms });
+    Object.assign(this.stats, { diffPct: w.diffPct, toErrorRate: w.errorRate, toP99Ms: w.p99Ms, fromP99Ms: w.fromP99Ms, fromErrorRate: w.fromErrorRate });
     const r = this.settings.rollbackOn;
     let reason: string | undefined;
     if (w.calls >= MIN_SAMPLES && w.errorRate > r.errorRate) reason = `to's error rate ${(w.errorRate * 100).toFixed(2)}% over ${this.settings.windowSeconds} s exceeds ${(r.errorRate * 100).toFixed(2)}%`;
@@ -529,7 +537,9 @@ export class MigratingKeyValueStore extends KeyValueByKey {
   /** The stats with the window's current rates. */
   snapshot(): MigrationStats {
     const w = this.window.summary();
-    return { ...this.stats, reconcile: this.reconcile?.progress, diffPct: w.diffPct, toErrorRate: w.errorRate, toP99Ms: w.p99Ms, fromP99Ms: w.fromP99Ms, repairsPending: this.repairs.size, writeBehindPending: this.wb.size };
+    // Rollbacks: the stored count survives the re-apply a rollback causes; one decided here counts until the store has it.
+    const rollbacks = (this.state.rollbacks ?? 0) + (this.rolledBack && !this.state.rolledBack ? 1 : 0);
+    return { ...this.stats, rollbacks, reconcile: this.reconcile?.progress, diffPct: w.diffPct, toErrorRate: w.errorRate, toP99Ms: w.p99Ms, fromP99Ms: w.fromP99Ms, fromErrorRate: w.fromErrorRate, repairsPending: this.repairs.size, writeBehindPending: this.wb.size };
   }
 
   get isRolledBack(): boolean {

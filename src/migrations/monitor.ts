@@ -1,6 +1,7 @@
 /**
  * The sliding window a migration's rollback thresholds are judged on: `to`'s
- * error rate and p99 latency, and the shadow diff percentage, over the last
+ * error rate and p99 latency, and the shadow diff percentage (also `from`'s
+ * error rate and p99, for the operator), over the last
  * windowSeconds, in one-second buckets (no per-call allocation).
  */
 import type { Clock } from "../core/clock.js";
@@ -13,11 +14,13 @@ class Bucket {
   errors = 0;
   shadow = 0;
   mismatch = 0;
+  fromCalls = 0;
+  fromErrors = 0;
   readonly lat = new Array<number>(LAT_BOUNDS.length).fill(0);
   fromLat = new Array<number>(LAT_BOUNDS.length).fill(0);
   reset(sec: number): void {
     this.sec = sec;
-    this.calls = this.errors = this.shadow = this.mismatch = 0;
+    this.calls = this.errors = this.shadow = this.mismatch = this.fromCalls = this.fromErrors = 0;
     this.lat.fill(0);
     this.fromLat.fill(0);
   }
@@ -59,8 +62,10 @@ export class Window {
     b.lat[i]!++;
   }
 
-  from(ms: number): void {
+  from(ms: number, ok = true): void {
     const b = this.bucket();
+    b.fromCalls++;
+    if (!ok) b.fromErrors++;
     let i = 0;
     while (ms > LAT_BOUNDS[i]!) i++;
     b.fromLat[i]!++;
@@ -72,9 +77,9 @@ export class Window {
     if (!match) b.mismatch++;
   }
 
-  summary(): { calls: number; errors: number; errorRate: number; p99Ms: number; fromP99Ms: number; shadow: number; mismatches: number; diffPct: number } {
+  summary(): { calls: number; errors: number; errorRate: number; p99Ms: number; fromP99Ms: number; fromErrorRate: number; shadow: number; mismatches: number; diffPct: number } {
     const now = Math.floor(this.clock.now() / 1000);
-    let calls = 0, errors = 0, shadow = 0, mismatches = 0;
+    let calls = 0, errors = 0, shadow = 0, mismatches = 0, fromCalls = 0, fromErrors = 0;
     const lat = new Array<number>(LAT_BOUNDS.length).fill(0);
     const fromLat = new Array<number>(LAT_BOUNDS.length).fill(0);
     for (const b of this.buckets) {
@@ -83,9 +88,11 @@ export class Window {
       errors += b.errors;
       shadow += b.shadow;
       mismatches += b.mismatch;
+      fromCalls += b.fromCalls;
+      fromErrors += b.fromErrors;
       b.lat.forEach((n, i) => (lat[i]! += n));
       b.fromLat.forEach((n, i) => (fromLat[i]! += n));
     }
-    return { calls, errors, errorRate: calls ? errors / calls : 0, p99Ms: p99(lat), fromP99Ms: p99(fromLat), shadow, mismatches, diffPct: shadow ? (100 * mismatches) / shadow : 0 };
+    return { calls, errors, errorRate: calls ? errors / calls : 0, p99Ms: p99(lat), fromP99Ms: p99(fromLat), fromErrorRate: fromCalls ? fromErrors / fromCalls : 0, shadow, mismatches, diffPct: shadow ? (100 * mismatches) / shadow : 0 };
   }
 }

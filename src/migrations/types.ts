@@ -46,6 +46,8 @@ export interface MigrationState {
   rolledBack?: { reason: string; atMs: number; automatic: boolean };
   /** Backfill finished (all keys copied once). */
   backfillDone?: boolean;
+  /** Rollbacks so far in this migration (automatic and by the operator): kept here, as a rollback re-applies the namespace (a new runtime, new stats). */
+  rollbacks?: number;
   /** Started as a dry run (`prism migrate start --dry-run`): as settings.dryRun, for this run of the migration. */
   dryRun?: boolean;
 }
@@ -134,8 +136,11 @@ export interface MigrationStats {
   toErrorRate: number;
   toP99Ms: number;
   fromP99Ms: number;
+  /** Over the window, shadow and cutover phases (where `from`'s calls are timed): failed / calls. */
+  fromErrorRate: number;
   servedByTo: number;
   servedByFrom: number;
+  /** In this migration (MigrationState.rollbacks), plus one decided here and not stored yet. */
   rollbacks: number;
   /** Keys with a secondary (write-behind) write queued or in flight, this process. */
   writeBehindPending?: number;

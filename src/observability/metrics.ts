@@ -96,7 +96,7 @@ export class GatewayMetrics {
   /** Migrations in progress on this instance, read from the runtimes at scrape (src/migrations). */
   private readonly migration = new GaugeFamily(
     "prism_migration",
-    "Migrations by namespace and measure: phase_<name> (1 in that phase), cutover_pct, backfill_keys, shadow_reads, shadow_mismatches, diff_pct, to_error_rate, to_p99_ms, from_p99_ms, dual_write_errors, repairs_pending, rolled_back, rollbacks.",
+    "Migrations by namespace and measure: phase_<name> (1 in that phase), cutover_pct, backfill_keys, backfill_estimated_total, shadow_reads, shadow_mismatches, diff_pct, to_error_rate, to_p99_ms, from_error_rate, from_p99_ms, dual_write_errors, repairs_pending, rolled_back, rollbacks (in this migration, kept across its re-applies).",
     "max",
   );
 
@@ -144,16 +144,21 @@ export class GatewayMetrics {
         const set = (measure: string, v: number) => (mig.child({ namespace: rt.name, from: m.settings.from, to: m.settings.to, measure }).value = v);
         set(`phase_${m.state.phase}`, 1);
         set("rolled_back", m.state.rolledBack || m.kv?.isRolledBack ? 1 : 0);
+        if (!m.kv) set("rollbacks", m.state.rollbacks ?? 0);
         if (m.kv) {
           const s = m.kv.snapshot();
           set("cutover_pct", m.kv.cutoverPct);
           const b = m.kv.backfillProgress;
-          if (b) set("backfill_keys", b.copied + b.skipped);
+          if (b) {
+            set("backfill_keys", b.copied + b.skipped);
+            set("backfill_estimated_total", b.estimatedTotal);
+          }
           set("shadow_reads", s.shadowReads);
           set("shadow_mismatches", s.shadowMismatches);
           set("diff_pct", s.diffPct);
           set("to_error_rate", s.toErrorRate);
           set("to_p99_ms", s.toP99Ms);
+          set("from_error_rate", s.fromErrorRate);
           set("from_p99_ms", s.fromP99Ms);
           set("dual_write_errors", s.dualWriteErrors);
           set("repairs_pending", s.repairsPending);

@@ -189,6 +189,8 @@ function migrationInfo(gw: Gateway, name: string, st: MigrationStatus): prism.v1
     toErrorRate: live?.toErrorRate ?? 0,
     toP99Ms: live?.toP99Ms ?? 0,
     fromP99Ms: live?.fromP99Ms ?? 0,
+    fromErrorRate: live?.fromErrorRate ?? 0,
+    rollbacks: live?.rollbacks ?? state?.rollbacks ?? 0,
     dualWriteErrors: live?.dualWriteErrors ?? 0,
     repairsPending: live?.repairsPending ?? 0,
     servedByTo: live?.servedByTo ?? 0,

@@ -128,6 +128,10 @@ for (const [fromName, toName, from, to] of [
           return s.backfillDone ? s : undefined;
         });
         assert.ok(bf.backfillCopied + bf.backfillSkipped >= KEYS / 2, JSON.stringify(bf));
+        assert.ok(bf.backfillEstimatedTotal >= KEYS / 2, `estimated total ${bf.backfillEstimatedTotal}`);
+        const bfMetrics = await (await fetch(`http://127.0.0.1:${srv.httpPort}/metrics`)).text();
+        const est = /^prism_migration\{namespace="users",from="old",to="new",measure="backfill_estimated_total"\} (\d+)$/m.exec(bfMetrics);
+        assert.ok(est && Number(est[1]) >= KEYS / 2, `backfill_estimated_total exported: ${est?.[0]}`);
         assert.equal((await call("AdvanceMigration")).phase, "shadow");
         const sh = await until("200 shadow reads", 30_000, async () => {
           const s = await call("MigrationStatus");
@@ -146,6 +150,9 @@ for (const [fromName, toName, from, to] of [
         const metrics = await (await fetch(`http://127.0.0.1:${srv.httpPort}/metrics`)).text();
         assert.match(metrics, /^prism_migration\{namespace="users",from="old",to="new",measure="cutover_pct"\} 100$/m);
         assert.match(metrics, /^prism_migration\{namespace="users",from="old",to="new",measure="phase_cutover"\} 1$/m);
+        assert.match(metrics, /^prism_migration\{namespace="users",from="old",to="new",measure="from_error_rate"\} 0$/m);
+        assert.match(metrics, /^prism_migration\{namespace="users",from="old",to="new",measure="rollbacks"\} 0$/m);
+        assert.equal(st.fromErrorRate, 0);
         const fin = await call("FinishMigration");
         assert.equal(fin.phase, "finished");
         await sleep(300);
@@ -335,8 +342,13 @@ describe("automatic rollback", () => {
       for (let i = 0; i < 200; i += 37) assert.equal(text(await kv.get(`k${i}`)), `v${i}`);
       assert.ok(lastWrite.size > 0);
       for (const [k, v] of lastWrite) assert.equal(text(await kv.get(k)), v, `last acknowledged write of ${k}`);
+      // The rollback re-applied the namespace (a new runtime, fresh stats): the count survives, stored with the phase.
+      await until("the rolled-back phase applied", 10_000, async () => JSON.parse((await call("MigrationStatus")).statsJson).applied?.rolledBack);
+      assert.equal((await call("MigrationStatus")).rollbacks, 1);
       const metrics = await (await fetch(`http://127.0.0.1:${srv.httpPort}/metrics`)).text();
       assert.match(metrics, /^prism_migration\{namespace="rb",from="old",to="new",measure="rolled_back"\} 1$/m);
+      assert.match(metrics, /^prism_migration\{namespace="rb",from="old",to="new",measure="rollbacks"\} 1$/m);
+      assert.match(metrics, /^prism_migration\{namespace="rb",from="old",to="new",measure="from_error_rate"\} 0$/m);
     } finally {
       await c.close();
       await srv.close();
