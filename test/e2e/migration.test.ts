@@ -444,6 +444,73 @@ describe("queue migration: drain then switch, Redis → PostgreSQL", () => {
   });
 });
 
+describe("stream migration: shadow then finish, memstore → SQLite", () => {
+  it("copies every append to `to` (counted) while `from` serves; finish switches the namespace to `to`, which holds every record", { timeout: 60_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "prism-mig-stream-"));
+    const config = await validateConfig(
+      {
+        server: { data_dir: dir },
+        backends: { old: { type: "memstore" }, new: { type: "sqlite", path: "to.db" } },
+        namespaces: [{ name: "events", primitives: ["stream"], backend: "old", migration: { to: "new" } }],
+      },
+      "stream-migration-test",
+    );
+    const srv = await startServer({ config, grpcPort: 0, httpPort: 0, log: () => {} });
+    const c = await connect(`ws://127.0.0.1:${srv.httpPort}`);
+    const producers = await Promise.all(Array.from({ length: 4 }, () => connect(`ws://127.0.0.1:${srv.httpPort}`)));
+    try {
+      const call = (m: string) => c.call("Admin", m, { namespace: "events" }) as Promise<any>;
+      // Appended before the migration: `from` only (a stream has no backfill).
+      for (let i = 0; i < 10; i++) await c.stream("events").append("s", `pre-${i}`);
+      assert.equal((await call("StartMigration")).phase, "shadow");
+      const sent: string[][] = producers.map(() => []);
+      let stop = false;
+      const produce = producers.map(async (p, i) => {
+        for (let n = 0; !stop; n++) {
+          const body = `p${i}-${n}`;
+          await p.stream("events").append("s", body);
+          sent[i]!.push(body);
+        }
+      });
+      await sleep(1000);
+      stop = true;
+      await Promise.all(produce);
+      const total = sent.reduce((n, s) => n + s.length, 0);
+      assert.ok(total > 100, `${total} appends`);
+      // Every append during shadow was copied to `to`, none failed (statsJson.shadow: this instance's copies).
+      const shadow = await until("every copy counted", 10_000, async () => {
+        const s = JSON.parse((await call("MigrationStatus")).statsJson).shadow;
+        return s && s.copied >= total ? s : undefined;
+      });
+      assert.deepEqual(shadow, { copied: total, copyErrors: 0 });
+      // `from` still serves reads meanwhile: the records from before the migration come first.
+      const fromRead = await c.stream("events").read("s", { limit: 10 });
+      assert.deepEqual(fromRead.records.map((r) => text(r.payload)), Array.from({ length: 10 }, (_, i) => `pre-${i}`));
+      assert.equal((await call("FinishMigration")).phase, "finished");
+      const info = await c.admin.getNamespace("events");
+      assert.deepEqual(info.slots.map((s) => s.instance), ["new"]);
+      // Now on `to`: every record appended during shadow, each producer's in its order (offsets start over on `to`).
+      const got: string[] = [];
+      let next = 0;
+      for (;;) {
+        const page = await c.stream("events").read("s", { from: next, limit: 500 });
+        if (!page.records.length) break;
+        got.push(...page.records.map((r) => text(r.payload)!));
+        next = page.nextOffset;
+      }
+      assert.equal(got.length, total, "`to` holds exactly the appends made during shadow");
+      for (const [i, s] of sent.entries()) assert.deepEqual(got.filter((g) => g.startsWith(`p${i}-`)), s, `producer ${i}'s records in order`);
+      await c.stream("events").append("s", "after");
+      const last = await c.stream("events").read("s", { from: next, limit: 10 });
+      assert.deepEqual(last.records.map((r) => text(r.payload)), ["after"], "appends after finish go to `to`");
+    } finally {
+      for (const x of [...producers, c]) await x.close();
+      await srv.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe("a restart of Prism mid-backfill", () => {
   it("resumes from the persisted cursor", { timeout: 90_000 }, async () => {
     const dir = mkdtempSync(join(tmpdir(), "prism-mig-restart-"));
