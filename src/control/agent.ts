@@ -508,7 +508,10 @@ export class ControlAgent implements ControlPlane {
   async startMigration(name: string, opts: { dryRun?: boolean } = {}): Promise<MigrationStatus> {
     await this.current();
     const { resolved } = this.migratable(name);
-    if (this.migrations.has(name)) throw errors.configConflict(`the migration of "${name}" is already running (phase ${this.migrations.get(name)!.phase}); see prism migrate status`);
+    const running = this.migrations.get(name);
+    // `start` without --dry-run on a run started with it: the same run goes on for real, in the phase it reached.
+    if (running?.dryRun && !opts.dryRun) return this.writeState(name, { ...running, dryRun: undefined });
+    if (running) throw errors.configConflict(`the migration of "${name}" is already running (phase ${running.phase}); see prism migrate status`);
     const p = resolved.migration!.to.primitive;
     // Draining sends new messages to `to` from the start: there is no phase that copies without serving.
     if (p === "queue" && (opts.dryRun || resolved.migration!.settings.dryRun)) throw errors.configConflict(`a queue migration cannot be a dry run: its drain sends new messages to "${resolved.migration!.settings.to}" from the start`);

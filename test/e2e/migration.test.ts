@@ -613,6 +613,11 @@ describe("prism migrate (CLI)", () => {
       const refused = await run("advance", "dry");
       assert.equal(refused.code, 1);
       assert.match(refused.stderr, /the migration of "dry" is a dry run: it never serves from "new"/);
+      // start without --dry-run: the same run goes on for real, from the phase it reached.
+      const real = await run("start", "dry");
+      assert.equal(real.code, 0, real.stderr);
+      assert.match(real.stdout, /^namespace dry: slot keyvalue from "old" to "new"\nphase: shadow/);
+      assert.match((await run("advance", "dry")).stdout, /^phase: cutover \(1% of keys on "new"\)/m);
     } finally {
       await p.stop();
       rmSync(dir, { recursive: true, force: true });
