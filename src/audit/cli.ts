@@ -2,14 +2,23 @@
 import { AUDIT_USAGE, UsageError } from "../cli/usage.js";
 import { describe, verifyFiles } from "./verify.js";
 
-
-
 export async function auditCommand(args: string[]): Promise<number> {
-  const [sub, ...files] = args;
+  const [sub, ...rest] = args;
+  const files: string[] = [];
+  let head: string | false | undefined;
+  for (let i = 0; i < rest.length; i++) {
+    const a = rest[i]!;
+    if (a === "--head") {
+      if (rest[i + 1] === undefined) throw new UsageError(AUDIT_USAGE);
+      head = rest[++i]!;
+    } else if (a === "--no-head") head = false;
+    else if (a.startsWith("--")) throw new UsageError(AUDIT_USAGE);
+    else files.push(a);
+  }
   if (sub !== "verify" || files.length === 0) throw new UsageError(AUDIT_USAGE);
   let r;
   try {
-    r = await verifyFiles(files);
+    r = await verifyFiles(files, { head });
   } catch (e) {
     process.stderr.write(`prism audit verify: ${(e as Error).message}\n`);
     return 2;

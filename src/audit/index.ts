@@ -32,7 +32,7 @@ export async function setupAudit(opts: {
 }): Promise<AuditSink | undefined> {
   const cfg = opts.audit;
   if (cfg === undefined) return undefined;
-  const output = new FileOutput(auditPath(cfg, opts.dataDir, opts.worker), cfg.rotate_bytes, cfg.keep);
+  const output = new FileOutput(auditPath(cfg, opts.dataDir, opts.worker), cfg.rotate_bytes, cfg.keep, opts.log);
   return AuditSink.open({
     output,
     bufferRecords: cfg.buffer_records,

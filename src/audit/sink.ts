@@ -36,6 +36,8 @@ export interface AuditOutput {
    * (bytes of `data` that did reach the output) lets the sink retry the rest.
    */
   append(data: Buffer): Promise<void>;
+  /** Called after each batch landed with the chain's last record (the file output keeps its head file with it). */
+  mark?(head: ChainHead): void;
   close(): Promise<void>;
 }
 
@@ -228,6 +230,7 @@ export class AuditSink implements GatewayAudit {
     this.opts.output.append(data).then(
       () => {
         this.written += this.writingCount;
+        this.opts.output.mark?.(this.head);
         this.writing = undefined;
         this.writingCount = 0;
         if (this.failing) this.opts.log("info", "audit: writing again");

@@ -6,13 +6,19 @@
  * (a deleted or reordered line fails at the line after the gap). The first
  * line either starts the chain (prev = GENESIS, seq 1) or continues one from
  * a file not given (a rotated-away file): that is reported, not refused.
- * Limit: lines cut off the END of the newest file leave no gap to detect
- * (compare the last seq with what the service logged, or keep file.1's last
- * hash elsewhere).
+ *
+ * The chain alone cannot show lines cut off the END of the newest file, nor
+ * off the START of the oldest one: what remains still links up. The head
+ * file Prism keeps beside the log (`<file>.head`, src/audit/head-file.ts)
+ * closes both: when it is there (or given with --head), each file given that
+ * it lists must start at the seq it recorded, and the newest file must reach
+ * its last seq with its hash.
  */
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
+import { basename } from "node:path";
 import { createInterface } from "node:readline";
 import { GENESIS, parseSealed } from "./chain.js";
+import { headPathOf, readHeadFile, type HeadFile } from "./head-file.js";
 
 export interface VerifyResult {
   ok: boolean;
@@ -21,17 +27,39 @@ export interface VerifyResult {
   lastSeq?: number;
   /** The first line starts the chain (prev = GENESIS). */
   fromGenesis?: boolean;
+  /** The head file the ends were checked against; undefined: none found (the ends are not checked). */
+  head?: string;
   /** Where the chain first breaks. */
   file?: string;
   line?: number;
   reason?: string;
 }
 
-export async function verifyFiles(files: readonly string[]): Promise<VerifyResult> {
+/** The head file of the newest file given: `<newest>.head`, or for `audit.log.3` also `audit.log.head`. */
+export function findHeadFile(files: readonly string[]): string | undefined {
+  const newest = files[files.length - 1];
+  if (newest === undefined) return undefined;
+  const candidates = [headPathOf(newest)];
+  const rotated = /^(.*)\.\d+$/.exec(newest);
+  if (rotated) candidates.push(headPathOf(rotated[1]!));
+  return candidates.find((c) => existsSync(c));
+}
+
+/** `head`: a head file path, false to check the chain only; default: findHeadFile. */
+export async function verifyFiles(files: readonly string[], opts: { head?: string | false } = {}): Promise<VerifyResult> {
   let prev: { seq: number; hash: string; file: string; line: number } | undefined;
   const out: VerifyResult = { ok: true, records: 0 };
+  const headPath = opts.head === false ? undefined : (opts.head ?? findHeadFile(files));
+  const head: HeadFile | undefined = headPath === undefined ? undefined : await readHeadFile(headPath);
+  if (headPath !== undefined && head === undefined) throw new Error(`head file ${headPath} not found`);
+  if (head !== undefined) out.head = headPath;
   for (const file of files) {
     const rl = createInterface({ input: createReadStream(file, { encoding: "utf8" }), crlfDelay: Infinity });
+    const listed = head?.files.find((f) => f.file === basename(file));
+    const current = head !== undefined && head.files[0]?.file === basename(file);
+    let first: number | undefined;
+    let last: number | undefined;
+    let atHead: string | undefined;
     let n = 0;
     for await (const line of rl) {
       n++;
@@ -56,9 +84,27 @@ export async function verifyFiles(files: readonly string[]): Promise<VerifyResul
         if (p.prev !== prev.hash) return fail(`its prev is not the hash of the record before it (${prev.file}:${prev.line}): a line was deleted, inserted or moved`);
         if (p.seq !== prev.seq + 1) return fail(`seq ${p.seq} follows seq ${prev.seq}: a line was deleted, inserted or moved`);
       }
+      if (first === undefined) {
+        first = p.seq;
+        if (listed !== undefined && first !== listed.first_seq) {
+          return fail(
+            first > listed.first_seq
+              ? `starts at seq ${first} but the head file (${headPath}) records seq ${listed.first_seq} as this file's first: records ${listed.first_seq}..${first - 1} were removed from its start`
+              : `starts at seq ${first} but the head file (${headPath}) records seq ${listed.first_seq} as this file's first: lines were added before it`,
+          );
+        }
+      }
+      if (current && p.seq === head!.seq) atHead = p.hash;
+      last = p.seq;
       prev = { seq: p.seq, hash: p.hash, file, line: n };
       out.records++;
       out.lastSeq = p.seq;
+    }
+    if (listed !== undefined && first === undefined) return { ...out, ok: false, file, line: 1, reason: `holds no record but the head file (${headPath}) records seq ${listed.first_seq} as this file's first` };
+    if (current) {
+      const at = { ...out, ok: false, file, line: n + 1 };
+      if ((last ?? 0) < head!.seq) return { ...at, reason: `ends at seq ${last ?? 0} but the head file (${headPath}) records seq ${head!.seq} written: records ${(last ?? 0) + 1}..${head!.seq} were cut off the end` };
+      if (atHead !== head!.hash) return { ...at, reason: `record seq ${head!.seq} is not the one the head file (${headPath}) recorded (its hash differs): the file's end was rewritten` };
     }
   }
   return out;
@@ -69,5 +115,6 @@ export function describe(r: VerifyResult): { text: string; code: number } {
   if (!r.ok) return { text: `audit verify: BROKEN at ${r.file}:${r.line}: ${r.reason} (${r.records} record(s) before it are intact)`, code: 1 };
   if (r.records === 0) return { text: "audit verify: ok: no records", code: 0 };
   const start = r.fromGenesis ? "from the start of the chain" : `continuing a chain whose record ${r.firstSeq! - 1} is in an older file`;
-  return { text: `audit verify: ok: ${r.records} record(s), seq ${r.firstSeq}..${r.lastSeq}, ${start}`, code: 0 };
+  const ends = r.head !== undefined ? `; both ends match ${r.head}` : "; no head file: lines cut off the end (or off the start of the oldest file) cannot be detected";
+  return { text: `audit verify: ok: ${r.records} record(s), seq ${r.firstSeq}..${r.lastSeq}, ${start}${ends}`, code: 0 };
 }

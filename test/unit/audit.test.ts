@@ -10,6 +10,8 @@ import { join } from "node:path";
 import { AuditSink, type AuditOutput } from "../../src/audit/sink.js";
 import { FileOutput } from "../../src/audit/file-output.js";
 import { verifyFiles } from "../../src/audit/verify.js";
+import { seal } from "../../src/audit/chain.js";
+import { copyFileSync, existsSync } from "node:fs";
 import { jsonString } from "../../src/audit/json.js";
 import { buildRecord } from "../../src/audit/record.js";
 import { RequestContext } from "../../src/core/context.js";
@@ -122,7 +124,7 @@ test("rotation keeps the chain across files, and a restart continues it", async 
   for (let i = 0; i < 30; i++) await writeRecords(sink, 1, i); // one batch per record: rotation between batches
   await sink.close();
   assert.ok(out.rotations >= 2, `rotated ${out.rotations} times`);
-  const files = readdirSync(d).filter((f) => f.startsWith("audit.log")).sort((a, b) => (Number(b.split(".")[2] ?? 0) - Number(a.split(".")[2] ?? 0)));
+  const files = readdirSync(d).filter((f) => /^audit\.log(\.\d+)?$/.test(f)).sort((a, b) => (Number(b.split(".")[2] ?? 0) - Number(a.split(".")[2] ?? 0)));
   const paths = files.map((f) => join(d, f));
   const all = await verifyFiles(paths);
   assert.equal(all.ok, true, all.reason);
@@ -141,11 +143,102 @@ test("rotation keeps the chain across files, and a restart continues it", async 
   const again = await fileSink(file, { rotateBytes: 2048, keep: 20 });
   await writeRecords(again.sink, 3, 100);
   await again.sink.close();
-  const files2 = readdirSync(d).filter((f) => f.startsWith("audit.log")).sort((a, b) => (Number(b.split(".")[2] ?? 0) - Number(a.split(".")[2] ?? 0)));
+  const files2 = readdirSync(d).filter((f) => /^audit\.log(\.\d+)?$/.test(f)).sort((a, b) => (Number(b.split(".")[2] ?? 0) - Number(a.split(".")[2] ?? 0)));
   const after = await verifyFiles(files2.map((f) => join(d, f)));
   assert.equal(after.ok, true, after.reason);
   assert.equal(after.records, 33);
   assert.equal(after.lastSeq, 33);
+});
+
+test("the head file: lines cut off the end or off the start, and a rewritten end, are found; a head that lags the file is fine", async () => {
+  const file = join(dir(), "audit.log");
+  const { sink, out } = await fileSink(file);
+  await writeRecords(sink, 5);
+  await out.headWritten();
+  const lagging = `${file}.head.5`;
+  copyFileSync(`${file}.head`, lagging); // the head after 5 records
+  await writeRecords(sink, 5, 5);
+  await sink.close();
+  const head = JSON.parse(readFileSync(`${file}.head`, "utf8"));
+  assert.equal(head.seq, 10);
+  assert.deepEqual(head.files, [{ file: "audit.log", first_seq: 1 }]);
+  const ok = await verifyFiles([file]);
+  assert.equal(ok.ok, true, ok.reason);
+  assert.equal(ok.head, `${file}.head`);
+  const lines = readFileSync(file, "utf8").trimEnd().split("\n");
+
+  const tamper = async (ls: string[], headFile = `${file}.head`) => {
+    const d = dir();
+    const f = join(d, "audit.log");
+    writeFileSync(f, ls.join("\n") + "\n");
+    copyFileSync(headFile, `${f}.head`);
+    return verifyFiles([f]);
+  };
+  // Without the head these pass (the remaining lines still link up): the head is what finds them.
+  const cut = await tamper(lines.slice(0, 8));
+  assert.equal(cut.ok, false);
+  assert.match(cut.reason!, /ends at seq 8 .* records 9\.\.10 were cut off the end/);
+  assert.equal((await verifyFiles([file], { head: false })).ok, true);
+  const noHead = join(dir(), "audit.log");
+  writeFileSync(noHead, lines.slice(0, 8).join("\n") + "\n");
+  assert.equal((await verifyFiles([noHead])).ok, true, "no head file: the cut is invisible to the chain alone");
+
+  const headless = await tamper(lines.slice(1));
+  assert.equal(headless.ok, false);
+  assert.equal(headless.line, 1);
+  assert.match(headless.reason!, /starts at seq 2 .* records 1\.\.1 were removed from its start/);
+
+  // The end rewritten consistently (a new last record sealed on the chain): its hash is not the head's.
+  const prev = JSON.parse(lines[8]!).hash;
+  const forged = seal(lines[9]!.slice(0, lines[9]!.indexOf(',"seq":')).replace('"k9"', '"k0"'), 10, prev).line;
+  const rewritten = await tamper([...lines.slice(0, 9), forged]);
+  assert.equal(rewritten.ok, false);
+  assert.match(rewritten.reason!, /record seq 10 is not the one the head file .* recorded/);
+  assert.equal((await verifyFiles([file], { head: false })).ok, true);
+
+  // A head written before the last batch landed (Prism writes it after each batch) does not fail the file.
+  const behind = await tamper(lines, lagging);
+  assert.equal(behind.ok, true, behind.reason);
+});
+
+test("the head file across rotation and restart: each file's first seq is kept; a restart after a cut continues from the head so the gap shows", async () => {
+  const d = dir();
+  const file = join(d, "audit.log");
+  const { sink } = await fileSink(file, { rotateBytes: 2048, keep: 20 });
+  for (let i = 0; i < 30; i++) await writeRecords(sink, 1, i);
+  await sink.close();
+  const head = JSON.parse(readFileSync(`${file}.head`, "utf8"));
+  const names = readdirSync(d).filter((f) => /^audit\.log(\.\d+)?$/.test(f)).sort((a, b) => Number(b.split(".")[2] ?? 0) - Number(a.split(".")[2] ?? 0));
+  assert.deepEqual(head.files.map((f: { file: string }) => f.file).sort(), [...names].sort());
+  for (const f of head.files) assert.equal(JSON.parse(readFileSync(join(d, f.file), "utf8").split("\n")[0]!).seq, f.first_seq, f.file);
+  const paths = names.map((n) => join(d, n));
+  const all = await verifyFiles(paths);
+  assert.equal(all.ok, true, all.reason);
+  assert.equal(all.head, `${file}.head`);
+  // The oldest file given without its first line: the chain alone would call it a continuation.
+  const oldest = paths[0]!;
+  const oldLines = readFileSync(oldest, "utf8").trimEnd().split("\n");
+  writeFileSync(oldest, oldLines.slice(1).join("\n") + "\n");
+  const startCut = await verifyFiles(paths);
+  assert.equal(startCut.ok, false);
+  assert.equal(startCut.file, oldest);
+  assert.match(startCut.reason!, /removed from its start/);
+  writeFileSync(oldest, oldLines.join("\n") + "\n");
+
+  // Prism stopped, the last two lines cut, Prism started again: it continues from the head (seq 31 after 30), so verify reports the gap.
+  const newest = readFileSync(file, "utf8").trimEnd().split("\n");
+  writeFileSync(file, newest.slice(0, -2).join("\n") + "\n");
+  const logs: string[] = [];
+  const out = new FileOutput(file, 2048, 20, (_l, m) => logs.push(m));
+  const again = await AuditSink.open({ output: out, bufferRecords: 100, onFull: "block", hashChain: true, namespaceOf: () => undefined, log: quiet });
+  assert.ok(logs.some((m) => /records 29\.\.30 were removed while Prism was stopped/.test(m)), logs.join("\n"));
+  await writeRecords(again, 2, 200);
+  await again.close();
+  const after = await verifyFiles(paths);
+  assert.equal(after.ok, false);
+  assert.match(after.reason!, /deleted, inserted or moved/);
+  assert.ok(existsSync(`${file}.head`));
+  assert.equal(JSON.parse(readFileSync(`${file}.head`, "utf8")).seq, 32);
 });
 
 test("on_full refuse: a call that finds no room is refused UNAVAILABLE, and its refusal is counted in the chain", async () => {
