@@ -11,6 +11,11 @@
  * Hashing the text (not a re-serialisation) makes verification exact: any
  * changed byte of a line breaks its hash, a removed or reordered line breaks
  * the next line's `prev` and `seq`.
+ *
+ * Keyed chain (audit.chain_key): the last field is `"mac"`, HMAC-SHA256 of
+ * the same text with a secret key, instead of `"hash"`. Without the key no
+ * one can re-seal an edited or shortened chain; with it verify checks each
+ * line (and that a keyed chain never turns unkeyed).
  */
 import * as crypto from "node:crypto";
 
@@ -27,9 +32,18 @@ export interface ChainHead {
   hash: string;
 }
 
-/** `body` is an unterminated JSON object (`{"time":…,"peer":"…"`); returns the sealed line (no newline) and its hash. */
-export function seal(body: string, seq: number, prev: string): { line: string; hash: string } {
+const hmacHex = (key: Buffer, s: string) => crypto.createHmac("sha256", key).update(s).digest("hex");
+
+/**
+ * `body` is an unterminated JSON object (`{"time":…,"peer":"…"`); returns the
+ * sealed line (no newline) and its link (hash, or mac with a key).
+ */
+export function seal(body: string, seq: number, prev: string, key?: Buffer): { line: string; hash: string } {
   const hashed = `${body},"seq":${seq},"prev":"${prev}"`;
+  if (key !== undefined) {
+    const mac = hmacHex(key, `${hashed}}`);
+    return { line: `${hashed},"mac":"${mac}"}`, hash: mac };
+  }
   const hash = sha256hex(`${hashed}}`);
   return { line: `${hashed},"hash":"${hash}"}`, hash };
 }
@@ -39,21 +53,24 @@ export function plain(body: string, seq: number): string {
   return `${body},"seq":${seq}}`;
 }
 
-const TAIL = /,"seq":(\d+),"prev":"([0-9a-f]{64})","hash":"([0-9a-f]{64})"\}$/;
+const TAIL = /,"seq":(\d+),"prev":"([0-9a-f]{64})","(hash|mac)":"([0-9a-f]{64})"\}$/;
 
 export interface ParsedLine {
   seq: number;
   prev: string;
+  /** The line's link: its hash, or its mac. */
   hash: string;
-  /** The hash the line's text actually has. */
-  computed: string;
+  keyed: boolean;
+  /** The link the line's text actually has; undefined for a keyed line read without the key. */
+  computed: string | undefined;
 }
 
-/** The chain fields of a sealed line, and the hash its text has; undefined when the line is not a sealed record. */
-export function parseSealed(line: string): ParsedLine | undefined {
+/** The chain fields of a sealed line, and the link its text has; undefined when the line is not a sealed record. */
+export function parseSealed(line: string, key?: Buffer): ParsedLine | undefined {
   const m = TAIL.exec(line);
   if (!m) return undefined;
-  const hashedEnd = line.length - `,"hash":"${m[3]}"}`.length;
-  const computed = sha256hex(`${line.slice(0, hashedEnd)}}`);
-  return { seq: Number(m[1]), prev: m[2]!, hash: m[3]!, computed };
+  const keyed = m[3] === "mac";
+  const text = `${line.slice(0, line.length - `,"${m[3]}":"${m[4]}"}`.length)}}`;
+  const computed = keyed ? (key === undefined ? undefined : hmacHex(key, text)) : sha256hex(text);
+  return { seq: Number(m[1]), prev: m[2]!, hash: m[4]!, keyed, computed };
 }

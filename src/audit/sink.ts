@@ -46,6 +46,8 @@ export interface AuditSinkOptions {
   bufferRecords: number;
   onFull: "block" | "refuse";
   hashChain: boolean;
+  /** audit.chain_key: lines carry an HMAC-SHA256 `mac` instead of a sha256 `hash`. */
+  chainKey?: Buffer;
   /** Namespace config by name (hide_keys, pii); undefined for names not served. */
   namespaceOf: (name: string) => NamespaceConfig | undefined;
   /** Set in cluster mode: written as `worker`. */
@@ -198,7 +200,7 @@ export class AuditSink implements GatewayAudit {
   private sealOne(body: string): string {
     const seq = ++this.head.seq;
     if (!this.opts.hashChain) return plain(body, seq);
-    const s = seal(body, seq, this.head.hash);
+    const s = seal(body, seq, this.head.hash, this.opts.chainKey);
     this.head.hash = s.hash;
     return s.line;
   }

@@ -13,6 +13,10 @@
  * closes both: when it is there (or given with --head), each file given that
  * it lists must start at the seq it recorded, and the newest file must reach
  * its last seq with its hash.
+ *
+ * A keyed chain (audit.chain_key: lines end with "mac") is checked with the
+ * key (--key-file or PRISM_AUDIT_KEY); once a line is keyed every later one
+ * must be, so a chain cannot be re-sealed without the key by dropping it.
  */
 import { createReadStream, existsSync } from "node:fs";
 import { basename } from "node:path";
@@ -25,6 +29,8 @@ export interface VerifyResult {
   records: number;
   firstSeq?: number;
   lastSeq?: number;
+  /** Lines carry a mac (audit.chain_key), checked with the key given. */
+  keyed?: boolean;
   /** The first line starts the chain (prev = GENESIS). */
   fromGenesis?: boolean;
   /** The head file the ends were checked against; undefined: none found (the ends are not checked). */
@@ -45,8 +51,12 @@ export function findHeadFile(files: readonly string[]): string | undefined {
   return candidates.find((c) => existsSync(c));
 }
 
-/** `head`: a head file path, false to check the chain only; default: findHeadFile. */
-export async function verifyFiles(files: readonly string[], opts: { head?: string | false } = {}): Promise<VerifyResult> {
+/**
+ * `head`: a head file path, false to check the chain only; default: findHeadFile.
+ * `key`: audit.chain_key, for keyed chains (lines with `mac`).
+ */
+export async function verifyFiles(files: readonly string[], opts: { head?: string | false; key?: Buffer } = {}): Promise<VerifyResult> {
+  let keyedSince: string | undefined;
   let prev: { seq: number; hash: string; file: string; line: number } | undefined;
   const out: VerifyResult = { ok: true, records: 0 };
   const headPath = opts.head === false ? undefined : (opts.head ?? findHeadFile(files));
@@ -73,9 +83,12 @@ export async function verifyFiles(files: readonly string[], opts: { head?: strin
       } catch {
         return fail("not a JSON object (edited or cut)");
       }
-      const p = parseSealed(line);
+      const p = parseSealed(line, opts.key);
       if (!p) return fail("not a sealed audit record (no seq / prev / hash at its end)");
-      if (p.computed !== p.hash) return fail("its hash does not match its content (the line was edited)");
+      if (p.keyed && opts.key === undefined) return fail("a keyed chain (audit.chain_key): give the key with --key-file FILE or PRISM_AUDIT_KEY");
+      if (!p.keyed && keyedSince !== undefined) return fail(`an unkeyed line after keyed ones (since ${keyedSince}): the chain was re-sealed without the key`);
+      if (p.keyed && keyedSince === undefined) keyedSince = `${file}:${n}`;
+      if (p.computed !== p.hash) return fail(p.keyed ? "its mac does not match its content with this key (the line was edited, or the key is not the chain's)" : "its hash does not match its content (the line was edited)");
       if (prev === undefined) {
         out.fromGenesis = p.prev === GENESIS;
         if (out.fromGenesis && p.seq !== 1) return fail(`starts the chain but has seq ${p.seq} (records before it were removed)`);
@@ -97,6 +110,7 @@ export async function verifyFiles(files: readonly string[], opts: { head?: strin
       if (current && p.seq === head!.seq) atHead = p.hash;
       last = p.seq;
       prev = { seq: p.seq, hash: p.hash, file, line: n };
+      if (p.keyed) out.keyed = true;
       out.records++;
       out.lastSeq = p.seq;
     }
@@ -107,6 +121,8 @@ export async function verifyFiles(files: readonly string[], opts: { head?: strin
       if (atHead !== head!.hash) return { ...at, reason: `record seq ${head!.seq} is not the one the head file (${headPath}) recorded (its hash differs): the file's end was rewritten` };
     }
   }
+  // Unkeyed lines may only come before keyed ones (a key turned on later): an end without a mac was re-sealed without the key.
+  if (opts.key !== undefined && out.records > 0 && keyedSince === undefined) return { ...out, ok: false, file: prev!.file, line: prev!.line, reason: "a key was given but no line carries a mac: the chain is not keyed (or was re-sealed without the key)" };
   return out;
 }
 
@@ -115,6 +131,7 @@ export function describe(r: VerifyResult): { text: string; code: number } {
   if (!r.ok) return { text: `audit verify: BROKEN at ${r.file}:${r.line}: ${r.reason} (${r.records} record(s) before it are intact)`, code: 1 };
   if (r.records === 0) return { text: "audit verify: ok: no records", code: 0 };
   const start = r.fromGenesis ? "from the start of the chain" : `continuing a chain whose record ${r.firstSeq! - 1} is in an older file`;
+  const keyed = r.keyed ? ", keyed (mac checked with the key)" : "";
   const ends = r.head !== undefined ? `; both ends match ${r.head}` : "; no head file: lines cut off the end (or off the start of the oldest file) cannot be detected";
-  return { text: `audit verify: ok: ${r.records} record(s), seq ${r.firstSeq}..${r.lastSeq}, ${start}${ends}`, code: 0 };
+  return { text: `audit verify: ok: ${r.records} record(s), seq ${r.firstSeq}..${r.lastSeq}${keyed}, ${start}${ends}`, code: 0 };
 }

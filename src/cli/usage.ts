@@ -14,5 +14,5 @@ export const APPLY_USAGE = `usage: prism apply -f FILE [--dry-run] [--prune] [--
 export const BACKENDS_USAGE = `usage: prism backends [--types] [--addr ws://HOST:PORT]`;
 export const MIGRATE_USAGE = `usage: prism migrate status|start|advance|rollback|finish NAMESPACE [--reason TEXT] [--dry-run (start only)] [--addr ws://HOST:PORT]`;
 export const PATTERNS_USAGE = `usage: prism patterns [--addr ws://HOST:PORT]`;
-export const AUDIT_USAGE = `usage: prism audit verify [--head FILE.head | --no-head] FILE [FILE…]   (rotated files oldest first: audit.log.2 audit.log.1 audit.log; the ends are checked against <newest>.head when it is there)`;
+export const AUDIT_USAGE = `usage: prism audit verify [--head FILE.head | --no-head] [--key-file FILE] FILE [FILE…]   (rotated files oldest first: audit.log.2 audit.log.1 audit.log; the ends are checked against <newest>.head when it is there; a keyed chain needs audit.chain_key via --key-file or PRISM_AUDIT_KEY)`;
 export const KEYS_USAGE = `usage: prism keys rotate [--config FILE] [--dry-run]   (re-wraps the data keys with security.kek)`;

@@ -343,6 +343,17 @@ export const auditSchema = z
     keep: z.number().int().min(1).max(1000).default(10),
     /** Each record carries prev (the previous record's hash) and hash (sha256): `prism audit verify FILE` detects removed, edited or reordered lines. */
     hash_chain: z.boolean().default(true),
+    /**
+     * Key the chain: each line's link is HMAC-SHA256 with this secret ("mac") instead of sha256
+     * ("hash"), so no one without the key can re-seal an edited or shortened log. 32 bytes as 64
+     * hex digits or base64, from a file or an environment variable; `prism audit verify` needs it
+     * (--key-file or PRISM_AUDIT_KEY).
+     */
+    chain_key: z
+      .object({ file: z.string().min(1).optional(), env: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, "must be an environment variable name").optional() })
+      .strict()
+      .refine((k) => (k.file === undefined) !== (k.env === undefined), "give exactly one of file or env")
+      .optional(),
     /** A full buffer (or a failing disk): block makes new calls wait; refuse answers them UNAVAILABLE "audit log full". */
     on_full: z.enum(["block", "refuse"]).default("block"),
     /** Records held in memory before they are written. */

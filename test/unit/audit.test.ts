@@ -241,6 +241,56 @@ test("the head file across rotation and restart: each file's first seq is kept; 
   assert.equal(JSON.parse(readFileSync(`${file}.head`, "utf8")).seq, 32);
 });
 
+test("keyed chain (audit.chain_key): verify needs the key, a wrong key or a chain re-sealed without it fails", async () => {
+  const key = Buffer.alloc(32, 7);
+  const file = join(dir(), "audit.log");
+  const out = new FileOutput(file, 1 << 30, 5);
+  const sink = await AuditSink.open({ output: out, bufferRecords: 100, onFull: "block", hashChain: true, chainKey: key, namespaceOf: () => undefined, log: quiet });
+  await writeRecords(sink, 6);
+  await sink.close();
+  const lines = readFileSync(file, "utf8").trimEnd().split("\n");
+  assert.ok(lines.every((l) => /,"mac":"[0-9a-f]{64}"\}$/.test(l)), "every line carries a mac, no hash");
+  const ok = await verifyFiles([file], { key });
+  assert.equal(ok.ok, true, ok.reason);
+  assert.equal(ok.keyed, true);
+  const noKey = await verifyFiles([file]);
+  assert.equal(noKey.ok, false);
+  assert.match(noKey.reason!, /keyed chain .* --key-file/);
+  const wrong = await verifyFiles([file], { key: Buffer.alloc(32, 8) });
+  assert.equal(wrong.ok, false);
+  assert.equal(wrong.line, 1);
+  assert.match(wrong.reason!, /mac does not match/);
+
+  // An editor without the key re-seals from line 3 on with plain sha256 (consistent hashes, seq, prev): refused at line 3.
+  const resealed = lines.slice(0, 2);
+  let prev = JSON.parse(lines[1]!).mac;
+  for (let i = 2; i < lines.length; i++) {
+    const body = lines[i]!.slice(0, lines[i]!.indexOf(',"seq":')).replace(`"k${i}"`, `"x${i}"`);
+    const s = seal(body, i + 1, prev);
+    resealed.push(s.line);
+    prev = s.hash;
+  }
+  const f2 = join(dir(), "audit.log");
+  writeFileSync(f2, resealed.join("\n") + "\n");
+  const down = await verifyFiles([f2], { key, head: false });
+  assert.equal(down.ok, false);
+  assert.equal(down.line, 3);
+  assert.match(down.reason!, /unkeyed line after keyed ones/);
+  // …and re-sealed from the first line: no mac anywhere, refused when the key is given.
+  const all: string[] = [];
+  prev = "0".repeat(64);
+  for (let i = 0; i < lines.length; i++) {
+    const s = seal(lines[i]!.slice(0, lines[i]!.indexOf(',"seq":')), i + 1, prev);
+    all.push(s.line);
+    prev = s.hash;
+  }
+  writeFileSync(f2, all.join("\n") + "\n");
+  assert.equal((await verifyFiles([f2], { head: false })).ok, true, "a plain chain verifies without a key");
+  const plainWithKey = await verifyFiles([f2], { key, head: false });
+  assert.equal(plainWithKey.ok, false);
+  assert.match(plainWithKey.reason!, /no line carries a mac/);
+});
+
 test("on_full refuse: a call that finds no room is refused UNAVAILABLE, and its refusal is counted in the chain", async () => {
   const out = new HeldOutput();
   const sink = await AuditSink.open({ output: out, bufferRecords: 2, onFull: "refuse", hashChain: true, namespaceOf: () => undefined, log: quiet });
