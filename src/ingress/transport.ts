@@ -498,8 +498,15 @@ export async function startHttpTransport(gw: Gateway, opts: IngressOptions): Pro
   // The worker's cap on open connections (src/ingress/connection-cap.ts): TCP level, before TLS and HTTP.
   const cap = limits.connections;
   if (cap !== undefined) server.on("connection", (socket: Socket) => cap.admit(socket));
-  server.on("clientError", (_err, socket) => {
-    if (socket.writable) socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n");
+  // A request whose head or body did not arrive within its timeout is answered 408 (as node:http does when
+  // no clientError listener is set), a head too large 431, anything else that does not parse 400; nothing
+  // is written when a response had already started on the connection.
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    const started = (socket as { _httpMessage?: { headersSent?: boolean } })._httpMessage?.headersSent === true;
+    if (socket.writable && !started) {
+      const status = err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? "408 Request Timeout" : err.code === "HPE_HEADER_OVERFLOW" ? "431 Request Header Fields Too Large" : "400 Bad Request";
+      socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\n\r\n`);
+    }
     socket.destroy();
   });
 
