@@ -6,6 +6,11 @@
  * sslrootcert; the proof that the link is TLS is that the plaintext way in is
  * refused (Redis) and pg_stat_ssl of Prism's own backends (PostgreSQL). A
  * client that does not trust the CA is refused too (the certificate is verified).
+ *
+ * Without openssl, a redis-server built with TLS, or PostgreSQL's server
+ * binaries (and root to run them as postgres) a test skips saying why, except
+ * under PRISM_REQUIRE_TOOLS=1 / CI=true (test/helpers/required-tools.ts), where
+ * it fails: CI cannot go green without TLS to the backends having been tested.
  */
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -20,10 +25,16 @@ import pg from "pg";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
 import { standardCerts } from "../helpers/certs.js";
+import { skipOrFail } from "../helpers/required-tools.js";
 import { freePort, tcpOpen } from "../helpers/private-servers.js";
 
 const uid = randomUUID().slice(0, 8);
-const certs = standardCerts("prism-backend-tls-");
+/** Why no certificates can be made here (no openssl), or undefined. */
+const noOpenssl = spawnSync("openssl", ["version"]).error ? "openssl is not installed (test/helpers/certs.ts makes the test certificates with it)" : undefined;
+let certs: ReturnType<typeof standardCerts>;
+before(() => {
+  if (noOpenssl === undefined) certs = standardCerts("prism-backend-tls-");
+});
 const logs: string[] = [];
 
 async function serverFor(namespaces: object[]): Promise<RunningServer> {
@@ -63,7 +74,7 @@ function plaintextProbe(port: number, send: string): Promise<string> {
   });
 }
 
-after(() => certs.dir.remove());
+after(() => certs?.dir.remove());
 
 describe("Redis over TLS (rediss://)", () => {
   let redis: ChildProcess | undefined;
@@ -72,6 +83,10 @@ describe("Redis over TLS (rediss://)", () => {
   let dir = "";
 
   before(async () => {
+    if (noOpenssl !== undefined) {
+      skip = noOpenssl;
+      return;
+    }
     dir = mkdtempSync(join(tmpdir(), "prism-redis-tls-"));
     port = await freePort();
     // A TLS-only Redis: --port 0 turns the plaintext port off.
@@ -89,14 +104,12 @@ describe("Redis over TLS (rediss://)", () => {
     while (!(await tcpOpen(port))) {
       if (missing) {
         skip = "redis-server is not installed";
-        console.log(`# skipping Redis TLS: ${skip}`);
         return;
       }
       if (proc.exitCode !== null) {
         // A redis-server built without TLS stops at the first tls-* directive.
         if (/tls/i.test(out)) {
           skip = `redis-server has no TLS support: ${out.trim().split("\n").find((l) => /tls/i.test(l))}`;
-          console.log(`# skipping Redis TLS: ${skip}`);
           return;
         }
         throw new Error(`redis-server exited: ${out}`);
@@ -112,11 +125,11 @@ describe("Redis over TLS (rediss://)", () => {
       p.kill("SIGTERM");
       await exited;
     }
-    rmSync(dir, { recursive: true, force: true });
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   test("Prism's redis driver stores and reads through rediss:// with the test CA; a plaintext client is refused", async (t) => {
-    if (skip) return t.skip(skip);
+    if (skip) return skipOrFail(t, skip);
     const s = await serverFor([
       { name: "tlskv", backend: { type: "redis", url: `rediss://127.0.0.1:${port}`, tls_ca_file: certs.ca.cert, key_prefix: `tls-${uid}` } },
       // The same Redis without the CA: the certificate does not verify (system roots), so nothing is served.
@@ -155,18 +168,20 @@ describe("PostgreSQL over TLS (sslmode=verify-full)", () => {
   let skip: string | undefined;
 
   before(async () => {
+    if (noOpenssl !== undefined) {
+      skip = noOpenssl;
+      return;
+    }
     const versions = existsSync("/usr/lib/postgresql") ? readdirSync("/usr/lib/postgresql").sort() : [];
     const bin = versions.length ? `/usr/lib/postgresql/${versions.at(-1)}/bin` : "";
     if (!bin || !existsSync(`${bin}/initdb`)) {
       skip = "no PostgreSQL server binaries under /usr/lib/postgresql";
-      console.log(`# skipping PostgreSQL TLS: ${skip}`);
       return;
     }
     const who = spawnSync("id", ["-u", "postgres"], { encoding: "utf8" });
     const gid = spawnSync("id", ["-g", "postgres"], { encoding: "utf8" });
     if (who.status !== 0 || process.getuid?.() !== 0) {
       skip = "needs root and a postgres user to run a throwaway cluster";
-      console.log(`# skipping PostgreSQL TLS: ${skip}`);
       return;
     }
     const ids = { uid: Number(who.stdout.trim()), gid: Number(gid.stdout.trim()) };
@@ -216,7 +231,7 @@ describe("PostgreSQL over TLS (sslmode=verify-full)", () => {
   });
 
   test("Prism's postgres driver works with sslmode=verify-full and the test CA, and its connections are TLS", async (t) => {
-    if (skip) return t.skip(skip);
+    if (skip) return skipOrFail(t, skip);
     const app = `prism-tls-${uid}`;
     const url = (ca: string) => `postgres://postgres@127.0.0.1:${port}/postgres?sslmode=verify-full&sslrootcert=${encodeURIComponent(ca)}&application_name=${app}`;
     const s = await serverFor([
