@@ -1,6 +1,8 @@
 // The audit log end to end (src/audit): a known mix of calls over HTTP, gRPC
-// and WebSocket — allowed, refused by validation, by an unknown namespace, and
-// unauthenticated (API-key auth on) — leaves exactly one record per call with
+// and WebSocket — allowed, refused by validation, by an unknown namespace,
+// unauthenticated (no key or a wrong one) and authenticated but not allowed
+// (PERMISSION_DENIED), on each ingress (API-key auth on) — leaves exactly one
+// record per call with
 // principal, namespace, method, key (hidden / masked per namespace), result,
 // trace id, ingress and peer; `prism audit verify` passes on the file and
 // fails naming the line once a line is deleted.
@@ -21,6 +23,8 @@ const A = `aud-a-${tag}`;
 const H = `aud-hidden-${tag}`;
 const M = `aud-mask-${tag}`;
 const KEY = `key-${tag}`;
+/** A key whose only role reads another namespace: every call below is PERMISSION_DENIED. */
+const RO_KEY = `ro-key-${tag}`;
 const utf8 = (s: string) => new TextEncoder().encode(s);
 const TRACE = "0af7651916cd43dd8448eb211c80319c";
 
@@ -31,8 +35,11 @@ test("one audit record per call over HTTP, gRPC and WebSocket; verify passes, th
       server: { data_dir: dataDir, access_log_sample: 0 },
       audit: { file: "audit/audit.jsonl", hash_chain: true },
       auth: {
-        api_keys: [{ name: "svc", hash: `sha256:${createHash("sha256").update(KEY).digest("hex")}`, roles: ["rw"] }],
-        roles: { rw: [{ namespaces: ["*"], permissions: ["read", "write", "admin"] }] },
+        api_keys: [
+          { name: "svc", hash: `sha256:${createHash("sha256").update(KEY).digest("hex")}`, roles: ["rw"] },
+          { name: "ro", hash: `sha256:${createHash("sha256").update(RO_KEY).digest("hex")}`, roles: ["ro-other"] },
+        ],
+        roles: { rw: [{ namespaces: ["*"], permissions: ["read", "write", "admin"] }], "ro-other": [{ namespaces: [`other-${tag}`], permissions: ["read"] }] },
       },
       namespaces: [
         { name: A, backend: { type: "memstore" }, limits: { max_value_bytes: 16 } },
@@ -49,6 +56,11 @@ test("one audit record per call over HTTP, gRPC and WebSocket; verify passes, th
   const expected: (string | undefined)[][] = [];
   const ws = await connect(`ws://127.0.0.1:${server.httpPort}`, { apiKey: KEY });
   const grpc = await connect(`grpc://127.0.0.1:${server.grpcPort}`, { apiKey: KEY });
+  const wsRo = await connect(`ws://127.0.0.1:${server.httpPort}`, { apiKey: RO_KEY });
+  const grpcRo = await connect(`grpc://127.0.0.1:${server.grpcPort}`, { apiKey: RO_KEY });
+  const wsAnon = await connect(`ws://127.0.0.1:${server.httpPort}`);
+  const grpcAnon = await connect(`grpc://127.0.0.1:${server.grpcPort}`);
+  const refused = (code: Code) => (e: unknown) => e instanceof PrismError && e.code === code;
   try {
     // HTTP
     let r = await fetch(`${base}/v1/ns/${A}/kv/k1`, { method: "PUT", body: "v1", headers: { ...auth, traceparent: `00-${TRACE}-b7ad6b7169203331-01` } });
@@ -91,9 +103,31 @@ test("one audit record per call over HTTP, gRPC and WebSocket; verify passes, th
     expected.push(["ws", "KeyValue/Set", M, maskKey("alice@example.com"), "OK", "apikey"]);
     await ws.admin.listNamespaces();
     expected.push(["ws", "Admin/ListNamespaces", undefined, undefined, "OK", "apikey"]);
+
+    // Refused by auth, on every ingress: authenticated but not allowed, and not authenticated.
+    r = await fetch(`${base}/v1/ns/${A}/kv/k1`, { headers: { "x-api-key": RO_KEY } });
+    assert.equal(r.status, 403, "ro may not read A");
+    expected.push(["http", "KeyValue/Get", A, "k1", "PERMISSION_DENIED", "apikey"]);
+    r = await fetch(`${base}/v1/ns/${A}/kv/k2`, { method: "PUT", body: "v", headers: { "x-api-key": RO_KEY } });
+    assert.equal(r.status, 403, "ro may not write A");
+    expected.push(["http", "KeyValue/Set", A, "k2", "PERMISSION_DENIED", "apikey"]);
+    await assert.rejects(grpcRo.kv(A).get("g1"), refused(Code.PERMISSION_DENIED));
+    expected.push(["grpc", "KeyValue/Get", A, "g1", "PERMISSION_DENIED", "apikey"]);
+    await assert.rejects(grpcAnon.kv(A).get("g1"), refused(Code.UNAUTHENTICATED));
+    expected.push(["grpc", "KeyValue/Get", A, "g1", "UNAUTHENTICATED", "anonymous"]);
+    await assert.rejects(wsRo.kv(A).set("w1", utf8("v")), refused(Code.PERMISSION_DENIED));
+    expected.push(["ws", "KeyValue/Set", A, "w1", "PERMISSION_DENIED", "apikey"]);
+    await assert.rejects(wsRo.admin.listNamespaces(), refused(Code.PERMISSION_DENIED));
+    expected.push(["ws", "Admin/ListNamespaces", undefined, undefined, "PERMISSION_DENIED", "apikey"]);
+    await assert.rejects(wsAnon.kv(A).get("w1"), refused(Code.UNAUTHENTICATED));
+    expected.push(["ws", "KeyValue/Get", A, "w1", "UNAUTHENTICATED", "anonymous"]);
   } finally {
     await ws.close();
     await grpc.close();
+    await wsRo.close();
+    await grpcRo.close();
+    await wsAnon.close();
+    await grpcAnon.close();
     await server.close();
   }
 
@@ -109,7 +143,8 @@ test("one audit record per call over HTTP, gRPC and WebSocket; verify passes, th
     assert.match(x.time, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
     assert.match(x.peer, /127\.0\.0\.1/);
     assert.match(x.hash, /^[0-9a-f]{64}$/);
-    if (x.principal_kind === "apikey") assert.match(x.principal, /svc/);
+    // Refused for lack of permission: the record names who was refused (the ro key), not a stand-in.
+    if (x.principal_kind === "apikey") assert.match(x.principal, x.result === "PERMISSION_DENIED" ? /\bro\b/ : /svc/);
     else assert.equal(x.principal, "anonymous");
   }
   assert.equal(records[0].trace_id, TRACE, "the caller's traceparent");
