@@ -71,6 +71,11 @@ export class TestIdp {
     this.published.add(kid);
   }
 
+  /** Takes a key out of the served JWKS (a retired key); its private half can still sign. */
+  unpublish(kid: string): void {
+    this.published.delete(kid);
+  }
+
   /** A signed token; by default sub alice, this issuer and audience, valid for 5 minutes. */
   async sign(kid: string, o: TokenOptions = {}, signWith?: CryptoKey): Promise<string> {
     const k = this.keys.get(kid);
