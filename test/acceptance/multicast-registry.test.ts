@@ -22,6 +22,7 @@ import { deletePrefixed } from "../unit/rabbitmq-cleanup.js";
 const tag = `${process.pid}-${randomBytes(3).toString("hex")}`;
 const sqlitePath = join(tmpdir(), `prism-acc-mcr-${tag}.db`);
 process.on("exit", () => ["", "-wal", "-shm"].forEach((s) => rmSync(sqlitePath + s, { force: true })));
+const KAFKA_BROKERS = process.env.PRISM_TEST_KAFKA_BROKERS?.split(",").map((x) => x.trim()).filter(Boolean) ?? [];
 const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const PG = process.env.POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
@@ -39,6 +40,8 @@ const MESSAGING: Record<string, Record<string, unknown>> = {
   mqtt: { type: "mqtt", url: process.env.MQTT_URL ?? "mqtt://127.0.0.1:1883", prefix: `acc-mcr-${process.pid}` },
   rabbitmq: { type: "rabbitmq", url: process.env.RABBITMQ_URL ?? "amqp://guest:guest@127.0.0.1:5672", prefix: `acc-mcr-${process.pid}` },
   postgres: { type: "postgres", url: PG, schema: `prism_acc_mcr_ps_${process.pid}` },
+  sqlite: { type: "sqlite", path: sqlitePath },
+  kafka: { type: "kafka", brokers: KAFKA_BROKERS.length ? KAFKA_BROKERS : ["127.0.0.1:9092"], prefix: `prism-acc-mcr-${tag}`, replication_factor: 1 },
 };
 
 const QUEUES: Record<string, Record<string, unknown>> = {
@@ -51,11 +54,17 @@ const QUEUES: Record<string, Record<string, unknown>> = {
 };
 
 type Delivery = "pubsub" | "queue";
-const combos: [string, string, Delivery][] = [
-  ...Object.keys(REGISTRIES).map((r) => [r, "memstore", "pubsub"] as [string, string, Delivery]),
-  ...Object.keys(MESSAGING).filter((m) => m !== "memstore").map((m) => ["memstore", m, "pubsub"] as [string, string, Delivery]),
-  ...Object.keys(QUEUES).map((q) => ["memstore", q, "queue"] as [string, string, Delivery]),
+type Transport = "ws" | "grpc" | "http";
+// Each backend in each slot (the other slot in-process), over WebSocket; the in-process pair also
+// over gRPC and HTTP/JSON (Server-Sent Events for Subscribe), so every ingress serves the pattern.
+const combos: [string, string, Delivery, Transport][] = [
+  ...Object.keys(REGISTRIES).map((r) => [r, "memstore", "pubsub", "ws"] as [string, string, Delivery, Transport]),
+  ["memstore", "memstore", "pubsub", "grpc"],
+  ["memstore", "memstore", "pubsub", "http"],
+  ...Object.keys(MESSAGING).filter((m) => m !== "memstore").map((m) => ["memstore", m, "pubsub", "ws"] as [string, string, Delivery, Transport]),
+  ...Object.keys(QUEUES).map((q) => ["memstore", q, "queue", "ws"] as [string, string, Delivery, Transport]),
 ];
+const address = (t: Transport, s: RunningServer) => (t === "grpc" ? `grpc://127.0.0.1:${s.grpcPort}` : `${t}://127.0.0.1:${s.httpPort}`);
 
 const text = (b: Uint8Array) => Buffer.from(b).toString();
 
@@ -67,14 +76,16 @@ after(async () => {
   await deletePrefixed(url, String(QUEUES.rabbitmq!.prefix)).catch(() => {});
 });
 
-for (const [reg, msg, delivery] of combos) {
-  describe(`multicast-registry (registry ${reg}, messaging ${msg} ${delivery})`, () => {
+for (const [reg, msg, delivery, transport] of combos) {
+  // No Kafka broker can run on the CI machine: that combination is reported as skipped, with the reason.
+  const skip = msg === "kafka" && !KAFKA_BROKERS.length ? "PRISM_TEST_KAFKA_BROKERS is not set: no Kafka broker on this machine" : undefined;
+  describe(`multicast-registry (registry ${reg}, messaging ${msg} ${delivery}, over ${transport})`, { skip }, () => {
     let srv: RunningServer;
     let client: Prism;
     const clock = new ManualClock(Date.now());
     let n = 0;
     const ns = async () => {
-      const name = `mcr-${reg}-${msg}-${delivery[0]}-${++n}-${randomBytes(2).toString("hex")}`;
+      const name = `mcr-${reg}-${msg}-${delivery[0]}-${transport}-${++n}-${randomBytes(2).toString("hex")}`;
       const messaging = delivery === "queue" ? QUEUES[msg] : MESSAGING[msg];
       await client.admin.applyNamespace({ name, pattern: "multicast-registry", slots: { registry: REGISTRIES[reg], messaging }, ...(delivery === "queue" ? { options: { delivery } } : {}) });
       return name;
@@ -82,7 +93,7 @@ for (const [reg, msg, delivery] of combos) {
     before(async () => {
       const config = await validateConfig({ server: { allowed_paths: [tmpdir()] }, namespaces: [] }, "acceptance");
       srv = await startServer({ config, clock, grpcPort: 0, httpPort: 0, log: () => {} });
-      client = await connect(`ws://127.0.0.1:${srv.httpPort}`);
+      client = await connect(address(transport, srv));
     });
     after(async () => {
       await client?.close();
@@ -180,6 +191,29 @@ for (const [reg, msg, delivery] of combos) {
         const m = await Promise.race([again[Symbol.asyncIterator]().next(), sleep(10_000).then(() => ({ value: undefined, done: true }))]);
         assert.equal(text(m.value!.payload), "m5");
         again.close();
+      });
+
+    if (msg === "postgres" && delivery === "pubsub")
+      it("a member the messaging backend refuses is counted failed and named; the other matches still receive", async () => {
+        const r = client.registry(await ns());
+        const long = "l".repeat(256); // the longest identity the registry takes
+        for (const id of ["near-1", "near-2", long]) await r.register(id, { g: "x" });
+        await r.register("elsewhere", { g: "y" });
+        const subs = ["near-1", "near-2"].map((id) => r.subscribe(id));
+        await Promise.all(subs.map((s) => s.ready));
+        await sleep(200); // LISTEN propagation
+        // PostgreSQL carries a message in one NOTIFY of at most 7999 bytes, its topic member.<identity>
+        // included: this payload fits with a short identity (~7.8 KB encoded) but not with a 256-character one
+        // (~8.1 KB), which the driver refuses (INVALID_ARGUMENT) for that member only.
+        const payload = Buffer.alloc(5800, 97);
+        const res = await r.multicast("g = x", payload);
+        assert.deepEqual(res, { total: 3, delivered: 2, failed: 1, failedIdentities: [long] });
+        for (const s of subs) {
+          const m = await Promise.race([s[Symbol.asyncIterator]().next(), sleep(5000).then(() => ({ value: undefined, done: true }))]);
+          assert.ok(m.value, "a delivered member received nothing");
+          assert.equal(m.value.payload.length, payload.length);
+          s.close();
+        }
       });
 
     it("refusals: a syntax error names its position; an unregistered member cannot subscribe; a bad identity is named", async () => {
