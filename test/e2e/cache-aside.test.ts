@@ -91,6 +91,9 @@ describe("cache-aside (redis cache over postgres source, through proxies)", () =
     assert.equal(sourceReads(sourceProxy) - before, 1, "hits are served by the cache");
     // The cached copy carries the source's version.
     assert.equal((await call(srv.httpPort, "KeyValue/Get", { namespace: "ca", key: "k1" })).json.version, first.json.version);
+    // The fill holds the namespace's TTL (options.ttl_seconds: 60) in the cache; the source's key has none.
+    const pttl = await redis.pttl(`${prefix}:{ca}:kv:k1`);
+    assert.ok(pttl > 50_000 && pttl <= 60_000, `the cached copy expires with ttl_seconds 60 (PTTL ${pttl} ms)`);
     const e = await events(srv.httpPort, "ca");
     assert.ok(e.hit! >= 6 && e.miss! >= 1 && e.fill! >= 1, JSON.stringify(e));
   });
@@ -98,11 +101,26 @@ describe("cache-aside (redis cache over postgres source, through proxies)", () =
   it("concurrent misses on one key cause one source read (coalesced)", async () => {
     await call(srv.httpPort, "KeyValue/Set", { namespace: "ca", key: "hot", value: b64("h") });
     const before = sourceReads(sourceProxy);
-    const coalescedBefore = (await events(srv.httpPort, "ca")).coalesced ?? 0;
-    const all = await Promise.all(Array.from({ length: 20 }, () => call(srv.httpPort, "KeyValue/Get", { namespace: "ca", key: "hot" })));
-    for (const r of all) assert.equal(text(r.json.value), "h");
-    assert.equal(sourceReads(sourceProxy) - before, 1);
-    assert.ok(((await events(srv.httpPort, "ca")).coalesced ?? 0) > coalescedBefore);
+    const e0 = await events(srv.httpPort, "ca");
+    // The source's answers are held until all 20 Gets have missed: every one of them arrives while the
+    // first source read is in flight, whatever the machine's speed.
+    sourceProxy.holdReplies();
+    let all: Promise<{ status: number; json: any }[]>;
+    try {
+      all = Promise.all(Array.from({ length: 20 }, () => call(srv.httpPort, "KeyValue/Get", { namespace: "ca", key: "hot" })));
+      const deadline = Date.now() + 10_000;
+      while (((await events(srv.httpPort, "ca")).miss ?? 0) - (e0.miss ?? 0) < 20) {
+        assert.ok(Date.now() < deadline, "20 misses within 10 s");
+        await sleep(20);
+      }
+    } finally {
+      sourceProxy.releaseReplies();
+    }
+    for (const r of await all) assert.equal(text(r.json.value), "h");
+    assert.equal(sourceReads(sourceProxy) - before, 1, "one source read for 20 concurrent misses");
+    const e1 = await events(srv.httpPort, "ca");
+    assert.equal((e1.coalesced ?? 0) - (e0.coalesced ?? 0), 19, "the other 19 shared it");
+    assert.equal((e1.fill ?? 0) - (e0.fill ?? 0), 1, "one fill");
   });
 
   it("Set invalidates (the next Get reads the new value); write-through replaces the cached copy", async () => {
