@@ -8,7 +8,7 @@
  */
 import { describe, it, after } from "node:test";
 import assert from "node:assert/strict";
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -117,5 +117,45 @@ describe("claim-check sweeper: payloads on their way are not swept", () => {
     let size = 0;
     for await (const c of got.body) size += c.length;
     assert.equal(size, r.claim.size, "the whole payload reads back, digest checked");
+  });
+});
+
+describe("claim-check sweeper: orphans are deleted, none left", () => {
+  it("a crashed write's payload, an expired key's and an expired message's payloads are swept; a held key's stays", async () => {
+    const clock = new ManualClock(Date.now());
+    const { svc, front, payloads } = await setup(clock, new MemKeyValue(clock));
+    const bytes = randomBytes(4096);
+    const meta = (labels: Record<string, string>, expiresAtMs = 0) => () => ({
+      size: bytes.length,
+      sha256: createHash("sha256").update(bytes).digest("hex"),
+      contentType: "",
+      createdAtMs: clock.now(),
+      expiresAtMs,
+      labels,
+    });
+    async function* whole(): AsyncGenerator<Uint8Array> {
+      yield bytes;
+    }
+    // 1. What a write that failed after the upload leaves when nothing deleted it (Prism died between the
+    //    upload and the claim write): a complete payload labelled with a key that never got its claim.
+    await payloads.put("crashed-write", whole(), meta({ key: "never-written" }));
+    // 2. A key that expires (its claim goes with it; the payload stays behind in the payload store).
+    await front.set("expiring", randomBytes(5000), { ttlMs: 1000 });
+    // 3. A message's payload past its expiry (payload_ttl_seconds, or the Put's ttl_seconds).
+    await payloads.put("old-message", whole(), meta({}, clock.now() + 1000));
+    // A key that still holds its claim.
+    await front.set("kept", randomBytes(5000), {});
+    const all = await payloads.list("", 100);
+    assert.equal(all.items.length, 4, JSON.stringify(all.items.map((i) => [i.id, i.complete])));
+    await svc.sweep();
+    assert.equal(svc.counters.swept, 0, "within the grace period nothing is swept");
+    clock.advance(2_000); // past orphan_grace_seconds (1) and both expiries
+    assert.equal(await front.get("expiring"), null, "the key expired");
+    await svc.sweep();
+    assert.equal(svc.counters.swept, 3, "the three orphans");
+    const left = await payloads.list("", 100);
+    assert.equal(left.items.length, 1, `none left but the kept key's: ${JSON.stringify(left.items.map((i) => i.id))}`);
+    assert.equal(left.items[0]!.complete && left.items[0]!.labels.key, "kept");
+    assert.equal((await front.get("kept"))!.value.length, 5000, "the kept key still reads back");
   });
 });
