@@ -1,9 +1,14 @@
 /**
  * The acceptance suites, unchanged, on outbox namespaces: KeyValue (with
  * keyvalue_outbox) from the store slot, PubSub and Queue from the messaging
- * slot. Each store that claims keyvalue_outbox (postgres, sqlite) with a few
- * messaging backends; the backends' own runs (sqlite.test.ts, postgres.test.ts)
- * cover store and messaging on one instance.
+ * slot (the keyvalue_outbox suite also delivers with deliver_to: queue when the
+ * messaging backend has queues). Every store that claims keyvalue_outbox
+ * (sqlite, postgres) with every messaging backend (memstore, redis, nats,
+ * rabbitmq, mqtt, postgres, sqlite; kafka when PRISM_TEST_KAFKA_BROKERS names
+ * a cluster): this file runs the sqlite store, outbox-postgres.test.ts the
+ * postgres one (PRISM_OUTBOX_STORE picks), so each file stays within the
+ * runner's per-file limit. store = messaging on one instance is the backends'
+ * own runs (sqlite.test.ts, postgres.test.ts).
  */
 import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
@@ -24,6 +29,10 @@ const PG = process.env.POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test"
 const REDIS = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const NATS = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const RABBIT = process.env.PRISM_TEST_RABBITMQ_URL ?? "amqp://guest:guest@127.0.0.1:5672";
+const MQTT = process.env.MQTT_URL ?? "mqtt://127.0.0.1:1883";
+const KAFKA_BROKERS = process.env.PRISM_TEST_KAFKA_BROKERS?.split(",").map((x) => x.trim()).filter(Boolean) ?? [];
+const sqliteMessagingPath = join(tmpdir(), `prism-acc-outbox-msg-${tag}.db`);
+process.on("exit", () => ["", "-wal", "-shm"].forEach((s) => rmSync(sqliteMessagingPath + s, { force: true })));
 
 const STORES: Record<string, Record<string, unknown>> = {
   sqlite: { type: "sqlite", path: sqlitePath },
@@ -34,17 +43,22 @@ const MESSAGING: Record<string, Record<string, unknown>> = {
   redis: { type: "redis", url: REDIS, key_prefix: `prism-acc-outbox-${tag}` },
   nats: { type: "nats", servers: NATS, prefix: `acc-outbox-${process.pid}` },
   rabbitmq: { type: "rabbitmq", url: RABBIT, prefix: `acc-outbox-${tag}` },
+  mqtt: { type: "mqtt", url: MQTT, prefix: `acc-outbox-${process.pid}` },
+  postgres: { type: "postgres", url: PG, schema: `prism_acc_outbox_msg_${process.pid}`, pool_max: 5 },
+  sqlite: { type: "sqlite", path: sqliteMessagingPath },
+  kafka: { type: "kafka", brokers: KAFKA_BROKERS.length ? KAFKA_BROKERS : ["127.0.0.1:9092"], prefix: `prism-acc-outbox-${tag}`, replication_factor: 1 },
 };
-const COMBOS: [string, string][] = [
-  ["sqlite", "memstore"],
-  ["postgres", "redis"],
-  ["sqlite", "nats"],
-  ["postgres", "rabbitmq"],
-];
+export function outboxCombos(storeType: "sqlite" | "postgres"): [string, string][] {
+  return Object.keys(MESSAGING)
+    .filter((m) => m !== storeType)
+    .map((m) => [storeType, m]);
+}
+const COMBOS = outboxCombos(process.env.PRISM_OUTBOX_STORE === "postgres" ? "postgres" : "sqlite");
 
 after(async () => {
   const c = new pg.Client({ connectionString: PG });
-  await c.connect().then(() => c.query(`DROP SCHEMA IF EXISTS "${String(STORES.postgres!.schema)}" CASCADE`)).catch(() => {});
+  await c.connect().catch(() => {});
+  for (const schema of [String(STORES.postgres!.schema), String(MESSAGING.postgres!.schema)]) await c.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).catch(() => {});
   await c.end().catch(() => {});
   const r = new Redis(REDIS);
   await deleteRedisPrefix(r, String(MESSAGING.redis!.key_prefix)).catch(() => {});
@@ -62,6 +76,7 @@ for (const [storeType, messagingType] of COMBOS) {
       backend: () => store,
       // Only sqlite and memstore take Prism's clock: the pair can run on the ManualClock.
       clock: storeType === "sqlite" && messagingType === "memstore" ? "manual" : "real",
+      skipReason: async () => (messagingType === "kafka" && !KAFKA_BROKERS.length ? "PRISM_TEST_KAFKA_BROKERS is not set: no Kafka broker on this machine" : undefined),
       limits: { visibility_timeout_seconds: 2, stream_claim_timeout_seconds: 2 },
       pattern: {
         name: "outbox",
