@@ -17,6 +17,7 @@ import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
 import { ManualClock } from "../../src/core/clock.js";
 import { connect, type Prism } from "@prism/client";
+import { Redis } from "ioredis";
 import { deletePrefixed } from "../unit/rabbitmq-cleanup.js";
 
 const tag = `${process.pid}-${randomBytes(3).toString("hex")}`;
@@ -127,9 +128,16 @@ for (const [reg, msg, delivery, transport] of combos) {
     });
 
     it("expired members never appear in Enumerate nor receive a Multicast; re-registering refreshes the TTL", async () => {
-      const r = client.registry(await ns());
+      const name = await ns();
+      const r = client.registry(name);
       await r.register("short", { k: "v" }, { ttl: 10 });
       await r.register("long", { k: "v" }, { ttl: 100 });
+      if (reg === "redis") {
+        // A registry that claims keyvalue_ttl gets the TTL too, so the backend reclaims expired members.
+        const redis = new Redis(REDIS);
+        const pttl = await redis.pttl(`${String(REGISTRIES.redis!.key_prefix)}:{${name}}:kv:m/long`).finally(() => redis.disconnect());
+        assert.ok(pttl > 90_000 && pttl <= 100_000, `the member's key expires with its TTL (PTTL ${pttl} ms)`);
+      }
       await r.register("kept", { k: "v" }, { ttl: 10 });
       clock.advance(5_000);
       await r.register("kept", { k: "v" }, { ttl: 10 }); // refreshed: now expires at +15 s
