@@ -318,6 +318,25 @@ for (const combo of COMBOS) {
       });
     }
 
+    if (combo.payloads === "filesystem" && combo.fronts === "keyvalue" && combo.messages === "redis") {
+      it("the default threshold is 1 MiB: a value of 1 MiB stays inline, one byte more is claimed", async () => {
+        const name = `cc-default-threshold-${randomBytes(2).toString("hex")}`;
+        created.push(name);
+        // No threshold_bytes: the default applies.
+        await client.admin.applyNamespace({ name, pattern: "claim-check", slots: { payloads: PAYLOADS.filesystem!(), messages: MESSAGES.redis }, options: { fronts: "keyvalue" } });
+        const payloads = await payloadView("filesystem", name);
+        const kv = client.kv(name);
+        const atLimit = randomBytes(1024 * 1024);
+        await kv.set("at-limit", atLimit);
+        assert.equal(await count(payloads), 0, "1 MiB: inline");
+        const above = randomBytes(1024 * 1024 + 1);
+        await kv.set("above", above);
+        assert.equal(await count(payloads), 1, "1 MiB + 1 byte: stored as a payload");
+        assert.equal(sha((await kv.get("at-limit"))!), sha(atLimit));
+        assert.equal(sha((await kv.get("above"))!), sha(above));
+      });
+    }
+
     // Keys with a TTL: not on NATS KV here (no per-key TTL: the Set is refused with FAILED_PRECONDITION).
     if (combo.fronts === "keyvalue" && combo.messages !== "nats") {
       it("the sweeper deletes the payloads of expired keys: none left", async () => {
