@@ -17,7 +17,9 @@
  */
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, mkdirSync, writeFileSync, chownSync, readFileSync } from "node:fs";
+import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { setTimeout as sleep } from "node:timers/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { randomBytes } from "node:crypto";
@@ -27,7 +29,8 @@ import { redactSecrets, redactedJson, displayUrl, checkUrlCredentials } from "..
 import { keywordStringToUrl } from "../../src/backends/postgres/options.js";
 import { maskUrl } from "../../src/control/store-postgres.js";
 import { errors } from "../../src/core/errors.js";
-import { freePort, privateRedis, type PrivateServer } from "../helpers/private-servers.js";
+import { freePort, haveBinary, privateRedis, tcpOpen, type PrivateServer } from "../helpers/private-servers.js";
+import { skipOrFail } from "../helpers/required-tools.js";
 
 /** Every delimiter a connection string has. */
 const PW = "Zq7@ss:w/o?r#d";
@@ -230,6 +233,129 @@ describe("credentials against real servers: Admin, Health, errors and logs stay 
     const r = await call("KeyValue/Get", { namespace: "dead", key: "k" });
     assert.equal(r.status, 503, r.text);
     assertMasked(r.text, "the error response");
+    for (const l of logs) assertMasked(l, "a log line");
+  });
+});
+
+/**
+ * A private PostgreSQL (initdb -A scram-sha-256) whose password is PW itself (every delimiter), so a wrong
+ * or misparsed password fails to connect (the shared PostgreSQL trusts local connections: any password
+ * works there). Reached as a libpq keyword string and as a URL with ?password=; and a private redis-server
+ * whose password also holds "/ ? #", reached with the password percent-encoded (the raw form is refused
+ * by validation, above).
+ */
+describe("credentials that must be right: password-checking PostgreSQL and Redis, every delimiter", { timeout: 120_000 }, () => {
+  const run = randomBytes(3).toString("hex");
+  const dir = mkdtempSync(join(tmpdir(), `prism-cred-pw-${run}-`));
+  let pgPort = 0;
+  let redisPort = 0;
+  let pg: ChildProcess | undefined;
+  let redis: PrivateServer | undefined;
+  let srv: RunningServer | undefined;
+  let why = "";
+  const logs: string[] = [];
+  const call = async (method: string, body: object) => {
+    const r = await fetch(`http://127.0.0.1:${srv!.httpPort}/v1/${method}`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+    return { status: r.status, text: await r.text() };
+  };
+
+  before(async () => {
+    pgPort = await freePort();
+    redisPort = await freePort();
+    redis = privateRedis(redisPort, dir, ["--requirepass", PW]);
+    await redis.start();
+    if (!(await haveBinary("initdb")) || !(await haveBinary("postgres"))) {
+      why = "initdb / postgres not installed";
+      return;
+    }
+    // PostgreSQL refuses to run as root: as the postgres user then (runuser), owning the data directory.
+    const asRoot = process.getuid?.() === 0;
+    const pgUid = asRoot ? Number(execFileSync("id", ["-u", "postgres"]).toString().trim()) : undefined;
+    const pgDir = join(dir, "pg");
+    mkdirSync(pgDir);
+    writeFileSync(join(pgDir, "pw"), `${PW}\n`);
+    if (pgUid !== undefined) {
+      chownSync(dir, pgUid, -1);
+      chownSync(pgDir, pgUid, -1);
+      chownSync(join(pgDir, "pw"), pgUid, -1);
+    }
+    const as = (cmd: string, args: string[]): [string, string[]] => (asRoot ? ["runuser", ["-u", "postgres", "--", cmd, ...args]] : [cmd, args]);
+    const [c, a] = as("initdb", ["-D", join(pgDir, "data"), "-A", "scram-sha-256", "-U", "postgres", `--pwfile=${join(pgDir, "pw")}`, "--no-sync"]);
+    execFileSync(c, a, { stdio: "ignore" });
+    const [pc, pa] = as("postgres", ["-D", join(pgDir, "data"), "-p", String(pgPort), "-k", pgDir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
+    pg = spawn(pc, pa, { stdio: "ignore" });
+    const end = Date.now() + 15_000;
+    while (!(await tcpOpen(pgPort))) {
+      if (Date.now() > end) throw new Error("private postgres did not start");
+      await sleep(50);
+    }
+    await sleep(200);
+    const config = await validateConfig(
+      {
+        server: { retry: { max_attempts: 1 } },
+        backends: {
+          kw: { type: "postgres", url: `host=127.0.0.1 port=${pgPort} user=postgres password='${PW}' dbname=postgres`, schema: `cred_kw_${run}` },
+          q: { type: "postgres", url: `postgres://postgres@127.0.0.1:${pgPort}/postgres?password=${enc}`, schema: `cred_q_${run}` },
+          wrong: { type: "postgres", url: `postgres://postgres:${encodeURIComponent(PW + "x")}@127.0.0.1:${pgPort}/postgres`, schema: `cred_w_${run}`, connect_timeout_ms: 2000 },
+          slashy: { type: "redis", url: `redis://:${enc}@127.0.0.1:${redisPort}`, key_prefix: `cred-${run}` },
+        },
+        namespaces: [
+          { name: "kw", pattern: "keyvalue", slots: { keyvalue: "kw" } },
+          { name: "q", pattern: "keyvalue", slots: { keyvalue: "q" } },
+          { name: "wrong", pattern: "keyvalue", slots: { keyvalue: "wrong" } },
+          { name: "slashy", pattern: "keyvalue", slots: { keyvalue: "slashy" } },
+        ],
+      },
+      "credentials-pw.test",
+    );
+    srv = await startServer({ config, host: "127.0.0.1", grpc: false, httpPort: 0, log: (_l, m) => logs.push(m) });
+  });
+
+  after(async () => {
+    await srv?.close();
+    await redis?.stop();
+    if (pg && pg.exitCode === null) {
+      const exited = new Promise((r) => pg!.once("exit", r));
+      // The postmaster itself (runuser does not pass signals on): fast shutdown.
+      let postmaster = 0;
+      try {
+        postmaster = Number(readFileSync(join(dir, "pg", "data", "postmaster.pid"), "utf8").split("\n")[0]);
+      } catch {
+        // not started
+      }
+      if (postmaster > 0) process.kill(postmaster, "SIGINT");
+      else pg.kill("SIGKILL");
+      await Promise.race([exited, sleep(10_000).then(() => pg!.kill("SIGKILL"))]);
+    }
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("PostgreSQL checks the password: the keyword string and ?password= connect and serve, a wrong password does not", async (t) => {
+    if (why) return skipOrFail(t, why);
+    for (const namespace of ["kw", "q"]) {
+      const set = await call("KeyValue/Set", { namespace, key: "k", value: Buffer.from(namespace).toString("base64") });
+      assert.equal(set.status, 200, `${namespace}: ${set.text}`);
+      const get = await call("KeyValue/Get", { namespace, key: "k" });
+      assert.equal(JSON.parse(get.text).value, Buffer.from(namespace).toString("base64"));
+    }
+    // The same server refuses a wrong password: the two above really authenticated.
+    const bad = await call("KeyValue/Get", { namespace: "wrong", key: "k" });
+    assert.notEqual(bad.status, 200, bad.text);
+    assertMasked(bad.text, "the wrong-password error");
+  });
+
+  it("a Redis password holding @ : / ? # works percent-encoded", async () => {
+    const set = await call("KeyValue/Set", { namespace: "slashy", key: "k", value: Buffer.from("v").toString("base64") });
+    assert.equal(set.status, 200, set.text);
+    const get = await call("KeyValue/Get", { namespace: "slashy", key: "k" });
+    assert.equal(JSON.parse(get.text).value, Buffer.from("v").toString("base64"));
+  });
+
+  it("Admin, Health and the log never show these passwords", async () => {
+    const texts: string[] = [];
+    for (const name of ["kw", "q", "wrong", "slashy"]) texts.push((await call("Admin/GetNamespace", { name })).text);
+    texts.push((await call("Admin/ListNamespaces", {})).text, (await call("Admin/ListBackendInstances", {})).text, (await call("Admin/Health", {})).text);
+    for (const t of texts) assertMasked(t, "Admin");
     for (const l of logs) assertMasked(l, "a log line");
   });
 });
