@@ -15,6 +15,8 @@ import { Redis } from "ioredis";
 import { startServer, type RunningServer } from "../../src/server.js";
 import { validateConfig } from "../../src/config/load.js";
 import { TcpProxy } from "../unit/tcp-proxy.js";
+import { errors } from "../../src/core/errors.js";
+import { health } from "../../src/primitives/admin.js";
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const prefix = `prism-brkrec-${process.pid}-${randomBytes(3).toString("hex")}`;
@@ -88,5 +90,51 @@ describe("breaker recovery follows the backend's health check", { timeout: 90_00
     const h = await healthOf();
     assert.equal(h.entry.ok, true);
     assert.equal(h.entry.circuit, "closed");
+  });
+});
+
+/**
+ * Health while the circuit is open and the backend answers its health check (the issue's "Admin.Health
+ * reports the backend ok with the circuit open"): a memstore namespace, whose health check always passes,
+ * has its circuit opened by five availability failures; Health, run before the breaker's first health
+ * check (HEALTH_CHECK_MS, a timer: Health here settles in microtasks), reports the namespace not serving.
+ * Then the breaker's health check passes and the next call closes the circuit.
+ */
+describe("Health reports an open circuit as not serving, even with a healthy backend", { timeout: 30_000 }, () => {
+  let srv: RunningServer;
+  before(async () => {
+    const config = await validateConfig({ namespaces: [{ name: "mem", backend: { type: "memstore" } }] }, "breaker-recovery.test");
+    srv = await startServer({ config, host: "127.0.0.1", grpc: false, httpPort: 0, log: () => {} });
+  });
+  after(async () => {
+    await srv?.close();
+  });
+
+  it("open: ok false, DEGRADED, 'circuit open' (the backend's own check says ok); the health check then lets calls resume", async () => {
+    const b = srv.router.breakerOf("mem")!;
+    for (let i = 0; i < 5; i++) b.failure(errors.unavailable("test: simulated backend failure"));
+    assert.equal(b.state, "open");
+    const h = await health(srv.gateway);
+    const entry = h.backends!.find((x) => x.namespace === "mem")!;
+    assert.equal(b.state, "open", "still open when Health answered");
+    assert.equal(h.status, "DEGRADED");
+    assert.equal(entry.ok, false);
+    assert.match(String(entry.circuit), /^open/);
+    assert.match(String(entry.message), /circuit open/);
+    // The breaker's health check passes (memstore is fine): a call is let through and closes the circuit.
+    const end = Date.now() + 10_000;
+    let status = 0;
+    while (Date.now() < end) {
+      const r = await fetch(`http://127.0.0.1:${srv.httpPort}/v1/ns/mem/kv/k`, { method: "PUT", body: "v" });
+      await r.arrayBuffer();
+      status = r.status;
+      if (status === 200) break;
+      await sleep(50);
+    }
+    assert.equal(status, 200, "calls resumed");
+    assert.equal(b.state, "closed");
+    const after = (await health(srv.gateway)).backends!.find((x) => x.namespace === "mem")!;
+    assert.equal(after.ok, true);
+    assert.equal(after.circuit, "closed");
   });
 });
