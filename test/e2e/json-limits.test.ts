@@ -4,7 +4,7 @@
  * of a dictionary-mode object, then the converters) before being refused. Now a
  * byte scan counts keys and nesting first: such bodies get 413 (too many keys)
  * or 400 (too deep) at once. Asserted: the refusals, the event loop's largest
- * delay while such bodies are refused in a loop (in process: bound 250 ms; in a
+ * delay while such bodies are refused in a loop (in process: bound 600 ms, measured 50-195 ms; in a
  * prism process, read from its own /metrics: bound 600 ms, measured 150-250 ms,
  * 1.6 s with the scan's limit off), /healthz meanwhile, the prism process's
  * peak RSS (idle + 250 MB at most: measured +120-165 MB, +325 MB with the limit
@@ -65,8 +65,9 @@ describe("JSON bodies: keys and depth bounded before parsing", { timeout: 60_000
     const maxMs = h.max / 1e6;
     health.sort((a, b) => a - b);
     t.diagnostic(`event-loop delay max ${maxMs.toFixed(1)} ms; /healthz median ${health[Math.floor(health.length / 2)]?.toFixed(1)} ms over ${health.length}`);
-    // The client side (building and sending 5.6 MB) shares this loop: the bound is generous.
-    assert.ok(maxMs < 250, `event loop blocked ${maxMs.toFixed(0)} ms`);
+    // The client side (building and sending 5.6 MB) shares this loop: the bound is generous (measured 50-195 ms;
+    // parsing the body instead of scanning it blocks for about 1 s), the same as the process test's.
+    assert.ok(maxMs < 600, `event loop blocked ${maxMs.toFixed(0)} ms`);
   });
 
   it("deep nesting is 400; ordinary bodies (a 1000-entry BatchSet) are served", async () => {
