@@ -2,7 +2,11 @@
  * The backfill: a resumable copy of every key from `from` to `to` through
  * Scan, at most backfillRps keys per second, its cursor saved in the config
  * store after each page (a restart resumes there; another Prism instance
- * takes over when the owner's heartbeat is 10 s old).
+ * takes over when the owner's heartbeat is 10 s old). Ownership is claimed
+ * (written, then read back after CLAIM_SETTLE_MS: of instances starting
+ * together the last claim stands, the others wait) and checked before each
+ * page is saved, so two instances never both advance the cursor — one that
+ * lost it could otherwise overwrite a done cursor with its older progress.
  *
  * A key written by a client meanwhile is never overwritten with an older
  * value: the migrating store (./keyvalue.ts backfillKey) queues each key's
@@ -21,6 +25,8 @@ import type { BackfillCursor, MigrationHost } from "./types.js";
 
 export const INSTANCE_ID = `${hostname()}:${process.pid}:${randomBytes(3).toString("hex")}`;
 const TAKEOVER_MS = 10_000;
+/** How long a claim waits before reading the cursor back (the other claimants' writes land meanwhile). */
+const CLAIM_SETTLE_MS = 300;
 const PAGE = 100;
 
 export class Backfill {
@@ -122,7 +128,21 @@ export class Backfill {
         await this.sleep(2000); // another instance is copying
         continue;
       }
-      const cur: BackfillCursor = c ? { ...c, owner: INSTANCE_ID, heartbeatMs: now } : this.fresh(now);
+      let cur: BackfillCursor = c ? { ...c, owner: INSTANCE_ID, heartbeatMs: now } : this.fresh(now);
+      if (c?.owner !== INSTANCE_ID) {
+        try {
+          await this.save(cur);
+          await this.sleep(CLAIM_SETTLE_MS);
+          const back = await this.load();
+          if (this.stopped) return;
+          if (back?.owner !== INSTANCE_ID) continue; // another instance's claim stands
+          cur = { ...back, heartbeatMs: this.clock.now() };
+        } catch (e) {
+          this.log("warn", `migration ${this.namespace}: ${this.what} waits for the config store: ${(e as Error).message}`);
+          await this.sleep(1000);
+          continue;
+        }
+      }
       if (estimatedTotal < 0) estimatedTotal = await this.count().catch(() => 0);
       try {
         await this.copyFrom(cur, estimatedTotal);
@@ -145,6 +165,11 @@ export class Backfill {
       cur.cursor = page.nextCursor;
       if (page.nextCursor === "") this.ended(cur);
       cur.heartbeatMs = this.clock.now();
+      const stored = await this.load();
+      if (stored !== null && stored.owner !== INSTANCE_ID) {
+        this.log("warn", `migration ${this.namespace}: ${this.what} taken over by ${stored.owner}; this instance stops copying`);
+        return;
+      }
       await this.save(cur);
       this.progress = { ...cur, estimatedTotal: Math.max(estimatedTotal, cur.copied + cur.skipped) };
       if (cur.done) {

@@ -182,7 +182,8 @@ function migrationInfo(gw: Gateway, name: string, st: MigrationStatus): prism.v1
     backfillCopied: c?.copied ?? 0,
     backfillSkipped: c?.skipped ?? 0,
     backfillEstimatedTotal: (c as { estimatedTotal?: number } | undefined)?.estimatedTotal ?? 0,
-    backfillDone: !!c?.done,
+    // Done as the stored cursor says (what AdvanceMigration checks), not this instance's copy of it: another instance may still be writing it.
+    backfillDone: !!(st.cursor ?? c)?.done,
     shadowReads: live?.shadowReads ?? 0,
     shadowMismatches: live?.shadowMismatches ?? 0,
     diffPct: live?.diffPct ?? 0,
