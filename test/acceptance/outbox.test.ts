@@ -14,7 +14,7 @@ import { randomBytes } from "node:crypto";
 import { rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { after } from "node:test";
+import { after, describe } from "node:test";
 import pg from "pg";
 import { Redis } from "ioredis";
 import { runAcceptance } from "./harness.js";
@@ -67,6 +67,9 @@ after(async () => {
   await deletePrefixed(RABBIT, String(MESSAGING.rabbitmq!.prefix)).catch(() => {});
 });
 
+// The pairs run three at a time: each spends most of its ~20 s in the real-clock cases' sleeps (TTL,
+// visibility), and every case works in namespaces of its own, so pairs never see each other's data.
+describe(`outbox store ${COMBOS[0]?.[0]} with every messaging backend`, { concurrency: 3 }, () => {
 for (const [storeType, messagingType] of COMBOS) {
   const store = STORES[storeType]!;
   const messaging = MESSAGING[messagingType]!;
@@ -87,3 +90,4 @@ for (const [storeType, messagingType] of COMBOS) {
     { transports: ["ws"] },
   );
 }
+});
