@@ -6,13 +6,12 @@
  * hot path, and `prism audit verify` checks each file on its own. The
  * primary serves no calls and writes none.
  */
-import { readFileSync } from "node:fs";
-import { isAbsolute, parse, resolve, join } from "node:path";
+import { parse, resolve, join } from "node:path";
 import type { AuditConfig } from "../config/schema.js";
 import type { Router } from "../router/router.js";
 import { AuditSink } from "./sink.js";
 import { FileOutput } from "./file-output.js";
-import { parseKeyMaterial } from "../pii/keyring.js";
+import { loadKek } from "../pii/keyring.js";
 
 export { AuditSink, auditFull, type AuditOutput } from "./sink.js";
 
@@ -24,21 +23,9 @@ export function auditPath(cfg: AuditConfig, dataDir: string, worker: number | un
   return join(p.dir, `${p.name}.w${worker}${p.ext}`);
 }
 
-/** audit.chain_key's 32 bytes; errors name the field, never the key. */
+/** audit.chain_key's 32 bytes (read as a KEK is); errors name the field, never the key. */
 export function loadChainKey(k: { file?: string; env?: string }, dataDir: string, env: NodeJS.ProcessEnv = process.env): Buffer {
-  if (k.file !== undefined) {
-    const path = isAbsolute(k.file) ? k.file : resolve(dataDir, k.file);
-    let text: string;
-    try {
-      text = readFileSync(path, "utf8");
-    } catch (e) {
-      throw new Error(`audit.chain_key.file: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    return parseKeyMaterial(text, `audit.chain_key.file (${path})`);
-  }
-  const v = env[k.env!];
-  if (v === undefined || v === "") throw new Error(`audit.chain_key.env: environment variable ${k.env} is not set`);
-  return parseKeyMaterial(v, `audit.chain_key.env (${k.env})`);
+  return loadKek(k, "audit.chain_key", dataDir, env, "the chain key");
 }
 
 export async function setupAudit(opts: {

@@ -37,19 +37,19 @@ export interface WrappedDataKey {
 
 export const DATAKEY_KIND = "datakey";
 
-/** 32 bytes from hex (64 digits) or base64 (44 characters). */
-export function parseKeyMaterial(text: string, where: string): Buffer {
+/** 32 bytes from hex (64 digits) or base64 (44 characters); `what` names the key in the error. */
+export function parseKeyMaterial(text: string, where: string, what = "a KEK"): Buffer {
   const t = text.trim();
   if (/^[0-9a-fA-F]{64}$/.test(t)) return Buffer.from(t, "hex");
   if (/^[A-Za-z0-9+/]{43}=?$/.test(t) || /^[A-Za-z0-9_-]{43}$/.test(t)) {
     const b = Buffer.from(t, t.includes("-") || t.includes("_") ? "base64url" : "base64");
     if (b.length === 32) return b;
   }
-  throw new Error(`${where}: a KEK is 32 bytes written as 64 hex digits or 44 base64 characters`);
+  throw new Error(`${where}: ${what} is 32 bytes written as 64 hex digits or 44 base64 characters`);
 }
 
-/** Reads one KEK; errors name the field (never the key). */
-export function loadKek(k: KekConfig, field: string, dataDir: string, env: NodeJS.ProcessEnv = process.env): Buffer {
+/** Reads one 32-byte key from its file or environment variable (a KEK; audit.chain_key too); errors name the field (never the key). */
+export function loadKek(k: Pick<KekConfig, "file" | "env">, field: string, dataDir: string, env: NodeJS.ProcessEnv = process.env, what = "a KEK"): Buffer {
   if (k.file !== undefined) {
     const path = isAbsolute(k.file) ? k.file : resolve(dataDir, k.file);
     let text: string;
@@ -58,11 +58,11 @@ export function loadKek(k: KekConfig, field: string, dataDir: string, env: NodeJ
     } catch (e) {
       throw new Error(`${field}.file: cannot read ${path}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     }
-    return parseKeyMaterial(text, `${field}.file (${path})`);
+    return parseKeyMaterial(text, `${field}.file (${path})`, what);
   }
   const v = env[k.env!];
   if (v === undefined || v === "") throw new Error(`${field}.env: environment variable ${k.env} is not set`);
-  return parseKeyMaterial(v, `${field}.env (${k.env})`);
+  return parseKeyMaterial(v, `${field}.env (${k.env})`, what);
 }
 
 const aadOf = (namespace: string, id: string) => Buffer.from(`prism datakey\0${namespace}\0${id}`);
