@@ -48,6 +48,8 @@ export const METHOD_PERMISSIONS: Readonly<Record<string, MethodPermission>> = {
   "Queue/Ack": ns("write"),
   "Queue/Nack": ns("write"),
   "Queue/ExtendVisibility": ns("write"),
+  "Queue/EnqueueBatch": ns("write"),
+  "Queue/AckBatch": ns("write"),
   "Stream/Read": ns("read"),
   "Stream/ReadGroup": ns("read"),
   "Stream/Append": ns("write"),

@@ -111,6 +111,8 @@ export const METHODS: readonly MethodDef[] = [
   def(M.QUEUE_ACK, "Queue", "Ack", "AckRequest", "AckResponse", { handler: q.ack, primitive: "queue" }),
   def(M.QUEUE_NACK, "Queue", "Nack", "NackRequest", "NackResponse", { handler: q.nack, primitive: "queue" }),
   def(M.QUEUE_EXTEND_VISIBILITY, "Queue", "ExtendVisibility", "ExtendVisibilityRequest", "ExtendVisibilityResponse", { handler: q.extendVisibility, primitive: "queue" }),
+  def(M.QUEUE_ENQUEUE_BATCH, "Queue", "EnqueueBatch", "EnqueueBatchRequest", "EnqueueBatchResponse", { handler: q.enqueueBatch, primitive: "queue" }),
+  def(M.QUEUE_ACK_BATCH, "Queue", "AckBatch", "AckBatchRequest", "AckBatchResponse", { handler: q.ackBatch, primitive: "queue" }),
   def(M.STREAM_APPEND, "Stream", "Append", "AppendRequest", "AppendResponse", { handler: st.append, primitive: "stream" }),
   def(M.STREAM_READ, "Stream", "Read", "ReadRequest", "ReadResponse", { handler: st.read, primitive: "stream", idempotent: true }),
   def(M.STREAM_READ_GROUP, "Stream", "ReadGroup", "ReadGroupRequest", "ReadGroupResponse", { handler: st.readGroup, primitive: "stream" }),

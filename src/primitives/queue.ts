@@ -1,6 +1,6 @@
 /** Queue: leases with receipts, visibility timeouts, delays and dead-letter, above any queue driver. */
 import type { prism } from "../gen/prism.js";
-import { errors } from "../core/errors.js";
+import { errors, toPrismError, type PrismError } from "../core/errors.js";
 import type { QueueStore } from "../backends/driver.js";
 import type { NamespaceRuntime } from "../router/router.js";
 import type { RequestContext } from "../core/context.js";
@@ -11,6 +11,8 @@ import { idempotencyToken, onceMethod, onceResult } from "./idempotency.js";
 const EMPTY = new Uint8Array(0);
 const MAX_WAIT_SECONDS = 20;
 const MAX_DELAY_SECONDS = 15 * 60 * 60 * 24; // 15 days
+/** Entries per EnqueueBatch / AckBatch call. */
+export const MAX_QUEUE_BATCH = 1000;
 
 function store(ns: NamespaceRuntime): QueueStore {
   const s = ns.stores.queue;
@@ -94,3 +96,85 @@ export async function extendVisibility(ns: NamespaceRuntime, req: prism.v1.IExte
   await store(ns).extendVisibility!(queue, receipt, req.seconds * 1000);
   return {};
 }
+
+// ---------------------------------------------------------------- batches
+// Each entry goes through the same checks and the same store call as its
+// single call (so a claim-check, migration or breaker wrapper of the store
+// sees it as one): the batch saves the per-call work of the ingress, auth,
+// shedding and routing, and the driver coalesces the store calls of one turn
+// (Redis: one script call). An entry that fails is answered on its own; when
+// every entry fails, the call fails with the first entry's error, so that a
+// backend outage shows as the call's status (metrics, breaker, audit).
+
+function entryError(index: number, e: unknown): prism.v1.IBatchEntryError {
+  const p: PrismError = toPrismError(e);
+  return { index, code: p.code, message: p.message, reason: p.reason };
+}
+
+function batchSize(n: number, field: string): void {
+  if (n === 0) throw errors.invalidArgument(field, "must not be empty");
+  if (n > MAX_QUEUE_BATCH) throw errors.invalidArgument(field, `${n} entries exceed the maximum of ${MAX_QUEUE_BATCH} per call`);
+}
+
+/**
+ * Starts call i for every entry (all at once, so the driver can coalesce them), then waits for all:
+ * `onValue` gets each result, the failures are returned by index; throws the first entry's error when all failed.
+ */
+async function runEntries<T>(n: number, start: (i: number) => Promise<T>, onValue: (i: number, v: T) => void): Promise<prism.v1.IBatchEntryError[]> {
+  const errs: prism.v1.IBatchEntryError[] = [];
+  let first = n;
+  let firstCause: unknown;
+  const fail = (i: number, e: unknown) => {
+    errs.push(entryError(i, e));
+    if (i < first) [first, firstCause] = [i, e];
+  };
+  const pending: Promise<void>[] = [];
+  for (let i = 0; i < n; i++) {
+    let p: Promise<T>;
+    try {
+      p = start(i);
+    } catch (e) {
+      fail(i, e);
+      continue;
+    }
+    // A handler on each call at once: a call failing while an earlier one is pending is never an unhandled rejection.
+    pending.push(p.then((v) => onValue(i, v), (e: unknown) => fail(i, e)));
+  }
+  await Promise.all(pending);
+  if (errs.length === n) throw firstCause;
+  errs.sort((a, b) => (a.index ?? 0) - (b.index ?? 0));
+  return errs;
+}
+
+export async function enqueueBatch(ns: NamespaceRuntime, req: prism.v1.IEnqueueBatchRequest): Promise<prism.v1.IEnqueueBatchResponse> {
+  const queue = req.queue ?? "";
+  requireName(queue, "queue");
+  const entries = req.entries ?? [];
+  batchSize(entries.length, "entries");
+  const s = store(ns);
+  const messageIds: string[] = new Array(entries.length).fill("");
+  const errs = await runEntries(
+    entries.length,
+    (i) => {
+      const e = entries[i]!;
+      const payload = e.payload ?? EMPTY;
+      requireValue(ns, payload, "payload");
+      const delayMs = delay(ns, e.delaySeconds, "delay_seconds");
+      return s.enqueue(queue, payload, withTraceAttributes(requireAttributes(e.attributes)), delayMs);
+    },
+    (i, id) => (messageIds[i] = id),
+  );
+  return errs.length ? { messageIds, errors: errs } : { messageIds };
+}
+
+export async function ackBatch(ns: NamespaceRuntime, req: prism.v1.IAckBatchRequest): Promise<prism.v1.IAckBatchResponse> {
+  const queue = req.queue ?? "";
+  requireName(queue, "queue");
+  const receipts = req.receipts ?? [];
+  batchSize(receipts.length, "receipts");
+  const s = store(ns);
+  const errs = await runEntries(receipts.length, (i) => s.ack(queue, receiptOf(receipts[i])), noop);
+  return errs.length ? { errors: errs } : {};
+}
+
+function noop(): void {}

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+import grpc
+
 from . import _convert as c
 from . import types as t
 from ._proto import message
+from .errors import make_error
 
 Bytes = Union[bytes, bytearray, memoryview, str]
 Timeout = Optional[float]
@@ -184,6 +187,18 @@ class PubSub(_Facade):
         return self._t.subscribe("PubSub/Subscribe", req, c.pubsub_message)
 
 
+_STATUS_BY_NUMBER = {s.value[0]: s for s in grpc.StatusCode}
+
+
+def _entry_results(n: int, errors, value) -> list:
+    """A batch call's answer → one result per entry: value(i), or the entry's PrismError."""
+    out = [value(i) for i in range(n)]
+    for e in errors:
+        if e.index < n:
+            out[e.index] = make_error(_STATUS_BY_NUMBER.get(e.code, grpc.StatusCode.UNKNOWN), e.reason, e.message)
+    return out
+
+
 class Queue(_Facade):
     """Work queues on one namespace."""
 
@@ -224,6 +239,24 @@ class Queue(_Facade):
         """Removes a leased message. A stale receipt (redelivered, acked) → FailedPrecondition."""
         req = _M("AckRequest")(namespace=self.namespace, queue=queue, receipt=receipt)
         return self._t.unary("Queue/Ack", req, lambda r: None, timeout)
+
+    def enqueue_many(self, queue: str, entries: Sequence[Union[Bytes, Mapping[str, Any]]], *, timeout: Timeout = None):
+        """Enqueues up to 1000 messages in one call (Queue/EnqueueBatch), in order. An entry is the
+        data, or a mapping {"data", "attributes", "delay_seconds"}. → one result per entry: its message
+        id, or the PrismError of that entry alone (e.g. InvalidArgument for an oversized payload).
+        The call raises when every entry failed."""
+        req = _M("EnqueueBatchRequest")(namespace=self.namespace, queue=queue)
+        for i, e in enumerate(entries):
+            spec = e if isinstance(e, Mapping) else {"data": e}
+            entry = req.entries.add(payload=c.to_bytes(spec.get("data", b""), f"entries[{i}].data"), delay_seconds=int(spec.get("delay_seconds", 0)))
+            c.set_attributes(entry.attributes, spec.get("attributes"))
+        return self._t.unary("Queue/EnqueueBatch", req, lambda r: _entry_results(len(req.entries), r.errors, lambda i: r.message_ids[i]), timeout)
+
+    def ack_many(self, queue: str, receipts: Sequence[str], *, timeout: Timeout = None):
+        """Acks up to 1000 leased messages in one call (Queue/AckBatch). → one result per receipt:
+        None, or the PrismError of that receipt alone (FailedPrecondition for a stale one)."""
+        req = _M("AckBatchRequest")(namespace=self.namespace, queue=queue, receipts=list(receipts))
+        return self._t.unary("Queue/AckBatch", req, lambda r: _entry_results(len(receipts), r.errors, lambda i: None), timeout)
 
     def nack(self, queue: str, receipt: str, *, requeue_after: int = 0, timeout: Timeout = None):
         """Returns a leased message, visible again after `requeue_after` seconds."""

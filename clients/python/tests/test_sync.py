@@ -182,6 +182,23 @@ def test_queue_enqueue_dequeue_ack(client, uniq):
     assert e.value.reason == "PRISM_ERR_STALE_RECEIPT"
 
 
+def test_queue_enqueue_many_and_ack_many(client, uniq):
+    q = client.queue(NS)
+    ids = q.enqueue_many(uniq, [b"a", "b", {"data": b"c", "attributes": {"k": "v"}}])
+    assert len(ids) == 3 and all(isinstance(i, str) and i for i in ids)
+    got = q.dequeue(uniq, max_messages=10)
+    assert [m.payload for m in got] == [b"a", b"b", b"c"]
+    assert [m.message_id for m in got] == ids
+    assert got[2].attributes == {"k": "v"}
+    q.ack(uniq, got[1].receipt)
+    res = q.ack_many(uniq, [m.receipt for m in got])
+    assert res[0] is None and res[2] is None
+    assert isinstance(res[1], FailedPrecondition) and res[1].reason == "PRISM_ERR_STALE_RECEIPT"
+    assert q.dequeue(uniq) == []
+    with pytest.raises(InvalidArgument):
+        q.ack_many(uniq, ["not-a-receipt"])  # every entry failed: the call raises
+
+
 def test_queue_max_messages(client, uniq):
     q = client.queue(NS)
     for i in range(3):

@@ -13,6 +13,7 @@ import type { CallOptions, Channel, ConnectionState, UnaryOptions, WriteOptions 
 import type { HealingChannel } from "./healing.js";
 import type { Listener } from "./emitter.js";
 import { ClaimCheck, type ClaimCheckOptions } from "./claim-check.js";
+import { Coalescer, type EntryResult } from "./coalesce.js";
 
 /** A value to write: raw bytes, or a string (sent as UTF-8). */
 export type Bytes = Uint8Array | string;
@@ -38,6 +39,8 @@ const Q_DEQUEUE = m("Queue/Dequeue");
 const Q_ACK = m("Queue/Ack");
 const Q_NACK = m("Queue/Nack");
 const Q_EXTEND = m("Queue/ExtendVisibility");
+const Q_ENQUEUE_BATCH = m("Queue/EnqueueBatch");
+const Q_ACK_BATCH = m("Queue/AckBatch");
 const ST_APPEND = m("Stream/Append");
 const ST_READ = m("Stream/Read");
 const ST_READ_GROUP = m("Stream/ReadGroup");
@@ -350,21 +353,109 @@ export interface QueueMessage {
   enqueuedAtMs: number;
 }
 
-/** Work queues on one namespace. */
+/** Options of {@link Queue.enqueue}. */
+export interface EnqueueOptions extends WriteOptions {
+  attributes?: Record<string, string>;
+  /** Invisible this many seconds (queue_delayed). */
+  delaySeconds?: number;
+}
+
+/** One message of {@link Queue.enqueueMany}. */
+export interface EnqueueEntry {
+  data: Bytes;
+  attributes?: Record<string, string>;
+  delaySeconds?: number;
+}
+
+/** Entries per batch call (the server's limit) and payload bytes per coalesced call. */
+const MAX_BATCH = 1000;
+const MAX_COALESCED_BYTES = 1 << 20;
+/** A payload this large goes as its own call. */
+const ALONE_BYTES = 64 * 1024;
+
+function entryOf(data: Bytes, attributes: Record<string, string> | undefined, delaySeconds: number | undefined): pb.v1.IEnqueueBatchEntry {
+  const e: pb.v1.IEnqueueBatchEntry = { payload: toBytes(data) };
+  if (attributes) e.attributes = attributes;
+  if (delaySeconds) e.delaySeconds = delaySeconds;
+  return e;
+}
+
+function entryErrors<R>(n: number, errors: pb.v1.IBatchEntryError[] | null | undefined, value: (i: number) => R): EntryResult<R>[] {
+  const out: EntryResult<R>[] = new Array(n);
+  for (let i = 0; i < n; i++) out[i] = { ok: true, value: value(i) };
+  for (const e of errors ?? []) {
+    const i = e.index ?? 0;
+    if (i < n) out[i] = { ok: false, error: new PrismError(e.code ?? Code.UNKNOWN, e.message ?? "", e.reason ?? "") };
+  }
+  return out;
+}
+
+/**
+ * Work queues on one namespace.
+ *
+ * Enqueue and Ack calls made in the same run of callbacks for the same queue
+ * (e.g. by many concurrent producers or consumers) leave as one EnqueueBatch /
+ * AckBatch request (coalesce.ts); each caller still gets its own result or
+ * error. Calls with a timeout, a signal or an idempotency key go on their own.
+ */
 export class Queue {
+  private readonly enqueues: Coalescer<pb.v1.IEnqueueBatchEntry, string>;
+  private readonly acks: Coalescer<string, void>;
+
   /** @internal */
   constructor(
     private readonly t: Channel,
     readonly namespace: string,
-  ) {}
+  ) {
+    this.enqueues = new Coalescer({
+      maxItems: MAX_BATCH,
+      maxBytes: MAX_COALESCED_BYTES,
+      single: async (queue, e) => (await this.t.unary(Q_ENQUEUE, { namespace: this.namespace, queue, ...e }, undefined)).messageId,
+      batch: async (queue, entries) => {
+        const res = await this.t.unary(Q_ENQUEUE_BATCH, { namespace: this.namespace, queue, entries }, undefined);
+        const ids = res.messageIds as string[];
+        return entryErrors(entries.length, res.errors, (i) => ids[i] ?? "");
+      },
+    });
+    this.acks = new Coalescer<string, void>({
+      maxItems: MAX_BATCH,
+      maxBytes: MAX_COALESCED_BYTES,
+      single: async (queue, receipt) => void (await this.t.unary(Q_ACK, { namespace: this.namespace, queue, receipt }, undefined)),
+      batch: async (queue, receipts) => {
+        const res = await this.t.unary(Q_ACK_BATCH, { namespace: this.namespace, queue, receipts }, undefined);
+        return entryErrors(receipts.length, res.errors, () => undefined);
+      },
+    });
+  }
 
   /** Enqueues; `delaySeconds` keeps it invisible that long. Resolves to the message id. */
-  async enqueue(queue: string, data: Bytes, opts?: { attributes?: Record<string, string>; delaySeconds?: number } & WriteOptions): Promise<string> {
+  enqueue(queue: string, data: Bytes, opts?: EnqueueOptions): Promise<string> {
+    if (opts === undefined || (opts.timeoutMs === undefined && opts.signal === undefined && !opts.idempotencyKey)) {
+      const e = entryOf(data, opts?.attributes, opts?.delaySeconds);
+      const n = e.payload!.length;
+      if (!this.t.autoIdempotency && n <= ALONE_BYTES) return this.enqueues.add(queue, e, n + 16);
+    }
+    return this.enqueueOne(queue, data, opts);
+  }
+
+  private async enqueueOne(queue: string, data: Bytes, opts: EnqueueOptions | undefined): Promise<string> {
     const req: pb.v1.IEnqueueRequest = { namespace: this.namespace, queue, payload: toBytes(data) };
     if (opts?.attributes) req.attributes = opts.attributes;
     if (opts?.delaySeconds) req.delaySeconds = opts.delaySeconds;
     const res = await this.t.unary(Q_ENQUEUE, keyed(this.t, req, opts), co(opts));
     return res.messageId;
+  }
+
+  /**
+   * Enqueues up to 1000 messages in one call, in order. Resolves to one result per
+   * entry: its message id, or the error of that entry alone (e.g. a payload over the
+   * namespace's limit). The call itself fails when every entry failed.
+   */
+  async enqueueMany(queue: string, entries: EnqueueEntry[], opts?: CallOptions): Promise<EntryResult<string>[]> {
+    const list = entries.map((e) => entryOf(e.data, e.attributes, e.delaySeconds));
+    const res = await this.t.unary(Q_ENQUEUE_BATCH, { namespace: this.namespace, queue, entries: list }, co(opts));
+    const ids = res.messageIds as string[];
+    return entryErrors(list.length, res.errors, (i) => ids[i] ?? "");
   }
 
   /**
@@ -395,8 +486,19 @@ export class Queue {
   }
 
   /** Acknowledges (removes) a leased message. A stale receipt → FAILED_PRECONDITION. */
-  async ack(queue: string, receipt: string, opts?: CallOptions): Promise<void> {
+  ack(queue: string, receipt: string, opts?: CallOptions): Promise<void> {
+    if (opts === undefined || (opts.timeoutMs === undefined && opts.signal === undefined)) return this.acks.add(queue, receipt, receipt.length);
+    return this.ackOne(queue, receipt, opts);
+  }
+
+  private async ackOne(queue: string, receipt: string, opts: CallOptions): Promise<void> {
     await this.t.unary(Q_ACK, { namespace: this.namespace, queue, receipt }, co(opts));
+  }
+
+  /** Acknowledges up to 1000 leased messages in one call: one result per receipt (a stale one fails alone). */
+  async ackMany(queue: string, receipts: string[], opts?: CallOptions): Promise<EntryResult<void>[]> {
+    const res = await this.t.unary(Q_ACK_BATCH, { namespace: this.namespace, queue, receipts }, co(opts));
+    return entryErrors(receipts.length, res.errors, () => undefined);
   }
 
   /** Returns a leased message to the queue, visible again after `requeueAfter` seconds (default 0). */

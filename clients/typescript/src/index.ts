@@ -20,8 +20,9 @@ import { backoffOptions } from "./backoff.js";
 import { makeAuth } from "./auth.js";
 
 export { Prism, KeyValue, PubSub, Queue, Stream, Admin, MulticastRegistry } from "./client.js";
-export type { Bytes, SetOptions, OutboxMessage, KvItem, ScanItem, ScanPage, QueueMessage, StreamRecord, NamespaceInfo, RegistryMember, SlotInfo, BackendInstanceInfo, PatternInfo, Health } from "./client.js";
+export type { Bytes, SetOptions, OutboxMessage, KvItem, ScanItem, ScanPage, QueueMessage, EnqueueOptions, EnqueueEntry, StreamRecord, NamespaceInfo, RegistryMember, SlotInfo, BackendInstanceInfo, PatternInfo, Health } from "./client.js";
 export type { Subscription, PubSubMessage } from "./subscription.js";
+export type { EntryResult } from "./coalesce.js";
 export { ClaimCheck, claimCheck } from "./claim-check.js";
 export type { Claim, PutTarget, PutResult, ClaimCheckOptions, TransferOptions, GetStreamOptions } from "./claim-check.js";
 export type { ConnectOptions, Priority, CallOptions, WriteOptions, ReconnectOptions, ConnectionState } from "./transport.js";

@@ -55,6 +55,8 @@ const TABLE: [number, ServiceName, string, string, string][] = [
   [M.QUEUE_ACK, "Queue", "Ack", "AckRequest", "AckResponse"],
   [M.QUEUE_NACK, "Queue", "Nack", "NackRequest", "NackResponse"],
   [M.QUEUE_EXTEND_VISIBILITY, "Queue", "ExtendVisibility", "ExtendVisibilityRequest", "ExtendVisibilityResponse"],
+  [M.QUEUE_ENQUEUE_BATCH, "Queue", "EnqueueBatch", "EnqueueBatchRequest", "EnqueueBatchResponse"],
+  [M.QUEUE_ACK_BATCH, "Queue", "AckBatch", "AckBatchRequest", "AckBatchResponse"],
   [M.STREAM_APPEND, "Stream", "Append", "AppendRequest", "AppendResponse"],
   [M.STREAM_READ, "Stream", "Read", "ReadRequest", "ReadResponse"],
   [M.STREAM_READ_GROUP, "Stream", "ReadGroup", "ReadGroupRequest", "ReadGroupResponse"],
