@@ -170,6 +170,26 @@ for (const transport of TRANSPORTS) {
   });
 }
 
+test("connect({ coalesce: false }): one request per call", T, async () => {
+  const own = await connect(address("ws"), { coalesce: false });
+  try {
+    const ns = NAMESPACES.memstore;
+    const q = own.queue(ns);
+    const name = `qn-${uid()}`;
+    const [e0, b0, a0, ab0] = await Promise.all([calls("Queue/Enqueue", ns), calls("Queue/EnqueueBatch", ns), calls("Queue/Ack", ns), calls("Queue/AckBatch", ns)]);
+    await Promise.all(Array.from({ length: 10 }, (_, i) => q.enqueue(name, `n${i}`)));
+    const got = await q.dequeue(name, { max: 10 });
+    await Promise.all(got.map((m) => q.ack(name, m.receipt)));
+    assert.equal(got.length, 10);
+    assert.equal(await calls("Queue/Enqueue", ns), e0 + 10);
+    assert.equal(await calls("Queue/Ack", ns), a0 + 10);
+    assert.equal(await calls("Queue/EnqueueBatch", ns), b0);
+    assert.equal(await calls("Queue/AckBatch", ns), ab0);
+  } finally {
+    await own.close();
+  }
+});
+
 test("curl-style HTTP/JSON: POST /v1/Queue/EnqueueBatch and /v1/Queue/AckBatch", T, async () => {
   const base = `http://127.0.0.1:${server.httpPort}`;
   const post = async (path: string, body: unknown) => {

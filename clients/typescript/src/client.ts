@@ -369,9 +369,9 @@ export interface EnqueueEntry {
 
 /** Entries per batch call (the server's limit) and payload bytes per coalesced call. */
 const MAX_BATCH = 1000;
-const MAX_COALESCED_BYTES = 1 << 20;
+const MAX_COALESCED_BYTES = 256 * 1024;
 /** A payload this large goes as its own call. */
-const ALONE_BYTES = 64 * 1024;
+const ALONE_BYTES = 16 * 1024;
 
 function entryOf(data: Bytes, attributes: Record<string, string> | undefined, delaySeconds: number | undefined): pb.v1.IEnqueueBatchEntry {
   const e: pb.v1.IEnqueueBatchEntry = { payload: toBytes(data) };
@@ -433,7 +433,7 @@ export class Queue {
     if (opts === undefined || (opts.timeoutMs === undefined && opts.signal === undefined && !opts.idempotencyKey)) {
       const e = entryOf(data, opts?.attributes, opts?.delaySeconds);
       const n = e.payload!.length;
-      if (!this.t.autoIdempotency && n <= ALONE_BYTES) return this.enqueues.add(queue, e, n + 16);
+      if (this.t.coalesce && !this.t.autoIdempotency && n <= ALONE_BYTES) return this.enqueues.add(queue, e, n + 16);
     }
     return this.enqueueOne(queue, data, opts);
   }
@@ -487,11 +487,11 @@ export class Queue {
 
   /** Acknowledges (removes) a leased message. A stale receipt → FAILED_PRECONDITION. */
   ack(queue: string, receipt: string, opts?: CallOptions): Promise<void> {
-    if (opts === undefined || (opts.timeoutMs === undefined && opts.signal === undefined)) return this.acks.add(queue, receipt, receipt.length);
+    if (this.t.coalesce && (opts === undefined || (opts.timeoutMs === undefined && opts.signal === undefined))) return this.acks.add(queue, receipt, receipt.length);
     return this.ackOne(queue, receipt, opts);
   }
 
-  private async ackOne(queue: string, receipt: string, opts: CallOptions): Promise<void> {
+  private async ackOne(queue: string, receipt: string, opts: CallOptions | undefined): Promise<void> {
     await this.t.unary(Q_ACK, { namespace: this.namespace, queue, receipt }, co(opts));
   }
 

@@ -28,6 +28,7 @@ export interface ChannelSettings {
   reconnect: Backoff | undefined;
   timeoutMs: number;
   autoIdempotency: boolean;
+  coalesce: boolean;
   onState?: (s: ConnectionState) => void;
 }
 
@@ -43,6 +44,7 @@ interface Waiter {
 export class HealingChannel implements Channel {
   readonly events = new Emitter<{ state: [ConnectionState] }>();
   readonly autoIdempotency: boolean;
+  readonly coalesce: boolean;
   private stateNow: ConnectionState = "connecting";
   private current: Transport | undefined;
   private readonly waiters = new Set<Waiter>();
@@ -59,6 +61,7 @@ export class HealingChannel implements Channel {
 
   private constructor(private readonly s: ChannelSettings) {
     this.autoIdempotency = s.autoIdempotency;
+    this.coalesce = s.coalesce;
   }
 
   /** Opens the first connection; rejects (and reports `closed`) when it cannot: the first connect does not retry. */

@@ -89,6 +89,7 @@ export async function connect(address: string, options: ConnectOptions = {}): Pr
     reconnect,
     timeoutMs: timeoutMs ?? 0,
     autoIdempotency: options.autoIdempotency === true,
+    coalesce: options.coalesce !== false,
     onState: options.onState,
   });
   return new Prism(channel, { address, options: { token, apiKey, priority } });

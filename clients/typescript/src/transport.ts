@@ -48,6 +48,14 @@ export interface ConnectOptions {
    * is in flight (the server answers a retry with the first call's result).
    */
   autoIdempotency?: boolean;
+  /**
+   * Send the queue `enqueue` / `ack` calls one event-loop turn makes for the same queue as one
+   * Queue/EnqueueBatch / Queue/AckBatch request (default: on; each caller still gets its own
+   * answer). A coalesced request holds at most 1000 entries and 256 KiB of payload; a payload over
+   * 16 KiB, and a call with its own timeout, signal or idempotency key, goes alone. `false`: one
+   * request per call (e.g. for a server whose `server.max_message_bytes` is below 256 KiB).
+   */
+  coalesce?: boolean;
   /** Bearer token, or a function returning one (called per connection on ws://, per call on grpc:// and http://). Sent as `authorization: Bearer <token>`. */
   token?: string | (() => string | Promise<string>);
   /** API key, sent as `x-api-key`. */
@@ -134,6 +142,8 @@ export interface Channel {
   serverStream(method: MethodInfo, request: object, sink: StreamSink): StreamHandle;
   close(): Promise<void>;
   readonly autoIdempotency: boolean;
+  /** ConnectOptions.coalesce */
+  readonly coalesce: boolean;
 }
 
 /** @internal Auth headers for a connection or a call: static, or computed per use (token function). */
