@@ -14,6 +14,7 @@ import { DEFAULT_LIMITS } from "../../src/config/schema.js";
 import { PrismError } from "../../src/core/errors.js";
 import type { BackendInstance, NamespaceLimits, QueueStore } from "../../src/backends/driver.js";
 import { driver as redisDriver } from "../../src/backends/redis/index.js";
+import type { RedisQueue } from "../../src/backends/redis/queue.js";
 import { optionsSchema as redisOptions } from "../../src/backends/redis/options.js";
 import { driver as pgDriver } from "../../src/backends/postgres/index.js";
 import { optionsSchema as pgOptions } from "../../src/backends/postgres/options.js";
@@ -104,6 +105,70 @@ after(async () => {
 });
 let redisN = 0;
 cases("redis", () => redisInst!.namespace(`qb${redisN++}`, limits).queue!);
+
+describe("redis: wake-ups across Prism instances (PUBLISH on the namespace's q:wake channel)", () => {
+  let other: BackendInstance | undefined;
+  before(() => {
+    // A second instance on the same Redis and prefix: another Prism process, or another worker.
+    other = redisDriver.create(redisOptions.parse({ url: REDIS_URL, key_prefix: redisPrefix }), { clock: new ManualClock(Date.now()), log: () => {} });
+  });
+  after(async () => {
+    await other?.close();
+  });
+  /** Resolves once q's wait made it subscribe to the wake channel (the subscription is live). */
+  async function listening(q: RedisQueue): Promise<void> {
+    const view = q as unknown as { listening: Promise<void> | undefined };
+    while (view.listening === undefined) await new Promise((r) => setTimeout(r, 5));
+    await view.listening;
+  }
+
+  it("an enqueue through one instance wakes a dequeue waiting on the other; its own wake-ups are ignored", async () => {
+    const ns = `qbx${redisN++}`;
+    const a = redisInst!.namespace(ns, limits).queue as RedisQueue;
+    const b = other!.namespace(ns, limits).queue as RedisQueue;
+    const waiting = b.dequeue("x", lease(1, 20_000));
+    await listening(b);
+    await a.enqueue("x", Buffer.from("hello"), {}, 0);
+    const [m] = await waiting;
+    assert.equal(str(m!.payload), "hello");
+    assert.ok(b.remoteWakeups >= 1, "b heard a's wake-up");
+    // b's own enqueue, while another of its dequeues waits: answered by the local wake-up, not counted as remote.
+    const before = b.remoteWakeups;
+    const again = b.dequeue("x", lease(1, 20_000));
+    await new Promise((r) => setTimeout(r, 50));
+    await b.enqueue("x", Buffer.from("own"), {}, 0);
+    assert.equal(str((await again)[0]!.payload), "own");
+    assert.equal(b.remoteWakeups, before, "b ignores the wake-ups it sent itself");
+    await b.ack("x", m!.receipt);
+  });
+
+  it("a nack to visible-now through one instance wakes a dequeue waiting on the other", async () => {
+    const ns = `qbx${redisN++}`;
+    const a = redisInst!.namespace(ns, limits).queue as RedisQueue;
+    const b = other!.namespace(ns, limits).queue as RedisQueue;
+    await a.enqueue("n", Buffer.from("retry"), {}, 0);
+    const [m1] = await a.dequeue("n", lease(1));
+    const waiting = b.dequeue("n", lease(1, 20_000));
+    await listening(b);
+    const heard = b.remoteWakeups;
+    await a.nack("n", m1!.receipt, 0);
+    const [m2] = await waiting;
+    assert.equal(str(m2!.payload), "retry");
+    assert.equal(m2!.deliveryCount, 2);
+    assert.ok(b.remoteWakeups > heard, "b heard the nack's wake-up");
+  });
+
+  it("closing the namespace stops listening", async () => {
+    const ns = `qbx${redisN++}`;
+    const stores = other!.namespace(ns, limits);
+    const b = stores.queue as RedisQueue;
+    const waiting = b.dequeue("c", lease(1, 300));
+    await listening(b);
+    assert.deepEqual(await waiting, []);
+    await stores.close?.();
+    assert.equal((b as unknown as { listening: unknown }).listening, undefined);
+  });
+});
 
 const pgSchema = `prism_unit_qbatch_${run}`;
 let pgInst: BackendInstance | undefined;

@@ -78,12 +78,16 @@ class RedisInstance implements BackendInstance {
     const keys = new Keys(this.opts.key_prefix, name);
     const clock = this.ctx.clock;
     const pubsub = new RedisPubSub(this.main, this.subscriber, keys, clock);
+    const queue = new RedisQueue(this.main, keys, limits, clock, this.subscriber);
     return {
       keyvalue: new RedisKeyValue(this.main, keys),
       pubsub,
-      queue: new RedisQueue(this.main, keys, limits, clock),
+      queue,
       stream: new RedisStream(this.main, keys, limits, clock),
-      close: () => pubsub.closeAll(),
+      close: async () => {
+        await pubsub.closeAll();
+        await queue.close();
+      },
     };
   }
 

@@ -26,6 +26,8 @@ export class Keys {
   readonly psBase: string;
   readonly qSeq: string;
   readonly qMsgBase: string;
+  /** The PUBLISH channel on which Prism instances tell each other that messages became visible (queue.ts). */
+  readonly qWake: string;
 
   constructor(prefix: string, namespace: string) {
     this.base = `${prefix}:{${namespace}}:`;
@@ -34,6 +36,7 @@ export class Keys {
     this.kvVersion = `${this.base}kvver`;
     this.psBase = `${this.base}ps:`;
     this.qSeq = `${this.base}qseq`;
+    this.qWake = `${this.base}q:wake`;
     this.qMsgBase = `${this.base}q:msg:`;
   }
 

@@ -34,14 +34,27 @@ interface Entry {
   live: Promise<unknown>;
 }
 
+/** A listener of a Redis channel's raw messages (not PubSub envelopes): the queue's wake-ups. */
+export interface RawListener {
+  onMessage(message: Buffer): void;
+  /** The subscriber connection was lost: the listener is gone and must listen again. */
+  onEnd(): void;
+}
+
 /** The shared subscriber connection of one backend instance. */
 export class SubscriberHub {
   private readonly channels = new Map<string, Entry>();
   private readonly patterns = new Map<string, Entry>();
+  private readonly raw = new Map<string, { listeners: Set<RawListener>; live: Promise<unknown> }>();
 
   constructor(private readonly link: Link) {
     const r = link.redis;
-    r.on("messageBuffer", (channel: Buffer, message: Buffer) => this.deliver(this.channels.get(channel.toString()), channel, message));
+    r.on("messageBuffer", (channel: Buffer, message: Buffer) => {
+      const name = channel.toString();
+      const raw = this.raw.get(name);
+      if (raw !== undefined) for (const l of raw.listeners) l.onMessage(message);
+      else this.deliver(this.channels.get(name), channel, message);
+    });
     r.on("pmessageBuffer", (pattern: Buffer, channel: Buffer, message: Buffer) => this.deliver(this.patterns.get(pattern.toString()), channel, message));
     r.on("close", () => this.endAll(errors.unavailable("redis subscriber connection lost")));
   }
@@ -88,7 +101,42 @@ export class SubscriberHub {
     await (pattern ? this.link.redis.punsubscribe(name) : this.link.redis.unsubscribe(name)).catch(() => {});
   }
 
+  /** Subscribes `listener` to the raw messages of channel `name` (one SUBSCRIBE per channel, shared). */
+  async listen(name: string, listener: RawListener): Promise<void> {
+    let e = this.raw.get(name);
+    if (!e) {
+      const r: Redis = await this.link.client();
+      e = this.raw.get(name);
+      if (!e) {
+        const entry = { listeners: new Set<RawListener>(), live: r.subscribe(name) as Promise<unknown> };
+        this.raw.set(name, entry);
+        entry.live.catch(() => {
+          if (this.raw.get(name) === entry) this.raw.delete(name);
+        });
+        e = entry;
+      }
+    }
+    e.listeners.add(listener);
+    try {
+      await e.live;
+    } catch (err) {
+      e.listeners.delete(listener);
+      fail(err);
+    }
+  }
+
+  async unlisten(name: string, listener: RawListener): Promise<void> {
+    const e = this.raw.get(name);
+    if (!e || !e.listeners.delete(listener) || e.listeners.size > 0) return;
+    this.raw.delete(name);
+    if (this.link.ready) await this.link.redis.unsubscribe(name).catch(() => {});
+  }
+
   private endAll(reason: Error): void {
+    const listeners: RawListener[] = [];
+    for (const e of this.raw.values()) listeners.push(...e.listeners);
+    this.raw.clear();
+    for (const l of listeners) l.onEnd();
     const subs: Sub[] = [];
     for (const map of [this.channels, this.patterns]) {
       for (const e of map.values()) subs.push(...e.subs);

@@ -13,7 +13,13 @@
  *
  * A waiting Dequeue polls (25 ms backing off to 200 ms); an Enqueue or Nack
  * of this process wakes as many waiting Dequeues of its queue as can take
- * its messages right away (common/local-wake.ts).
+ * its messages right away (common/local-wake.ts). Other Prism instances (and
+ * the other workers of `--workers N`) on the same Redis hear of it too: the
+ * Enqueue / Nack is followed by a PUBLISH on the namespace's `q:wake` channel
+ * (`<instance>\t<queue>\t<count>`, on the same connection, so Redis runs it
+ * after the script), to which an instance subscribes once one of its Dequeues
+ * waits. Polling stays the backstop (a wake-up lost with the subscriber
+ * connection, or sent before the subscription was live).
  */
 import { randomBytes } from "node:crypto";
 import { errors } from "../../core/errors.js";
@@ -28,8 +34,10 @@ import type { ScriptCommands } from "./scripts.js";
 import { LocalWake } from "../common/local-wake.js";
 import { isDeadLetterQueue } from "../common/dlq.js";
 import { TurnBatcher } from "../common/turn-batch.js";
+import type { RawListener, SubscriberHub } from "./pubsub.js";
 
 const RECEIPT = /^(\d{16})\.\d+\.[0-9a-f]+$/;
+function noop(): void {}
 
 /** Messages (receipts) per script call; a fuller turn sends another one. */
 const MAX_BATCH = 256;
@@ -50,13 +58,65 @@ export class RedisQueue implements QueueStore {
   private readonly wake = new LocalWake();
   /** Dequeue attempts of one turn, keyed by "<visibility ms>\n<queue>": one script call for all, messages handed out in order. */
   private readonly dequeues = new TurnBatcher<number, QueueMessage[]>((key, wants) => this.dequeueBatch(key, wants), 64);
+  /** Tells this instance's own wake-ups from other instances'. */
+  private readonly instance = randomBytes(6).toString("hex");
+  /** Set while subscribed (or subscribing) to the namespace's wake channel. */
+  private listening: Promise<void> | undefined;
+  private closed = false;
+  /** Wake-ups heard from other instances (tests read it). */
+  remoteWakeups = 0;
+  private readonly listener: RawListener = {
+    onMessage: (m) => this.heard(m),
+    onEnd: () => {
+      this.listening = undefined;
+    },
+  };
 
   constructor(
     private readonly link: Link,
     private readonly keys: Keys,
     private readonly limits: NamespaceLimits,
     private readonly clock: Clock,
+    private readonly hub?: () => SubscriberHub,
   ) {}
+
+  /**
+   * Tells other instances that `n` messages of `queue` are visible now (fire and forget: polling is
+   * the backstop). One PUBLISH per batch, also when nobody listens: no measurable cost in the
+   * queue benchmarks, while skipping it until someone listens would leave a late listener unheard.
+   */
+  private announce(r: ScriptCommands, queue: string, n: number): void {
+    if (this.hub === undefined) return;
+    (r as unknown as { publish(ch: string, m: string): Promise<number> }).publish(this.keys.qWake, `${this.instance}\t${queue}\t${n}`).catch(noop);
+  }
+
+  /** A wake-up from the channel: another instance's, for this namespace's queue. */
+  private heard(m: Buffer): void {
+    const s = m.toString();
+    const a = s.indexOf("\t");
+    const b = s.indexOf("\t", a + 1);
+    if (a < 0 || b < 0 || s.slice(0, a) === this.instance) return;
+    this.remoteWakeups++;
+    this.wake.notify(s.slice(a + 1, b), Number(s.slice(b + 1)) || Infinity);
+  }
+
+  /** Subscribes to the wake channel (once; again after the subscriber connection was lost). */
+  private listen(): void {
+    if (this.hub === undefined || this.listening !== undefined || this.closed) return;
+    const p = this.hub().listen(this.keys.qWake, this.listener);
+    this.listening = p;
+    p.catch(() => {
+      if (this.listening === p) this.listening = undefined;
+    });
+  }
+
+  /** The namespace closes: stop listening. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.listening === undefined || this.hub === undefined) return;
+    this.listening = undefined;
+    await this.hub().unlisten(this.keys.qWake, this.listener);
+  }
 
   private async r(): Promise<ScriptCommands> {
     return (await this.link.client()) as unknown as ScriptCommands;
@@ -73,7 +133,9 @@ export class RedisQueue implements QueueStore {
     const k = this.keys;
     if (items.length === 1) {
       const it = items[0]!;
-      const id = await r.qEnqueue(k.ready(queue), k.qSeq, k.qMsgBase, it.payload, it.attributes, it.now, it.delayMs).catch(fail);
+      const reply = r.qEnqueue(k.ready(queue), k.qSeq, k.qMsgBase, it.payload, it.attributes, it.now, it.delayMs);
+      if (it.delayMs <= 0) this.announce(r, queue, 1);
+      const id = await reply.catch(fail);
       if (it.delayMs <= 0) this.wake.notify(queue, 1);
       return [id];
     }
@@ -83,7 +145,9 @@ export class RedisQueue implements QueueStore {
       args.push(it.payload, it.attributes, it.now, it.delayMs);
       if (it.delayMs <= 0) due++;
     }
-    const ids = await r.qEnqueueMany(...args).catch(fail);
+    const reply = r.qEnqueueMany(...args);
+    if (due > 0) this.announce(r, queue, due);
+    const ids = await reply.catch(fail);
     if (due > 0) this.wake.notify(queue, due);
     return ids;
   }
@@ -104,6 +168,7 @@ export class RedisQueue implements QueueStore {
     let out = await this.dequeues.add(key, opts.maxMessages);
     if (out.length || opts.waitMs <= 0) return out;
     const end = Date.now() + opts.waitMs;
+    this.listen();
     let delay = 25;
     for (;;) {
       const left = end - Date.now();
@@ -187,7 +252,9 @@ export class RedisQueue implements QueueStore {
     const id = this.idOf(queue, receipt);
     const r = await this.r();
     const k = this.keys;
-    const res = await r.qNack(k.lease(queue), k.qMsgBase + id, k.ready(queue), id, receipt, this.clock.now(), delayMs).catch(fail);
+    const reply = r.qNack(k.lease(queue), k.qMsgBase + id, k.ready(queue), id, receipt, this.clock.now(), delayMs);
+    if (delayMs <= 0) this.announce(r, queue, 1);
+    const res = await reply.catch(fail);
     if (res < 0) throw errors.staleReceipt(queue);
     if (delayMs <= 0) this.wake.notify(queue, 1);
   }
