@@ -74,3 +74,65 @@ def deadline(timeout: Optional[float], default: Optional[float], extra: float) -
     if timeout is not None:
         return timeout
     return None if default is None else default + extra
+
+
+# Which calls may be sent again after the connection dropped or Prism was unreachable (the first
+# attempt may or may not have reached the server): the TypeScript SDK's table (clients/typescript/src/retry.ts).
+# "always": reads and calls whose repetition has no further effect; "keyed": writes carrying an
+# idempotency key (the server applies the key once and answers a retry with the first result).
+# Absent: never (Dequeue and ReadGroup lease, Ack/Nack act on a lease, batch writes carry no key).
+RETRY = {
+    "KeyValue/Get": "always",
+    "KeyValue/Exists": "always",
+    "KeyValue/BatchGet": "always",
+    "KeyValue/Scan": "always",
+    "KeyValue/GetTtl": "always",
+    "KeyValue/Persist": "always",
+    "KeyValue/Set": "keyed",
+    "KeyValue/Delete": "keyed",
+    "PubSub/Publish": "keyed",
+    "Queue/Enqueue": "keyed",
+    "Stream/Append": "keyed",
+    "Stream/Read": "always",
+    "MulticastRegistry/Enumerate": "always",
+    "Admin/ListNamespaces": "always",
+    "Admin/GetNamespace": "always",
+    "Admin/ListBackends": "always",
+    "Admin/ListBackendInstances": "always",
+    "Admin/ListPatterns": "always",
+    "Admin/Health": "always",
+    "Admin/MigrationStatus": "always",
+}
+
+# A retried call without a deadline waits at most this long for the connection to come back.
+DEFAULT_RETRY_WAIT = 30.0
+
+
+def retryable(key: str, req: Any) -> bool:
+    kind = RETRY.get(key)
+    if kind == "always":
+        return True
+    return kind == "keyed" and bool(getattr(req, "idempotency_key", ""))
+
+
+def connection_lost(err: Any) -> bool:
+    """UNAVAILABLE from the transport (no Prism reason): the call may not have reached Prism, or its
+    answer was lost with the connection. Prism's own UNAVAILABLE (a backend down, shutting down)
+    carries a reason and is not retried here."""
+    return err.code == grpc.StatusCode.UNAVAILABLE and not err.reason
+
+
+def retry_timeout(end: Optional[float], now: float, retry_wait: float) -> Optional[float]:
+    """The retry's timeout: what is left of the call's deadline, else retry_wait; None when nothing is left."""
+    left = retry_wait if end is None else end - now
+    return left if left > 0 else None
+
+
+def retry_failed(first: Any, again: Any, waited: float) -> Any:
+    """The error of a retried call: its own, unless it ran out of time waiting for the connection,
+    which is still the first attempt's Unavailable (the server was never reached again)."""
+    if again.code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        first.message = f"{first.message} (not reachable again within {waited:.1f} s)"
+        first.args = (first.message,)
+        return first
+    return again

@@ -3,6 +3,7 @@ results as PrismClient; calls are awaitables, scans and subscriptions async iter
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any, AsyncIterator, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
@@ -10,7 +11,7 @@ import grpc.aio
 
 from . import _convert
 from ._facades import Admin, KeyValue, MulticastRegistry, PubSub, Queue, Stream, build_request
-from ._options import CHANNEL_OPTIONS, TlsArg, call_metadata, deadline, resolve_target
+from ._options import CHANNEL_OPTIONS, DEFAULT_RETRY_WAIT, TlsArg, call_metadata, connection_lost, deadline, resolve_target, retry_failed, retry_timeout, retryable
 from ._claim_check import AsyncClaimCheck
 from .client import _Stubs, _unary_method
 from .errors import Unavailable, _reason, from_rpc_error, make_error
@@ -73,17 +74,30 @@ class AsyncSubscription:
 
 
 class _AsyncTransport:
-    def __init__(self, channel: Any, metadata: Tuple[Tuple[str, str], ...], timeout: Optional[float], wait_for_ready: bool) -> None:
+    def __init__(self, channel: Any, metadata: Tuple[Tuple[str, str], ...], timeout: Optional[float], wait_for_ready: bool, retry: bool = True, retry_wait: float = DEFAULT_RETRY_WAIT) -> None:
         self.stubs = _Stubs(channel)
         self.metadata = metadata
         self.timeout = timeout
         self.wait_for_ready = wait_for_ready
+        self.retry = retry
+        self.retry_wait = retry_wait
 
     async def unary(self, key: str, req: Any, convert: Callable[[Any], Any], timeout: Optional[float] = None, extra: float = 0.0) -> Any:
+        t = deadline(timeout, self.timeout, extra)
+        end = None if t is None else time.monotonic() + t
+        stub = self.stubs(key)
         try:
-            res = await self.stubs(key)(req, timeout=deadline(timeout, self.timeout, extra), metadata=self.metadata, wait_for_ready=self.wait_for_ready)
+            res = await stub(req, timeout=t, metadata=self.metadata, wait_for_ready=self.wait_for_ready)
         except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+            err = from_rpc_error(e)
+            left = retry_timeout(end, time.monotonic(), self.retry_wait)
+            if not (self.retry and left is not None and connection_lost(err) and retryable(key, req)):
+                raise err from None
+            # Once the channel is back (wait_for_ready), once more within what is left of the deadline.
+            try:
+                res = await stub(req, timeout=left, metadata=self.metadata, wait_for_ready=True)
+            except grpc.RpcError as e2:
+                raise retry_failed(err, from_rpc_error(e2), left) from None
         return convert(res)
 
     def paginate(self, fetch: Callable[[str], Any]) -> AsyncIterator[Any]:
@@ -122,11 +136,13 @@ class AsyncPrismClient:
         metadata: Sequence[Tuple[str, str]] = (),
         options: Sequence[Tuple[str, Any]] = (),
         wait_for_ready: bool = False,
+        retry: bool = True,
+        retry_wait: float = DEFAULT_RETRY_WAIT,
     ) -> None:
         self.target, creds = resolve_target(addr, tls)
         opts = [*CHANNEL_OPTIONS, *options]
         self._channel = grpc.aio.secure_channel(self.target, creds, opts) if creds else grpc.aio.insecure_channel(self.target, opts)
-        self._t = _AsyncTransport(self._channel, call_metadata(token, api_key, metadata), timeout, wait_for_ready)
+        self._t = _AsyncTransport(self._channel, call_metadata(token, api_key, metadata), timeout, wait_for_ready, retry, retry_wait)
         self.admin = Admin(self._t)
 
     def keyvalue(self, namespace: str) -> KeyValue:

@@ -1,6 +1,7 @@
 """PrismClient: the synchronous client over a grpc channel."""
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Dict, Iterator, Mapping, Optional, Sequence, Tuple, Union
 
 import grpc
@@ -8,7 +9,7 @@ import grpc
 from . import _convert
 from ._facades import Admin, KeyValue, MulticastRegistry, PubSub, Queue, Stream, build_request
 from ._claim_check import ClaimCheck
-from ._options import CHANNEL_OPTIONS, TlsArg, call_metadata, deadline, resolve_target
+from ._options import CHANNEL_OPTIONS, DEFAULT_RETRY_WAIT, TlsArg, call_metadata, connection_lost, deadline, resolve_target, retry_failed, retry_timeout, retryable
 from ._proto import method
 from .errors import PrismError, Unimplemented, Unavailable, from_rpc_error
 
@@ -83,17 +84,30 @@ class Subscription:
 
 
 class _SyncTransport:
-    def __init__(self, channel: Any, metadata: Tuple[Tuple[str, str], ...], timeout: Optional[float], wait_for_ready: bool) -> None:
+    def __init__(self, channel: Any, metadata: Tuple[Tuple[str, str], ...], timeout: Optional[float], wait_for_ready: bool, retry: bool = True, retry_wait: float = DEFAULT_RETRY_WAIT) -> None:
         self.stubs = _Stubs(channel)
         self.metadata = metadata
         self.timeout = timeout
         self.wait_for_ready = wait_for_ready
+        self.retry = retry
+        self.retry_wait = retry_wait
 
     def unary(self, key: str, req: Any, convert: Callable[[Any], Any], timeout: Optional[float] = None, extra: float = 0.0) -> Any:
+        t = deadline(timeout, self.timeout, extra)
+        end = None if t is None else time.monotonic() + t
+        stub = self.stubs(key)
         try:
-            res = self.stubs(key)(req, timeout=deadline(timeout, self.timeout, extra), metadata=self.metadata, wait_for_ready=self.wait_for_ready)
+            res = stub(req, timeout=t, metadata=self.metadata, wait_for_ready=self.wait_for_ready)
         except grpc.RpcError as e:
-            raise from_rpc_error(e) from None
+            err = from_rpc_error(e)
+            left = retry_timeout(end, time.monotonic(), self.retry_wait)
+            if not (self.retry and left is not None and connection_lost(err) and retryable(key, req)):
+                raise err from None
+            # Once the channel is back (wait_for_ready), once more within what is left of the deadline.
+            try:
+                res = stub(req, timeout=left, metadata=self.metadata, wait_for_ready=True)
+            except grpc.RpcError as e2:
+                raise retry_failed(err, from_rpc_error(e2), left) from None
         return convert(res)
 
     def paginate(self, fetch: Callable[[str], Any]) -> Iterator[Any]:
@@ -122,6 +136,10 @@ class PrismClient:
     metadata: extra (key, value) pairs sent with every call; options: extra grpc channel options.
     wait_for_ready: while Prism is unreachable (restarting), calls wait for the channel to
         reconnect, up to their deadline, instead of failing at once with Unavailable.
+    retry: (default True) a read, or a write with an idempotency_key, that fails because the
+        connection dropped or Prism was unreachable is sent again once the channel reconnects,
+        within the call's deadline (without one, waiting at most retry_wait seconds). Other calls
+        raise Unavailable: they may have taken effect.
 
         with PrismClient() as prism:
             prism.keyvalue("default").set("k", b"v")
@@ -138,11 +156,13 @@ class PrismClient:
         metadata: Sequence[Tuple[str, str]] = (),
         options: Sequence[Tuple[str, Any]] = (),
         wait_for_ready: bool = False,
+        retry: bool = True,
+        retry_wait: float = DEFAULT_RETRY_WAIT,
     ) -> None:
         self.target, creds = resolve_target(addr, tls)
         opts = [*CHANNEL_OPTIONS, *options]
         self._channel = grpc.secure_channel(self.target, creds, opts) if creds else grpc.insecure_channel(self.target, opts)
-        self._t = _SyncTransport(self._channel, call_metadata(token, api_key, metadata), timeout, wait_for_ready)
+        self._t = _SyncTransport(self._channel, call_metadata(token, api_key, metadata), timeout, wait_for_ready, retry, retry_wait)
         self.admin = Admin(self._t)
 
     def keyvalue(self, namespace: str) -> KeyValue:

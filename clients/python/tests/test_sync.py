@@ -384,6 +384,11 @@ def test_unreachable_is_unavailable():
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with PrismClient(f"127.0.0.1:{port}", timeout=5) as c:
+    # A Get is retried once the channel is back: here it never is, so after the deadline it is Unavailable.
+    with PrismClient(f"127.0.0.1:{port}", timeout=1) as c:
+        with pytest.raises(Unavailable) as e:
+            c.keyvalue(NS).get("k")
+        assert "not reachable again" in str(e.value)
+    with PrismClient(f"127.0.0.1:{port}", timeout=5, retry=False) as c:
         with pytest.raises(Unavailable):
             c.keyvalue(NS).get("k")
