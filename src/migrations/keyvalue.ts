@@ -97,6 +97,18 @@ function transient(e: unknown): boolean {
 /** Fewer calls than this in the window: too few to judge a rate or a p99. */
 const MIN_SAMPLES = 20;
 
+/**
+ * The options of a copy of `key` from `src` to `dst`: the key's remaining TTL on `src` (read right
+ * after its value), so a copied key expires when the original does instead of living forever on `dst`.
+ * "gone": the key expired (or was deleted) between the two reads: nothing to copy.
+ */
+async function copyOptions(src: KeyValueStore, dst: KeyValueStore, key: string, extra: SetOptions = {}): Promise<SetOptions | "gone"> {
+  if (!src.ttl || !dst.ttl) return extra;
+  const t = await src.ttl(key);
+  if (t === null) return "gone";
+  return t.ttlMs === null ? extra : t.ttlMs > 0 ? { ...extra, ttlMs: t.ttlMs } : "gone";
+}
+
 function sameValue(a: KvRecord | null, b: KvRecord | null): boolean {
   if (a === null || b === null) return a === b;
   return Buffer.compare(Buffer.from(a.value.buffer, a.value.byteOffset, a.value.length), Buffer.from(b.value.buffer, b.value.byteOffset, b.value.length)) === 0;
@@ -229,8 +241,10 @@ export class MigratingKeyValueStore extends KeyValueByKey {
         run: async () => {
           let rec = await this.from.get(key);
           if (rec === null) return; // deleted since the scan: the client's delete (and its copy) stand
+          const opts = await copyOptions(this.from, this.to, key, { ifAbsent: true });
+          if (opts === "gone") return; // expired meanwhile
           try {
-            await this.to.set(key, rec.value, { ifAbsent: true });
+            await this.to.set(key, rec.value, opts);
           } catch (e) {
             if ((e as { reason?: string }).reason === "PRISM_ERR_CAS_CONFLICT") return; // a client's copy got there first: it is newer
             throw e;
@@ -240,7 +254,8 @@ export class MigratingKeyValueStore extends KeyValueByKey {
             const again = await this.from.get(key);
             if (sameValue(again, rec)) break;
             rec = again;
-            if (rec) await this.to.set(key, rec.value, {});
+            const o = rec ? await copyOptions(this.from, this.to, key) : "gone";
+            if (rec && o !== "gone") await this.to.set(key, rec.value, o);
             else await this.to.delete(key);
           }
         },
@@ -503,7 +518,8 @@ export class MigratingKeyValueStore extends KeyValueByKey {
         run: async () => {
           let rec = await src.get(key);
           for (let tries = 0; ; tries++) {
-            if (rec) await dst.set(key, rec.value, {});
+            const o = rec ? await copyOptions(src, dst, key) : "gone";
+            if (rec && o !== "gone") await dst.set(key, rec.value, o);
             else await dst.delete(key);
             const again = await src.get(key);
             if (sameValue(again, rec) || tries >= 4) break;

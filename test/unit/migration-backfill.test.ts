@@ -165,3 +165,34 @@ describe("migration backfill: a client write racing the backfill's copy of the s
     await race(t, "delete");
   });
 });
+
+describe("migration copies keep the key's TTL", () => {
+  test("the backfill copies a key with its remaining TTL (it expires on `to` when it does on `from`), a key without TTL without one", async (t) => {
+    const clock = new ManualClock(Date.now());
+    const ns = `bft-${randomUUID()}`;
+    const fromInst = memstore.create({}, { clock, log: () => {} });
+    const toInst = memstore.create({}, { clock, log: () => {} });
+    const from = fromInst.namespace(ns, DEFAULT_LIMITS).keyvalue!;
+    const to = toInst.namespace(ns, DEFAULT_LIMITS).keyvalue!;
+    await from.set("session", enc("s"), { ttlMs: 60_000 });
+    await from.set("forever", enc("f"), {});
+    clock.advance(10_000); // 50 s left
+    const host = memoryHost();
+    const mig = new MigratingKeyValueStore(ns, from, to, settings(), { phase: "backfill", step: 0, startedAtMs: clock.now() }, host, clock, () => {});
+    t.after(async () => {
+      await mig.close();
+      await fromInst.close();
+      await toInst.close();
+    });
+    for (let i = 0; i < 500 && !host.cursor?.done; i++) await settle();
+    assert.ok(host.cursor?.done, `the backfill finished (${JSON.stringify(host.cursor)})`);
+    await mig.flush();
+    assert.equal(text(await to.get("session")), "s");
+    assert.deepEqual(await to.ttl!("session"), { ttlMs: 50_000 }, "the remaining TTL, not a fresh one and not none");
+    assert.deepEqual(await to.ttl!("forever"), { ttlMs: null });
+    clock.advance(50_001);
+    assert.equal(await from.get("session"), null);
+    assert.equal(await to.get("session"), null, "expired on `to` as on `from`");
+    assert.equal(text(await to.get("forever")), "f");
+  });
+});
