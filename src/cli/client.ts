@@ -33,10 +33,16 @@ export interface CliClient {
 
 export const DEFAULT_ADDR = "ws://127.0.0.1:8981";
 
+/** Deadline of each CLI call (connect included): a server that stops answering fails the command instead of hanging it. */
+export function cliTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
+  const v = Number(env.PRISM_CLI_TIMEOUT_MS ?? 30_000);
+  return Number.isFinite(v) && v > 0 ? v : 30_000;
+}
+
 /** --addr, else $PRISM_ADDR, else the local default. */
 export async function connectClient(addr: string | undefined): Promise<CliClient> {
-  const sdk = (await import("@prism/client")) as unknown as { connect(addr: string): Promise<CliClient> };
-  return sdk.connect(addr ?? process.env.PRISM_ADDR ?? DEFAULT_ADDR);
+  const sdk = (await import("@prism/client")) as unknown as { connect(addr: string, o: { timeoutMs: number; reconnect: boolean }): Promise<CliClient> };
+  return sdk.connect(addr ?? process.env.PRISM_ADDR ?? DEFAULT_ADDR, { timeoutMs: cliTimeoutMs(), reconnect: false });
 }
 
 /** Connects, runs `fn`, closes. */

@@ -84,3 +84,21 @@ test("prism serve with no config serves `default`; kv and ns commands round-trip
     assert.equal(code, 0, srv.stderr());
   }
 });
+
+test("a gateway that never answers fails a CLI command after PRISM_CLI_TIMEOUT_MS instead of hanging it", async () => {
+  const { WebSocketServer } = await import("ws");
+  // Accepts the WebSocket upgrade, then never answers a frame.
+  const silent = new WebSocketServer({ host: "127.0.0.1", port: 0 });
+  await new Promise<void>((r) => silent.once("listening", () => r()));
+  const port = (silent.address() as { port: number }).port;
+  try {
+    const t0 = Date.now();
+    const r = await runPrism(["kv", "get", "k", "--ns", "default", "--addr", `ws://127.0.0.1:${port}`], { env: { PRISM_CLI_TIMEOUT_MS: "500" } });
+    assert.notEqual(r.code, 0, `the command failed (stdout ${r.stdout})`);
+    assert.match(r.stderr, /DEADLINE_EXCEEDED|deadline/i, r.stderr);
+    assert.ok(Date.now() - t0 < 20_000, "it ended long before any outer test timeout");
+  } finally {
+    for (const c of silent.clients) c.terminate();
+    silent.close();
+  }
+});
