@@ -27,6 +27,14 @@ export const INSTANCE_ID = `${hostname()}:${process.pid}:${randomBytes(3).toStri
 const TAKEOVER_MS = 10_000;
 /** How long a claim waits before reading the cursor back (the other claimants' writes land meanwhile). */
 const CLAIM_SETTLE_MS = 300;
+/**
+ * How long stop() waits for the loop. Bounded because the loop may be waiting on the config store's
+ * sync (loadCursor syncs first), and a sync may be what stops it: applying a rolled-back or advanced
+ * migration closes the old runtime, whose close stops this loop, inside that very sync. Unbounded,
+ * that was a deadlock (a `prism migrate rollback` hung for good, seen once under load). A loop still
+ * running after it checks `stopped` before any further write.
+ */
+const STOP_WAIT_MS = 2000;
 const PAGE = 100;
 
 export class Backfill {
@@ -116,6 +124,7 @@ export class Backfill {
         await this.sleep(1000);
         continue;
       }
+      if (this.stopped) return;
       const now = this.clock.now();
       if (c?.done) {
         this.progress = { ...c, estimatedTotal: Math.max(estimatedTotal, c.copied + c.skipped) };
@@ -159,6 +168,7 @@ export class Backfill {
       const t0 = this.clock.now();
       const page = await this.source(cur).scan!("", cur.cursor, perPage, false);
       for (const item of page.items) {
+        if (this.stopped) return;
         if (await this.visit(item.key, item.value ?? new Uint8Array(0))) cur.copied++;
         else cur.skipped++;
       }
@@ -166,6 +176,7 @@ export class Backfill {
       if (page.nextCursor === "") this.ended(cur);
       cur.heartbeatMs = this.clock.now();
       const stored = await this.load();
+      if (this.stopped) return; // closed meanwhile (the next runtime's loop carries on from the saved cursor)
       if (stored !== null && stored.owner !== INSTANCE_ID) {
         this.log("warn", `migration ${this.namespace}: ${this.what} taken over by ${stored.owner}; this instance stops copying`);
         return;
@@ -187,6 +198,8 @@ export class Backfill {
   async stop(): Promise<void> {
     this.stopped = true;
     this.wake?.();
-    await this.running;
+    let t: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.running, new Promise<void>((r) => (t = setTimeout(r, STOP_WAIT_MS)))]);
+    clearTimeout(t);
   }
 }

@@ -196,3 +196,45 @@ describe("migration copies keep the key's TTL", () => {
     assert.equal(text(await to.get("forever")), "f");
   });
 });
+
+describe("migration backfill: stopping while the loop waits on the config store", () => {
+  test("close() returns although the loop's cursor read is held (as by the sync that is applying the next runtime), and the loop writes nothing after it", { timeout: 15_000 }, async (t) => {
+    const clock = new ManualClock(Date.now());
+    const ns = `bfs-${randomUUID()}`;
+    const fromInst = memstore.create({}, { clock, log: () => {} });
+    const toInst = memstore.create({}, { clock, log: () => {} });
+    const from = fromInst.namespace(ns, DEFAULT_LIMITS).keyvalue!;
+    const to = toInst.namespace(ns, DEFAULT_LIMITS).keyvalue!;
+    for (let i = 0; i < 5; i++) await from.set(`k${i}`, enc(`v${i}`), {});
+    const host = memoryHost();
+    const read = host.loadCursor;
+    const save = host.saveCursor;
+    let release!: () => void;
+    const held = new Promise<void>((r) => (release = r));
+    let loads = 0;
+    let saves = 0;
+    // The third read is the one after the first page was copied: it waits like a read queued behind a sync that never ends while close() waits.
+    host.loadCursor = async (n: string) => {
+      if (++loads === 3) await held;
+      return read(n);
+    };
+    host.saveCursor = async (n: string, c: BackfillCursor) => {
+      saves++;
+      return save(n, c);
+    };
+    const s = { ...settings(), backfillRps: 2 }; // pages of 2 keys
+    const mig = new MigratingKeyValueStore(ns, from, to, s, { phase: "backfill", step: 0, startedAtMs: clock.now() }, host, clock, () => {});
+    t.after(async () => {
+      release();
+      await fromInst.close();
+      await toInst.close();
+    });
+    for (let i = 0; i < 500 && loads < 3; i++) await settle();
+    assert.equal(loads, 3, "the loop is waiting on its third cursor read");
+    const savesAtClose = saves;
+    await mig.close(); // without the bound on stop(), this never returns
+    release();
+    for (let i = 0; i < 20; i++) await settle();
+    assert.equal(saves, savesAtClose, "no cursor written by the stopped loop");
+  });
+});
