@@ -430,11 +430,12 @@ export class Queue {
 
   /** Enqueues; `delaySeconds` keeps it invisible that long. Resolves to the message id. */
   enqueue(queue: string, data: Bytes, opts?: EnqueueOptions): Promise<string> {
-    if (opts === undefined || (opts.timeoutMs === undefined && opts.signal === undefined && !opts.idempotencyKey)) {
+    if (this.t.coalesce && !this.t.autoIdempotency && typeof queue === "string" && (opts === undefined || (opts.timeoutMs === undefined && opts.signal === undefined && !opts.idempotencyKey))) {
       const e = entryOf(data, opts?.attributes, opts?.delaySeconds);
-      const n = e.payload!.length;
-      if (this.t.coalesce && !this.t.autoIdempotency && n <= ALONE_BYTES) return this.enqueues.add(queue, e, n + 16);
+      const n = e.payload?.length;
+      if (n !== undefined && n <= ALONE_BYTES) return this.enqueues.add(queue, e, n + 16);
     }
+    // Anything else (and anything malformed: it fails as the single call's encoding fails, as a rejection).
     return this.enqueueOne(queue, data, opts);
   }
 
@@ -487,7 +488,9 @@ export class Queue {
 
   /** Acknowledges (removes) a leased message. A stale receipt → FAILED_PRECONDITION. */
   ack(queue: string, receipt: string, opts?: CallOptions): Promise<void> {
-    if (this.t.coalesce && (opts === undefined || (opts.timeoutMs === undefined && opts.signal === undefined))) return this.acks.add(queue, receipt, receipt.length);
+    if (this.t.coalesce && typeof queue === "string" && typeof receipt === "string" && (opts === undefined || (opts.timeoutMs === undefined && opts.signal === undefined))) {
+      return this.acks.add(queue, receipt, receipt.length);
+    }
     return this.ackOne(queue, receipt, opts);
   }
 
