@@ -10,7 +10,8 @@
  * Values and payloads are never read. What the call named: `key` (single-key
  * KeyValue calls; the queue, topic, stream, subscription pattern or member
  * identity of the other primitives; an Admin call's `name`), `keys` (batches:
- * at most MAX_KEYS, then `keys_total`), `prefix` (Scan). A namespace with
+ * at most MAX_KEYS, then `keys_total`), `prefix` (Scan), `count` (the messages or receipts of
+ * a Queue EnqueueBatch / AckBatch, whose `key` is the queue). A namespace with
  * `audit: { hide_keys: true }` records none of them; `pii: mask` records them
  * masked (src/pii/mask.ts). Admin calls carry no `ns`.
  */
@@ -59,8 +60,12 @@ export function buildRecord(ctx: RequestContext, req: any, code: number, ns: Nam
   const mode: KeyMode = ns?.audit?.hide_keys === true ? 1 : ns?.pii === "mask" ? 2 : 0;
   if (mode !== 1 && req !== null && typeof req === "object") {
     const k = admin ? req.name : req.key ?? req.queue ?? req.topic ?? req.stream ?? req.pattern ?? req.identity;
-    if (typeof k === "string" && k !== "") out += `,"key":${keyText(k, mode)}`;
-    else if (!admin) {
+    if (typeof k === "string" && k !== "") {
+      out += `,"key":${keyText(k, mode)}`;
+      // Queue batches: how many messages / receipts the one call carried.
+      const batch: unknown = req.queue !== undefined ? (req.entries ?? req.receipts) : undefined;
+      if (Array.isArray(batch)) out += `,"count":${batch.length}`;
+    } else if (!admin) {
       const keys: unknown = req.keys ?? (Array.isArray(req.entries) ? req.entries.map((e: { key?: unknown }) => e?.key) : undefined);
       if (Array.isArray(keys)) {
         const n = Math.min(keys.length, MAX_KEYS);

@@ -400,6 +400,13 @@ test("record fields: principal, key modes (plain, hide_keys, pii mask), trace id
   assert.deepEqual(anon.keys, ["a", "b"]);
   assert.equal(anon.result, "NOT_FOUND");
   assert.equal(anon.worker, 3);
+  const batch = JSON.parse(`${buildRecord(ctx(METHOD_BY_PATH.get("/prism.v1.Queue/EnqueueBatch")!), { namespace: "q", queue: "jobs", entries: [{ payload: Buffer.from("p1") }, { payload: Buffer.from("p2") }] }, 0, undefined, undefined, 0)}}`);
+  assert.equal(batch.key, "jobs");
+  assert.equal(batch.count, 2, "a queue batch records how many messages it carried");
+  assert.equal(JSON.stringify(batch).includes("p1"), false, "payloads are never recorded");
+  const acks = JSON.parse(`${buildRecord(ctx(METHOD_BY_PATH.get("/prism.v1.Queue/AckBatch")!), { namespace: "q", queue: "jobs", receipts: ["r1", "r2", "r3"] }, 0, undefined, undefined, 0)}}`);
+  assert.equal(acks.count, 3);
+  assert.equal(JSON.stringify(acks).includes("r1"), false, "receipts are not recorded");
   for (const s of ["plain", "quo\"te", "back\\slash", "\u0001ctl", "lone \ud800 surrogate", "emoji 😀", "tab\t"]) assert.equal(JSON.parse(jsonString(s)), s);
 });
 
