@@ -6,10 +6,14 @@ import { text } from "../util.js";
 export const keyvalue_ttl: Suite = (test, c) => {
   test("a key set with ttl 2 s is there after 1 s and gone after 2.1 s", { slow: true }, async (ctx) => {
     const kv = ctx.client.kv(await ctx.ns());
+    const t0 = Date.now();
     await kv.set("k", "v", { ttl: 2 });
     await kv.set("forever", "v");
     await ctx.advance(1000);
-    assert.equal(text(await kv.get("k")), "v", "before expiry");
+    const before = await kv.get("k");
+    // Real clock on a loaded machine: the Sets and the sleep can take most of the 2 s by themselves (seen once in CI,
+    // three outbox pairs at once). "Still there" is only asserted when the Get was answered before the key could expire.
+    if (Date.now() - t0 < 1900) assert.equal(text(before), "v", "before expiry");
     await ctx.advance(1100);
     assert.equal(await kv.get("k"), null, "get after expiry");
     assert.equal(await kv.getItem("k"), null, "getItem after expiry");
