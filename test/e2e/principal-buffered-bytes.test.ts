@@ -68,6 +68,12 @@ function floodLoops(port: number, grpcPort: number, log: FloodLog): { stop(): vo
     while (running) {
       const s = await tcp(port).catch(() => undefined);
       if (s === undefined) break;
+      // stop() may have run while this connect was in flight: such a connection would stall a body until
+      // request_timeout_ms (60 s) and keep the flood over its limit after the test stopped it.
+      if (!running) {
+        s.destroy();
+        break;
+      }
       open.add(s);
       let answer = "";
       s.on("data", (d: Buffer) => (answer += d.toString("utf8")));
@@ -117,6 +123,12 @@ function floodLoops(port: number, grpcPort: number, log: FloodLog): { stop(): vo
     while (running) {
       const s = await tcp(port).catch(() => undefined);
       if (s === undefined) break;
+      // stop() may have run while this connect was in flight: such a connection would stall a body until
+      // request_timeout_ms (60 s) and keep the flood over its limit after the test stopped it.
+      if (!running) {
+        s.destroy();
+        break;
+      }
       open.add(s);
       const key = randomBytes(16).toString("base64");
       s.write(`GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nx-api-key: ${FLOOD_KEY}\r\n\r\n`);
