@@ -103,13 +103,21 @@ function watchedTo(inner: KeyValueStore, key: string, onSecond: () => Promise<vo
   return { store, log };
 }
 
-async function race(t: { after(f: () => Promise<void>): void }, first: "set" | "delete") {
+/** `from` and `to`: two memstore instances on one manual clock, closed when the test ends. */
+function twoStores(t: { after(f: () => Promise<void>): void }, prefix: string) {
   const clock = new ManualClock(Date.now());
-  const ns = `bf-${randomUUID()}`;
+  const ns = `${prefix}-${randomUUID()}`;
   const fromInst = memstore.create({}, { clock, log: () => {} });
   const toInst = memstore.create({}, { clock, log: () => {} });
-  const fromInner = fromInst.namespace(ns, DEFAULT_LIMITS).keyvalue!;
-  const toInner = toInst.namespace(ns, DEFAULT_LIMITS).keyvalue!;
+  t.after(async () => {
+    await fromInst.close();
+    await toInst.close();
+  });
+  return { clock, ns, from: fromInst.namespace(ns, DEFAULT_LIMITS).keyvalue!, to: toInst.namespace(ns, DEFAULT_LIMITS).keyvalue! };
+}
+
+async function race(t: { after(f: () => Promise<void>): void }, first: "set" | "delete") {
+  const { clock, ns, from: fromInner, to: toInner } = twoStores(t, "bf");
   // Written before the migration started: only the backfill brings it over.
   await fromInner.set("k", enc("v0"), {});
   await fromInner.set("other", enc("o"), {});
@@ -137,11 +145,7 @@ async function race(t: { after(f: () => Promise<void>): void }, first: "set" | "
   const to = watchedTo(toInner, "k", client.second);
   const host = memoryHost();
   mig = new MigratingKeyValueStore(ns, from, to.store, settings(), { phase: "backfill", step: 0, startedAtMs: clock.now() }, host, clock, () => {});
-  t.after(async () => {
-    await mig.close();
-    await fromInst.close();
-    await toInst.close();
-  });
+  t.after(() => mig.close());
   for (let i = 0; i < 500 && !host.cursor?.done; i++) await settle();
   assert.ok(host.cursor?.done, `the backfill finished (${JSON.stringify(host.cursor)})`);
   assert.ok(firstDone, "the client wrote before the backfill's read of the key");
@@ -168,22 +172,13 @@ describe("migration backfill: a client write racing the backfill's copy of the s
 
 describe("migration copies keep the key's TTL", () => {
   test("the backfill copies a key with its remaining TTL (it expires on `to` when it does on `from`), a key without TTL without one", async (t) => {
-    const clock = new ManualClock(Date.now());
-    const ns = `bft-${randomUUID()}`;
-    const fromInst = memstore.create({}, { clock, log: () => {} });
-    const toInst = memstore.create({}, { clock, log: () => {} });
-    const from = fromInst.namespace(ns, DEFAULT_LIMITS).keyvalue!;
-    const to = toInst.namespace(ns, DEFAULT_LIMITS).keyvalue!;
+    const { clock, ns, from, to } = twoStores(t, "bft");
     await from.set("session", enc("s"), { ttlMs: 60_000 });
     await from.set("forever", enc("f"), {});
     clock.advance(10_000); // 50 s left
     const host = memoryHost();
     const mig = new MigratingKeyValueStore(ns, from, to, settings(), { phase: "backfill", step: 0, startedAtMs: clock.now() }, host, clock, () => {});
-    t.after(async () => {
-      await mig.close();
-      await fromInst.close();
-      await toInst.close();
-    });
+    t.after(() => mig.close());
     for (let i = 0; i < 500 && !host.cursor?.done; i++) await settle();
     assert.ok(host.cursor?.done, `the backfill finished (${JSON.stringify(host.cursor)})`);
     await mig.flush();
@@ -199,12 +194,7 @@ describe("migration copies keep the key's TTL", () => {
 
 describe("migration backfill: stopping while the loop waits on the config store", () => {
   test("close() returns although the loop's cursor read is held (as by the sync that is applying the next runtime), and the loop writes nothing after it", { timeout: 15_000 }, async (t) => {
-    const clock = new ManualClock(Date.now());
-    const ns = `bfs-${randomUUID()}`;
-    const fromInst = memstore.create({}, { clock, log: () => {} });
-    const toInst = memstore.create({}, { clock, log: () => {} });
-    const from = fromInst.namespace(ns, DEFAULT_LIMITS).keyvalue!;
-    const to = toInst.namespace(ns, DEFAULT_LIMITS).keyvalue!;
+    const { clock, ns, from, to } = twoStores(t, "bfs");
     for (let i = 0; i < 5; i++) await from.set(`k${i}`, enc(`v${i}`), {});
     const host = memoryHost();
     const read = host.loadCursor;
@@ -224,11 +214,7 @@ describe("migration backfill: stopping while the loop waits on the config store"
     };
     const s = { ...settings(), backfillRps: 2 }; // pages of 2 keys
     const mig = new MigratingKeyValueStore(ns, from, to, s, { phase: "backfill", step: 0, startedAtMs: clock.now() }, host, clock, () => {});
-    t.after(async () => {
-      release();
-      await fromInst.close();
-      await toInst.close();
-    });
+    t.after(() => release());
     for (let i = 0; i < 500 && loads < 3; i++) await settle();
     assert.equal(loads, 3, "the loop is waiting on its third cursor read");
     const savesAtClose = saves;
